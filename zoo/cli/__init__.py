@@ -1,0 +1,75 @@
+"""The ``zoo`` command.
+
+``zoo fit|validate|test|predict|train`` run LightningCLI (imported only then); ``zoo recipes``
+and ``zoo --help`` answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from zoo.errors import ZooError
+
+HELP = """\
+usage: zoo <command> [options]
+
+Train and evaluate lightning-zoo models from YAML recipes.
+
+pipeline commands (LightningCLI; `zoo <command> --help` lists every option):
+  train      fit with early stopping and checkpoints, reload the best checkpoint, test it,
+             print and save the test metrics
+  fit        Lightning's fit
+  validate   Lightning's validate
+  test       Lightning's test
+  predict    Lightning's predict
+
+other commands:
+  recipes    list, show or copy the shipped recipes (`zoo recipes --help`)
+  models     list the registered models
+
+examples:
+  zoo train -c mlp_digits
+  zoo train -c mlp_digits --model.dropout 0.3 --trainer.max_epochs 20
+  zoo train -c mlp_digits -c my_changes.yaml -c logger/wandb
+  zoo train -c mlp_digits --model.class_path my_pkg.MyModel
+  zoo recipes list
+
+-c/--config takes a shipped recipe's name or a path to a YAML file; several are merged in order.
+"""
+
+PIPELINE = ("train", "fit", "validate", "test", "predict")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``zoo`` console command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(HELP, end="")
+        return
+    if argv[0] in ("-V", "--version"):
+        from zoo import __version__
+
+        print(f"lightning-zoo {__version__}")
+        return
+    try:
+        command = argv[0]
+        if command == "recipes":
+            from zoo.cli.recipes import main as recipes_main
+
+            recipes_main(argv[1:])
+        elif command == "models":
+            from zoo.registry import list_models
+
+            print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
+        elif command in PIPELINE:
+            from zoo.recipes import resolve_config_args
+
+            argv = resolve_config_args(argv)
+            from zoo.cli.lightning import run
+
+            run(argv)
+        else:
+            raise ZooError(f"unknown command {command!r}; valid commands: {', '.join(PIPELINE)}, recipes, models.")
+    except ZooError as err:
+        print(f"zoo: error: {err}", file=sys.stderr)
+        sys.exit(2)

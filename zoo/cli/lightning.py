@@ -1,0 +1,143 @@
+"""The LightningCLI behind ``zoo fit|validate|test|predict|train``."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS
+from zoo.data.base import ZooDataModule
+from zoo.errors import ZooError
+from zoo.models.base import ZooModule
+from zoo.trainer import METRICS_FILE, ZooTrainer
+
+# facts of the data that the model needs; the CLI passes them on so no recipe states them twice
+DATA_TO_MODEL = ("task", "num_classes", "input_shape", "target_stats")
+
+TRAINER_DEFAULTS = {
+    "default_root_dir": "runs",
+    "accelerator": "auto",
+    "logger": {
+        "class_path": "zoo.loggers.CSVLogger",
+    },
+}
+
+
+class ZooSaveConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` in the run directory and records the full config in W&B runs."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if wandb_loggers:
+            config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            for logger in wandb_loggers:
+                logger.experiment.config.update(config, allow_val_change=True)
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI with the zoo's defaults, data-to-model links and the ``train`` pipeline."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=ZooModule,
+            subclass_mode_model=True,
+            datamodule_class=ZooDataModule,
+            subclass_mode_data=True,
+            trainer_class=ZooTrainer,
+            save_config_callback=ZooSaveConfig,
+            trainer_defaults=TRAINER_DEFAULTS,
+            args=args,
+            run=run,
+        )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {
+            **LightningCLI.subcommands(),
+            "train": {"model", "datamodule"},
+        }
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
+        for name in DATA_TO_MODEL:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        for logger in loggers:
+            init = getattr(logger, "init_args", None)
+            if getattr(logger, "class_path", "").startswith("zoo.loggers.") and init.get("save_dir") is None:
+                init.save_dir = trainer.default_root_dir
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        log_dir = self.trainer.log_dir
+        self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
+
+    def discard_run_dir(self) -> None:
+        """Remove the run directory this invocation created (after a failure)."""
+        if getattr(self, "_new_log_dir", None) is not None and self._new_log_dir.exists():
+            shutil.rmtree(self._new_log_dir, ignore_errors=True)
+
+    def train(self, model: ZooModule, datamodule: ZooDataModule, ckpt_path: str | None = None) -> None:
+        metrics = self.trainer.train(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        if not metrics or not self.trainer.is_global_zero:
+            return
+        best = metrics.pop("best_checkpoint")
+        width = max(len(k) for k in metrics)
+        lines = ["", "Test metrics" + (" of the best checkpoint" if best else " (final weights)") + ":"]
+        lines += [f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan" for k, v in sorted(metrics.items())]
+        log_dir = Path(self.trainer.log_dir)
+        lines += ["", f"Run directory:   {log_dir}", f"  config:        {log_dir / 'config.yaml'}"]
+        lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
+        if best:
+            lines += [f"  best ckpt:     {best}"]
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+        if last:
+            lines += [f"  last ckpt:     {last}"]
+        print("\n".join(lines))
+
+
+def run(argv: list[str]) -> None:
+    """Run the CLI on ``argv``; a :class:`ZooError` leaves no half-written run directory."""
+    cli = None
+    try:
+        cli = ZooCLI(args=argv)
+    except ZooError:
+        raise
+    except Exception as err:
+        cause = _zoo_error_in(err)
+        if cause is None:
+            raise
+        raise cause from None
+    finally:
+        if cli is None and sys.exc_info()[0] is not None:
+            _discard_partial_run()
+
+
+def _zoo_error_in(err: BaseException) -> ZooError | None:
+    """A ZooError wrapped by jsonargparse or Lightning, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ZooError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _discard_partial_run() -> None:
+    pass

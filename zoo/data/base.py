@@ -1,0 +1,271 @@
+"""The DataModule base: seeded train/val/test splits of in-memory data, served in whole batches.
+
+A source subclasses :class:`ZooDataModule` and implements :meth:`~ZooDataModule.load`; the base
+validates the arrays, infers the task, makes the splits (stratified for classification), fits
+feature standardization on the training split only and serves tensors through
+:class:`~zoo.data.loader.TensorLoader`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from zoo.data.loader import TensorLoader
+from zoo.errors import ZooError
+
+TaskOrAuto = Literal["auto", "multiclass", "binary", "regression"]
+
+
+@dataclass
+class ArraySplit:
+    """Features ``x`` (rows = examples) and targets ``y`` of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Loaded:
+    """What :meth:`ZooDataModule.load` returns.
+
+    ``test`` is the official test set where the source has one (validation is then carved out of
+    ``train``); otherwise all three splits are made from ``train``. ``classes`` names the labels
+    ``0..K-1`` when they were encoded from other values.
+    """
+
+    train: ArraySplit
+    test: ArraySplit | None = None
+    task: TaskOrAuto = "auto"
+    classes: list[Any] | None = None
+    feature_names: list[str] = field(default_factory=list)
+
+
+def _split_count(size: float | int, n: int, option: str) -> int:
+    """A split size (a fraction in (0, 1) or a count >= 1) as a number of examples out of ``n``."""
+    bad = ZooError(f"data.{option} must be a fraction in (0, 1) or a count >= 1; got {size!r}.")
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise bad
+    if 0 < size < 1:
+        return max(1, round(size * n))
+    if size < 1 or size != int(size):
+        raise bad
+    return int(size)
+
+
+def infer_task(y: np.ndarray) -> str:
+    """``regression`` for non-integral values, else ``binary`` (2 distinct labels) or ``multiclass``."""
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (np.mod(y, 1) == 0)):
+        return "regression"
+    return "binary" if len(np.unique(y)) == 2 else "multiclass"
+
+
+class ZooDataModule(pl.LightningDataModule):
+    """Base for in-memory datasets with reproducible splits.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation, test and predict (default: ``batch_size``).
+        val_size: validation split, a fraction of the data (``0.15``) or a count (``200``).
+        test_size: test split, likewise; ignored where the source has an official test set.
+        seed: seeds the split and the shuffling, so the same seed gives the same run.
+        stratify: keep class proportions equal across splits (classification only).
+        standardize: scale each feature to zero mean and unit variance with statistics of the
+            training split (constant features are left at zero, not divided by zero).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        val_size: float | int = 0.15,
+        test_size: float | int = 0.15,
+        seed: int = 0,
+        stratify: bool = True,
+        standardize: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ZooError(f"data.batch_size must be >= 1; got {batch_size}.")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ZooError(f"data.eval_batch_size must be >= 1; got {eval_batch_size}.")
+        for option, size in (("val_size", val_size), ("test_size", test_size)):
+            _split_count(size, 10**9, option)  # type and range check now; counts vs. n later
+        fractions = [s for s in (val_size, test_size) if isinstance(s, float) and 0 < s < 1]
+        if len(fractions) == 2 and sum(fractions) >= 1:
+            raise ZooError(
+                f"data.val_size + data.test_size = {val_size} + {test_size} = {sum(fractions):g} leaves no "
+                "training data; the fractions must add up to less than 1."
+            )
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.test_size = test_size
+        self.seed = seed
+        self.stratify = stratify
+        self.standardize = standardize
+        self._splits: dict[str, ArraySplit] | None = None
+        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def load(self) -> Loaded:
+        """Return the raw arrays. Called once, lazily."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ facts the model needs
+
+    @property
+    def task(self) -> str:
+        """``multiclass``, ``binary`` or ``regression``."""
+        self.prepare()
+        return self._task
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes for classification, ``None`` for regression."""
+        self.prepare()
+        return self._num_classes
+
+    @property
+    def input_shape(self) -> list[int]:
+        """Shape of one example."""
+        self.prepare()
+        return list(self._splits["train"].x.shape[1:])
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """Original label values for the class indices, when they were encoded."""
+        self.prepare()
+        return self._classes
+
+    def split_sizes(self) -> dict[str, int]:
+        self.prepare()
+        return {k: len(v) for k, v in self._splits.items()}
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self) -> None:
+        """Load, validate, split and standardize (once). Raises :class:`ZooError` on bad data."""
+        if self._splits is not None:
+            return
+        loaded = self.load()
+        task, classes = self._check_targets(loaded)
+        self._task, self._classes = task, classes
+        if task == "regression":
+            self._num_classes = None
+        else:
+            self._num_classes = len(classes) if classes is not None else int(loaded.train.y.max()) + 1
+        splits = self._make_splits(loaded)
+        if self.standardize:
+            x_train = splits["train"].x
+            self.feature_mean = x_train.mean(axis=0)
+            std = x_train.std(axis=0)
+            self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
+            for part in splits.values():
+                part.x = (part.x - self.feature_mean) / self.feature_std
+        self._splits = splits
+
+    def _check_targets(self, loaded: Loaded) -> tuple[str, list[Any] | None]:
+        parts = [loaded.train] + ([loaded.test] if loaded.test is not None else [])
+        for part in parts:
+            if part.x.ndim < 2 or len(part.x) != len(part.y):
+                raise ZooError(f"data: features must have one row per target; got x {part.x.shape}, y {part.y.shape}.")
+            if not np.issubdtype(part.x.dtype, np.number) or not np.all(np.isfinite(part.x)):
+                raise ZooError("data: features must be finite numbers (found NaN, inf or non-numeric values).")
+        y_all = np.concatenate([p.y for p in parts])
+        task = loaded.task if loaded.task != "auto" else infer_task(y_all)
+        if task == "regression":
+            if not np.issubdtype(y_all.dtype, np.number) or not np.all(np.isfinite(y_all)):
+                raise ZooError("data: regression targets must be finite numbers.")
+            return task, None
+        if loaded.classes is None and (
+            not np.issubdtype(y_all.dtype, np.number) or np.any(np.mod(y_all, 1) != 0) or y_all.min() < 0
+        ):
+            raise ZooError(
+                f"data: {task} labels must be integers 0..K-1; got values like {np.unique(y_all)[:5].tolist()}."
+            )
+        k = len(loaded.classes) if loaded.classes is not None else int(y_all.max()) + 1
+        if task == "binary" and (k > 2 or y_all.max() > 1):
+            raise ZooError(f"data: task 'binary' needs labels 0 and 1; got {len(np.unique(y_all))} distinct labels.")
+        return task, loaded.classes
+
+    def _make_splits(self, loaded: Loaded) -> dict[str, ArraySplit]:
+        from sklearn.model_selection import train_test_split
+
+        def carve(part: ArraySplit, size: float | int, option: str) -> tuple[ArraySplit, ArraySplit]:
+            n = len(part)
+            count = _split_count(size, n, option)
+            if count >= n:
+                raise ZooError(f"data.{option}={size} takes {count} of {n} examples and leaves none to train on.")
+            stratify = part.y if self.stratify and self._task != "regression" else None
+            try:
+                xa, xb, ya, yb = train_test_split(
+                    part.x, part.y, test_size=count, random_state=self.seed, stratify=stratify
+                )
+            except ValueError as err:
+                raise ZooError(
+                    f"data.{option}={size}: cannot make a stratified split of {n} examples ({err}); "
+                    "use a larger split or data.stratify=false."
+                ) from None
+            return ArraySplit(xa, ya), ArraySplit(xb, yb)
+
+        if loaded.test is not None:
+            test = loaded.test
+            train, val = carve(loaded.train, self.val_size, "val_size")
+        else:
+            rest, test = carve(loaded.train, self.test_size, "test_size")
+            val_size = self.val_size
+            if isinstance(val_size, float) and 0 < val_size < 1:  # a fraction of the whole, not of the rest
+                val_size = max(1, int(round(val_size * len(loaded.train))))
+            train, val = carve(rest, val_size, "val_size")
+        return {"train": train, "val": val, "test": test}
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+        if self._tensors:
+            return
+        y_dtype = torch.float32 if self._task == "regression" else torch.long
+        for name, part in self._splits.items():
+            x = torch.as_tensor(np.ascontiguousarray(part.x), dtype=torch.float32)
+            y = torch.as_tensor(np.ascontiguousarray(part.y).astype(np.float64 if y_dtype == torch.float32 else np.int64))
+            self._tensors[name] = (x, y.to(y_dtype))
+
+    def _loader(self, name: str, train: bool = False) -> TensorLoader:
+        self.setup()
+        x, y = self._tensors[name]
+        bs = self.batch_size if train else self.eval_batch_size
+        # a last training batch of one example would break batch norm: drop it
+        drop_last = train and len(y) % bs == 1
+        return TensorLoader(x, y, batch_size=bs, shuffle=train, drop_last=drop_last, seed=self.seed)
+
+    def train_dataloader(self) -> TensorLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> TensorLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> TensorLoader:
+        self.setup()
+        return TensorLoader(self._tensors["test"][0], batch_size=self.eval_batch_size)
+
+    @property
+    def target_stats(self) -> tuple[float, float] | None:
+        """``(mean, std)`` of the training targets for regression, ``None`` otherwise. The model
+        learns standardized targets with them and reports metrics in the original units."""
+        if self.task != "regression":
+            return None
+        y = self._splits["train"].y.astype(np.float64)
+        return float(y.mean()), float(y.std() or 1.0)

@@ -1,0 +1,171 @@
+"""Tabular sources: scikit-learn's bundled datasets, user arrays and CSV files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
+from zoo.errors import ZooError
+
+SklearnName = Literal["digits", "iris", "wine", "breast_cancer", "diabetes"]
+
+_SKLEARN_TASKS = {
+    "digits": "multiclass",
+    "iris": "multiclass",
+    "wine": "multiclass",
+    "breast_cancer": "binary",
+    "diabetes": "regression",
+}
+
+
+class SklearnDataModule(ZooDataModule):
+    """One of scikit-learn's bundled datasets (no download needed).
+
+    Args:
+        dataset: ``digits`` (8x8 handwritten digits, 10 classes, 1797 examples), ``iris``,
+            ``wine`` (3 classes), ``breast_cancer`` (binary) or ``diabetes`` (regression).
+        **kwargs: split, batch and standardization options of :class:`ZooDataModule`.
+    """
+
+    def __init__(self, dataset: SklearnName = "digits", **kwargs: Any) -> None:
+        if dataset not in _SKLEARN_TASKS:
+            raise ZooError(f"data.dataset must be one of {', '.join(_SKLEARN_TASKS)}; got {dataset!r}.")
+        super().__init__(**kwargs)
+        self.dataset = dataset
+
+    def load(self) -> Loaded:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, f"load_{self.dataset}")()
+        task = _SKLEARN_TASKS[self.dataset]
+        y = bunch.target.astype(np.float64 if task == "regression" else np.int64)
+        classes = list(bunch.target_names) if task != "regression" and "target_names" in bunch else None
+        names = list(getattr(bunch, "feature_names", []) or [])
+        return Loaded(ArraySplit(bunch.data.astype(np.float64), y), task=task, classes=classes, feature_names=names)
+
+
+class ArrayDataModule(ZooDataModule):
+    """User data from NumPy arrays or tensors.
+
+    Args:
+        x: features, one row per example (any trailing shape).
+        y: targets: integer labels ``0..K-1`` or real values.
+        task: ``auto`` (inferred from ``y``), ``multiclass``, ``binary`` or ``regression``.
+        num_classes: states the number of classes; labels outside ``0..num_classes-1`` are an error.
+        x_test, y_test: an official test set; validation is then carved out of ``x, y``.
+        **kwargs: split, batch and standardization options of :class:`ZooDataModule`.
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        task: TaskOrAuto = "auto",
+        num_classes: int | None = None,
+        x_test: Any = None,
+        y_test: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (x_test is None) != (y_test is None):
+            raise ZooError("data: give both x_test and y_test, or neither.")
+        self.arrays = (x, y, x_test, y_test)
+        self.declared_task = task
+        self.declared_classes = num_classes
+
+    def load(self) -> Loaded:
+        x, y, x_test, y_test = (None if a is None else np.asarray(a) for a in self.arrays)
+        test = ArraySplit(x_test, y_test) if x_test is not None else None
+        if self.declared_classes is not None and self.declared_task != "regression":
+            labels = np.concatenate([y] + ([y_test] if y_test is not None else []))
+            bad = labels[(labels < 0) | (labels >= self.declared_classes) | (np.mod(labels, 1) != 0)]
+            if len(bad):
+                raise ZooError(
+                    f"data: labels must be integers in 0..{self.declared_classes - 1} for num_classes="
+                    f"{self.declared_classes}; found {np.unique(bad)[:5].tolist()}."
+                )
+        classes = list(range(self.declared_classes)) if self.declared_classes is not None else None
+        return Loaded(ArraySplit(x, y), test=test, task=self.declared_task, classes=classes)
+
+
+class CSVDataModule(ZooDataModule):
+    """A CSV file with a header row: numeric feature columns and one target column.
+
+    Text labels in the target column become classes ``0..K-1`` (in sorted order, see
+    :attr:`classes`).
+
+    Args:
+        path: the CSV file.
+        target: name of the target column.
+        features: names of the feature columns (default: every other column).
+        task: ``auto`` (text or integer labels -> classification, reals -> regression),
+            ``multiclass``, ``binary`` or ``regression``.
+        delimiter: the field separator.
+        **kwargs: split, batch and standardization options of :class:`ZooDataModule`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        target: str,
+        features: list[str] | None = None,
+        task: TaskOrAuto = "auto",
+        delimiter: str = ",",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.target = target
+        self.features = features
+        self.declared_task = task
+        self.delimiter = delimiter
+
+    def load(self) -> Loaded:
+        if not self.path.is_file():
+            raise ZooError(f"data.path: no such file: {self.path}")
+        with self.path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, delimiter=self.delimiter))
+        if len(rows) < 2:
+            raise ZooError(f"data.path: {self.path} needs a header row and at least one data row.")
+        header = [h.strip() for h in rows[0]]
+        if self.target not in header:
+            raise ZooError(f"data.target {self.target!r} is not a column of {self.path}; columns: {', '.join(header)}.")
+        features = self.features or [h for h in header if h != self.target]
+        missing = [f for f in features if f not in header]
+        if missing:
+            raise ZooError(f"data.features {missing} are not columns of {self.path}; columns: {', '.join(header)}.")
+        body = [r for r in rows[1:] if r]
+        bad_rows = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
+        if bad_rows:
+            raise ZooError(f"data.path: {self.path} line {bad_rows[0]} has a different number of fields than the header.")
+        cols = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
+        x = np.empty((len(body), len(features)))
+        for j, name in enumerate(features):
+            try:
+                x[:, j] = [float(v) for v in cols[name]]
+            except ValueError:
+                bad = next(v for v in cols[name] if not _is_float(v))
+                raise ZooError(f"data: column {name!r} of {self.path} must be numeric; found {bad!r}.") from None
+        raw = cols[self.target]
+        classes = None
+        if all(_is_float(v) for v in raw):
+            y = np.array([float(v) for v in raw])
+        else:
+            if self.declared_task == "regression":
+                raise ZooError(f"data: target column {self.target!r} has text values; a regression target must be numeric.")
+            classes = sorted(set(raw))
+            index = {c: i for i, c in enumerate(classes)}
+            y = np.array([index[v] for v in raw], dtype=np.int64)
+        return Loaded(ArraySplit(x, y), task=self.declared_task, classes=classes, feature_names=features)
+
+
+def _is_float(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

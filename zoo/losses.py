@@ -1,0 +1,73 @@
+"""Loss functions as ``nn.Module`` s, reachable by short name or by ``class_path``.
+
+>>> from zoo.losses import create_loss
+>>> create_loss("huber", delta=0.5)
+HuberLoss()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.registry import LOSSES
+
+LOSSES.register("mse", nn.MSELoss)
+LOSSES.register("l1", nn.L1Loss)
+LOSSES.register("huber", nn.HuberLoss)
+LOSSES.register("cross_entropy", nn.CrossEntropyLoss)
+
+
+@LOSSES.register("bce")
+class BCEWithLogits(nn.BCEWithLogitsLoss):
+    """Binary cross-entropy on logits. ``pos_weight`` may be a plain float (weight of positives)."""
+
+    def __init__(self, pos_weight: float | torch.Tensor | None = None, reduction: str = "mean") -> None:
+        if pos_weight is not None and not torch.is_tensor(pos_weight):
+            pos_weight = torch.tensor(float(pos_weight))
+        super().__init__(reduction=reduction, pos_weight=pos_weight)
+
+
+@LOSSES.register("contrastive")
+class ContrastiveLoss(nn.Module):
+    """Pairwise margin (contrastive) loss on embeddings, over every pair in the batch.
+
+    For embeddings ``z_i, z_j`` at Euclidean distance ``d``: same label -> ``d**2``, different
+    label -> ``max(0, margin - d)**2``; the result is the mean over all ``i < j`` pairs
+    (Hadsell, Chopra and LeCun, 2006).
+
+    Args:
+        margin: how far apart embeddings of different labels are pushed.
+    """
+
+    def __init__(self, margin: float = 1.0) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        n = embeddings.shape[0]
+        if n < 2:
+            return embeddings.sum() * 0.0
+        i, j = torch.triu_indices(n, n, offset=1, device=embeddings.device)
+        d = (embeddings[i] - embeddings[j]).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+        same = labels[i] == labels[j]
+        per_pair = torch.where(same, d.pow(2), F.relu(self.margin - d).pow(2))
+        return per_pair.mean()
+
+
+def create_loss(name: str, **kwargs: Any) -> nn.Module:
+    """A loss module by short name (``mse``, ``l1``, ``huber``, ``cross_entropy``, ``bce``,
+    ``contrastive``); ``None``-valued kwargs are dropped."""
+    return LOSSES.create(name, **kwargs)
+
+
+def l1_penalty(module: nn.Module) -> torch.Tensor:
+    """Sum of absolute values of every weight matrix/kernel (``ndim >= 2``) of ``module``.
+
+    Biases and normalization parameters are left out, as they are for weight decay.
+    """
+    terms = [p.abs().sum() for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+    return torch.stack(terms).sum() if terms else torch.zeros(())

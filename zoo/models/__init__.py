@@ -1,0 +1,6 @@
+"""LightningModules: the task-aware base and the architectures built on it."""
+
+from zoo.models.base import ZooModule
+from zoo.models.mlp import MLP
+
+__all__ = ["MLP", "ZooModule"]

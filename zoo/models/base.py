@@ -1,0 +1,241 @@
+"""The task-aware LightningModule every zoo architecture builds on.
+
+A subclass only builds its network in ``__init__`` and writes ``forward``; the base owns the
+task (multiclass / binary / regression), the loss, the metrics, the optimizer with its parameter
+groups and the learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.losses import BCEWithLogits, create_loss, l1_penalty
+from zoo.optim import param_groups, scheduler_interval, training_horizon
+from zoo.registry import LOSSES
+
+Task = Literal["multiclass", "binary", "regression"]
+TASKS = ("multiclass", "binary", "regression")
+
+# which task each named loss is meant for (contrastive works on any labelled embedding)
+_LOSS_TASKS = {
+    "cross_entropy": {"multiclass"},
+    "bce": {"binary"},
+    "mse": {"regression"},
+    "l1": {"regression"},
+    "huber": {"regression"},
+}
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _is_plain(value: Any) -> bool:
+    """True for values that a checkpoint can hold and reload without running code."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+class ZooModule(pl.LightningModule):
+    """Shared training logic: loss, metrics, optimizer and schedule for one task.
+
+    Args:
+        task: ``multiclass``, ``binary`` or ``regression``. Set from the data by the CLI.
+        num_classes: classes for ``multiclass``. Set from the data by the CLI.
+        input_shape: shape of one input example, e.g. ``[64]`` or ``[1, 8, 8]``. Set from the data.
+        target_stats: ``(mean, std)`` of a regression target. The network learns the standardized
+            target (so the loss is in standardized units); predictions and metrics are in the
+            original units. Set from the data.
+        loss: ``auto`` (cross-entropy / BCE-with-logits / MSE by task), a short name
+            (``cross_entropy``, ``bce``, ``mse``, ``l1``, ``huber``, ``contrastive``) or any
+            ``nn.Module`` loss by ``class_path``.
+        label_smoothing: for cross-entropy.
+        pos_weight: weight of the positive class for BCE.
+        l1_lambda: adds ``l1_lambda * sum(|W|)`` over weight matrices to the loss.
+        optimizer: any ``torch.optim`` optimizer, injected (``--model.optimizer SGD
+            --model.optimizer.lr 0.1``); it receives parameter groups with no weight decay on
+            biases and normalization weights.
+        lr_scheduler: any scheduler, injected; the zoo's per-step schedules get the run length
+            from the Trainer.
+        decay_bias_and_norm: apply weight decay to biases and normalization weights too.
+        monitor: metric a plateau scheduler watches.
+    """
+
+    def __init__(
+        self,
+        task: Task = "multiclass",
+        num_classes: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        target_stats: tuple[float, float] | None = None,
+        loss: nn.Module | str = "auto",
+        label_smoothing: float = 0.0,
+        pos_weight: float | None = None,
+        l1_lambda: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        decay_bias_and_norm: bool = False,
+        monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ZooError(f"model.task must be one of {', '.join(TASKS)}; got {task!r}.")
+        if task == "multiclass" and (num_classes is None or num_classes < 2):
+            raise ZooError(f"model.num_classes must be >= 2 for a multiclass task; got {num_classes}.")
+        if l1_lambda < 0:
+            raise ZooError(f"model.l1_lambda must be >= 0; got {l1_lambda}.")
+        self.save_hyperparameters()
+        # injected callables and loss objects can't be stored as plain data; the CLI stores their
+        # config instead (so they come back on load_from_checkpoint), Python users pass them again
+        unplain = [k for k, v in self.hparams.items() if not _is_plain(v)]
+        self.remove_ignored_hparams(unplain)
+
+        self.task = task
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.target_stats = tuple(target_stats) if target_stats is not None and task == "regression" else None
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.l1_lambda = l1_lambda
+        self.decay_bias_and_norm = decay_bias_and_norm
+        self.monitor = monitor
+        self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight)
+        self.train_metrics = self._build_metrics("train/", full=False)
+        self.val_metrics = self._build_metrics("val/")
+        self.test_metrics = self._build_metrics("test/")
+        if self.input_shape is not None:
+            self.example_input_array = torch.zeros(2, *self.input_shape)
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the network's output layer for this task."""
+        return self.num_classes if self.task == "multiclass" else 1
+
+    @property
+    def num_inputs(self) -> int:
+        """Number of input features (the product of ``input_shape``)."""
+        if self.input_shape is None:
+            raise ZooError("model.input_shape is not set: pass it, or let the CLI take it from the data.")
+        return math.prod(self.input_shape)
+
+    def _build_loss(self, loss: nn.Module | str, label_smoothing: float, pos_weight: float | None) -> nn.Module:
+        if isinstance(loss, nn.Module):
+            return loss
+        name = {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[self.task] if loss == "auto" else loss
+        if name not in LOSSES:
+            raise ZooError(LOSSES.unknown_message(name, option="model.loss"))
+        name = name.lower()
+        allowed = _LOSS_TASKS.get(name)
+        if allowed is not None and self.task not in allowed:
+            raise ZooError(f"model.loss {name!r} is for {'/'.join(sorted(allowed))} tasks, not {self.task!r}.")
+        if name == "cross_entropy":
+            return create_loss(name, label_smoothing=label_smoothing)
+        if name == "bce":
+            return BCEWithLogits(pos_weight=pos_weight)
+        return create_loss(name)
+
+    def _build_metrics(self, prefix: str, full: bool = True) -> torchmetrics.MetricCollection:
+        from torchmetrics import classification as C
+        from torchmetrics import regression as R
+
+        if self.task == "multiclass":
+            metrics = {"acc": C.MulticlassAccuracy(self.num_classes, average="micro")}
+            if full:
+                metrics["f1"] = C.MulticlassF1Score(self.num_classes, average="macro")
+        elif self.task == "binary":
+            metrics = {"acc": C.BinaryAccuracy()}
+            if full:
+                metrics["f1"] = C.BinaryF1Score()
+                metrics["auroc"] = C.BinaryAUROC()
+        else:
+            metrics = {"mse": R.MeanSquaredError()}
+            if full:
+                metrics["mae"] = R.MeanAbsoluteError()
+                metrics["r2"] = R.R2Score()
+        return torchmetrics.MetricCollection(metrics, prefix=prefix)
+
+    # ------------------------------------------------------------------ the steps
+
+    def shape_outputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Bring raw network outputs to the targets' layout (``(N, 1)`` -> ``(N,)`` for one output)."""
+        if self.task != "multiclass" and outputs.ndim == targets.ndim + 1 and outputs.shape[-1] == 1:
+            return outputs.squeeze(-1)
+        return outputs
+
+    def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The task loss plus the optional L1 weight penalty."""
+        if self.task == "binary":
+            targets = targets.float()
+        elif self.target_stats is not None:
+            mean, std = self.target_stats
+            targets = (targets - mean) / std
+        loss = self.loss_fn(outputs, targets)
+        if self.l1_lambda:
+            loss = loss + self.l1_lambda * l1_penalty(self)
+        return loss
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What the metrics see: class probabilities, the positive-class probability, or values."""
+        if self.task == "multiclass":
+            return outputs.softmax(-1)
+        if self.task == "binary":
+            return outputs.sigmoid()
+        if self.target_stats is not None:
+            mean, std = self.target_stats
+            return outputs * std + mean
+        return outputs
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        x, y = batch
+        outputs = self.shape_outputs(self(x), y)
+        loss = self.compute_loss(outputs, y)
+        metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+        metrics.update(self.predictions(outputs.detach()), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        outputs = self(x)
+        if self.task != "multiclass" and outputs.shape[-1] == 1:
+            outputs = outputs.squeeze(-1)
+        return self.predictions(outputs)
+
+    # ------------------------------------------------------------------ optimization
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(param_groups(self, self.decay_bias_and_norm))
+        if self.lr_scheduler is None:
+            return optimizer
+        with training_horizon(self.trainer.estimated_stepping_batches):
+            scheduler = self.lr_scheduler(optimizer)
+        if scheduler is None:
+            return optimizer
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": scheduler_interval(scheduler)}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,0 +1,215 @@
+"""Optimizers and learning-rate schedules, by name or by ``class_path``.
+
+Optimizers come straight from ``torch.optim``; the zoo adds parameter groups that keep weight
+decay off biases and normalization weights, and a few schedules torch lacks (linear warmup +
+cosine decay). Schedules that need the run's length (``total_steps``) take it from the Trainer
+when they are built inside ``configure_optimizers`` (see :func:`training_horizon`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
+
+from zoo.errors import ZooError
+from zoo.registry import OPTIMIZERS, SCHEDULERS
+
+# ----------------------------------------------------------------------------- optimizers
+
+for _name, _cls in {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adafactor": torch.optim.Adafactor,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}.items():
+    OPTIMIZERS.register(_name, _cls)
+
+
+def param_groups(model: nn.Module, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
+    """Split trainable parameters into ``[decayed, not decayed]`` groups.
+
+    Biases, normalization weights and every other parameter with ``ndim <= 1`` go to the second
+    group (``weight_decay=0``), as do names listed by an optional ``model.no_weight_decay()``.
+    The first group carries no ``weight_decay`` key, so it takes the optimizer's own value.
+    """
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim <= 1 or name.endswith(".bias") or name in skip
+        (no_decay if exempt and not decay_bias_and_norm else decay).append(p)
+    groups: list[dict[str, Any]] = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def create_optimizer(
+    model: nn.Module, name: str = "adamw", decay_bias_and_norm: bool = False, **kwargs: Any
+) -> Optimizer:
+    """An optimizer for ``model`` by name, e.g. ``create_optimizer(model, "sgd", lr=0.1, momentum=0.9)``.
+
+    Weight decay (if any) is applied to weight matrices and kernels only, unless
+    ``decay_bias_and_norm=True``. ``None``-valued kwargs are dropped.
+    """
+    cls = OPTIMIZERS.get(name)
+    return cls(param_groups(model, decay_bias_and_norm), **{k: v for k, v in kwargs.items() if v is not None})
+
+
+# ----------------------------------------------------------------------------- run length
+
+_HORIZON: contextvars.ContextVar[int | None] = contextvars.ContextVar("zoo_training_horizon", default=None)
+
+
+@contextlib.contextmanager
+def training_horizon(total_steps: int) -> Iterator[None]:
+    """Within this block, schedules built with ``total_steps=None`` run for ``total_steps`` steps.
+
+    ``ZooModule.configure_optimizers`` wraps the scheduler's construction in it, with
+    ``trainer.estimated_stepping_batches``.
+    """
+    token = _HORIZON.set(int(total_steps))
+    try:
+        yield
+    finally:
+        _HORIZON.reset(token)
+
+
+def _resolve_total_steps(total_steps: int | None, who: str) -> int:
+    if total_steps is None:
+        total_steps = _HORIZON.get()
+    if total_steps is None or total_steps <= 0 or total_steps == math.inf:
+        raise ZooError(
+            f"{who} needs total_steps: pass it explicitly, or build the schedule inside a Trainer run "
+            "(with trainer.max_epochs or trainer.max_steps set) so it is taken from the Trainer."
+        )
+    return int(total_steps)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """The lr multiplier at ``step``: linear from 0 to 1 over ``warmup_steps``, then a half-cosine
+    from 1 down to ``min_lr_ratio`` at ``total_steps`` (and flat after)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@SCHEDULERS.register("warmup_cosine")
+class WarmupCosineLR(LambdaLR):
+    """Linear warmup then cosine decay to ``min_lr_ratio * base_lr``, stepped every optimizer step.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        warmup_steps: steps of linear warmup (the first step runs at ``base_lr / warmup_steps``).
+        total_steps: length of the whole schedule; ``None`` takes it from the Trainer.
+        min_lr_ratio: final lr as a fraction of each group's base lr.
+    """
+
+    interval = "step"
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        min_lr_ratio: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        self.total_steps = _resolve_total_steps(total_steps, "warmup_cosine")
+        if not 0 <= warmup_steps <= self.total_steps:
+            raise ZooError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {warmup_steps}.")
+        self.warmup_steps = warmup_steps
+        fn = functools.partial(
+            warmup_cosine_factor, warmup_steps=warmup_steps, total_steps=self.total_steps, min_lr_ratio=min_lr_ratio
+        )
+        super().__init__(optimizer, fn, last_epoch=last_epoch)
+
+
+@SCHEDULERS.register("cosine")
+class CosineAnnealing(CosineAnnealingLR):
+    """torch's cosine annealing to ``min_lr`` over the whole run, stepped every optimizer step.
+
+    Args:
+        total_steps: ``T_max``; ``None`` takes it from the Trainer.
+        min_lr: ``eta_min``.
+    """
+
+    interval = "step"
+
+    def __init__(
+        self, optimizer: Optimizer, total_steps: int | None = None, min_lr: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        super().__init__(optimizer, T_max=_resolve_total_steps(total_steps, "cosine"), eta_min=min_lr,
+                         last_epoch=last_epoch)
+
+
+@SCHEDULERS.register("onecycle")
+class OneCycle(OneCycleLR):
+    """torch's one-cycle policy with ``total_steps`` taken from the Trainer when not given.
+
+    ``max_lr`` defaults to each group's current lr (the optimizer's ``lr``).
+    """
+
+    interval = "step"
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float | None = None,
+        total_steps: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+    ) -> None:
+        if max_lr is None:
+            max_lr = [group["lr"] for group in optimizer.param_groups]
+        super().__init__(
+            optimizer,
+            max_lr=max_lr,
+            total_steps=_resolve_total_steps(total_steps, "onecycle"),
+            pct_start=pct_start,
+            anneal_strategy=anneal_strategy,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            three_phase=three_phase,
+        )
+
+
+SCHEDULERS.register("step", torch.optim.lr_scheduler.StepLR)
+SCHEDULERS.register("exponential", torch.optim.lr_scheduler.ExponentialLR)
+SCHEDULERS.register("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+@SCHEDULERS.register("none")
+def _no_schedule(optimizer: Optimizer) -> None:
+    """A constant learning rate: no scheduler at all."""
+    return None
+
+
+def create_scheduler(optimizer: Optimizer, name: str = "none", **kwargs: Any) -> Any:
+    """A learning-rate scheduler by name: ``warmup_cosine``, ``cosine``, ``onecycle``, ``step``,
+    ``exponential``, ``plateau`` or ``none`` (returns ``None``). ``None``-valued kwargs are dropped."""
+    return SCHEDULERS.get(name)(optimizer, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def scheduler_interval(scheduler: Any) -> str:
+    """``"step"`` for the zoo's per-step schedules, ``"epoch"`` for torch's own."""
+    return getattr(scheduler, "interval", "epoch")

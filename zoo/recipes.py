@@ -1,0 +1,98 @@
+"""Finding the shipped recipes (YAML configs) by name. Imports no torch.
+
+Recipes live in the top-level ``recipes/`` folder of the source tree and are shipped inside the
+wheel as ``zoo/recipes``. A recipe's first comment line is the command that runs it, the second
+is its one-line description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def recipes_dir() -> Path:
+    """The folder holding the shipped recipes (installed wheel or source checkout)."""
+    for candidate in (_PACKAGE_DIR / "recipes", _PACKAGE_DIR.parent / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    raise ZooError("The shipped recipes are missing from this installation of lightning-zoo.")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # "mlp_digits", "logger/wandb"
+    path: Path
+    command: str
+    description: str
+
+    @property
+    def is_fragment(self) -> bool:
+        """Fragments (in sub-folders) are added to a full recipe with a second ``-c``."""
+        return "/" in self.name
+
+
+def _read(path: Path, root: Path) -> Recipe:
+    comments = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        comments.append(line.lstrip("#").strip())
+    command = comments[0] if comments else ""
+    description = comments[1] if len(comments) > 1 else ""
+    return Recipe(path.relative_to(root).with_suffix("").as_posix(), path, command, description)
+
+
+def list_recipes() -> list[Recipe]:
+    """Every shipped recipe and fragment, full recipes first, each group sorted by name."""
+    root = recipes_dir()
+    found = [_read(p, root) for p in root.rglob("*.yaml")]
+    return sorted(found, key=lambda r: (r.is_fragment, r.name))
+
+
+def find_recipe(name: str) -> Recipe:
+    """A shipped recipe by name (``mlp_digits``, ``logger/wandb``, a unique ``wandb``, or
+    ``recipes/logger/wandb.yaml``). An unknown name raises with the close matches."""
+    recipes = list_recipes()
+    key = name.removeprefix("recipes/").removesuffix(".yaml").removesuffix(".yml")
+    by_name = {r.name: r for r in recipes}
+    if key in by_name:
+        return by_name[key]
+    stems = [r for r in recipes if r.name.rsplit("/", 1)[-1] == key]
+    if len(stems) == 1:
+        return stems[0]
+    names = list(by_name)
+    close = get_close_matches(key, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ZooError(
+        f"-c/--config {name!r} is neither a file nor a shipped recipe.{hint} "
+        f"Shipped recipes: {', '.join(names)} (see `zoo recipes list`)."
+    )
+
+
+def resolve_config_args(argv: list[str]) -> list[str]:
+    """Replace recipe names given to ``-c``/``--config`` by their paths; files are left alone."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            out += [arg, _resolve(argv[i + 1])]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            arg = "--config=" + _resolve(arg.split("=", 1)[1])
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _resolve(value: str) -> str:
+    if Path(value).is_file() or value.lstrip().startswith(("{", "[")):
+        return value
+    return str(find_recipe(value).path)

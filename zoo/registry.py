@@ -1,0 +1,125 @@
+"""Name -> factory registries for models, losses, optimizers, schedulers and activations.
+
+One small mechanism serves all of them, modelled on torchvision's ``register_model`` /
+``list_models`` and timm's ``create_model``:
+
+>>> from zoo.registry import Registry
+>>> shapes = Registry("shape")
+>>> @shapes.register()
+... def square(side=1):
+...     return side * side
+>>> shapes.create("square", side=3)
+9
+>>> shapes.list("sq*")
+['square']
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from zoo.errors import UnknownNameError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registry:
+    """A named collection of factories (classes or functions).
+
+    Args:
+        kind: what the entries are ("model", "loss", ...), used in messages.
+        populate: modules to import before the first lookup, so that their ``@register``
+            decorators have run (keeps ``import zoo`` cheap).
+    """
+
+    def __init__(self, kind: str, populate: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self._populate = list(populate)
+        self._entries: dict[str, Callable[..., Any]] = {}
+
+    def _load(self) -> None:
+        while self._populate:
+            importlib.import_module(self._populate.pop(0))
+
+    def register(self, name: str | None = None, obj: Callable[..., Any] | None = None) -> Any:
+        """Register ``obj`` under ``name`` (default: its lower-cased ``__name__``).
+
+        Used as a decorator (``@registry.register()`` or ``@registry.register("alias")``) or
+        called directly with ``obj``. A name that is already taken raises ``ValueError``.
+        """
+
+        def add(fn: F) -> F:
+            key = (name or fn.__name__).lower()
+            if key in self._entries:
+                raise ValueError(f"A {self.kind} named {key!r} is already registered ({self._entries[key]!r})")
+            self._entries[key] = fn
+            return fn
+
+        return add(obj) if obj is not None else add
+
+    def list(self, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+        """Sorted names matching any ``include`` pattern and no ``exclude`` pattern (fnmatch)."""
+        self._load()
+        names = sorted(self._entries)
+        if include is not None:
+            pats = [include] if isinstance(include, str) else list(include)
+            names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in pats)]
+        if exclude is not None:
+            pats = [exclude] if isinstance(exclude, str) else list(exclude)
+            names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in pats)]
+        return names
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return isinstance(name, str) and name.lower() in self._entries
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name``; an unknown name raises and lists close matches."""
+        self._load()
+        key = name.lower() if isinstance(name, str) else name
+        if key not in self._entries:
+            raise UnknownNameError(self.unknown_message(name))
+        return self._entries[key]
+
+    def unknown_message(self, name: object, option: str | None = None) -> str:
+        self._load()
+        where = f" for {option}" if option else ""
+        msg = f"Unknown {self.kind} {name!r}{where}."
+        close = difflib.get_close_matches(str(name).lower(), list(self._entries), n=3, cutoff=0.5)
+        if close:
+            msg += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        return msg + f" Valid {self.kind} names: {', '.join(sorted(self._entries))}."
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build the entry ``name``; keyword arguments whose value is ``None`` are dropped, so that
+        unset CLI values fall back to the factory's own defaults."""
+        return self.get(name)(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+MODELS = Registry("model", populate=["zoo.models"])
+LOSSES = Registry("loss", populate=["zoo.losses"])
+OPTIMIZERS = Registry("optimizer", populate=["zoo.optim"])
+SCHEDULERS = Registry("scheduler", populate=["zoo.optim"])
+ACTIVATIONS = Registry("activation", populate=["zoo.nn.layers"])
+
+
+def register_model(name: str | None = None) -> Callable[[F], F]:
+    """Decorator: add a LightningModule class (or a preset function returning one) to the model registry."""
+    return MODELS.register(name)
+
+
+def list_models(include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+    """Registered model names, optionally filtered by fnmatch patterns."""
+    return MODELS.list(include, exclude)
+
+
+def create_model(name: str, **kwargs: Any) -> Any:
+    """Build a registered model; ``None``-valued kwargs are ignored."""
+    return MODELS.create(name, **kwargs)
