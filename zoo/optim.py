@@ -80,7 +80,8 @@ def training_horizon(total_steps: int) -> Iterator[None]:
     ``ZooModule.configure_optimizers`` wraps the scheduler's construction in it, with
     ``trainer.estimated_stepping_batches``.
     """
-    token = _HORIZON.set(int(total_steps))
+    # an unbounded run (max_epochs=-1, no max_steps) estimates inf: leave the horizon unset
+    token = _HORIZON.set(int(total_steps) if math.isfinite(total_steps) else None)
     try:
         yield
     finally:
@@ -116,7 +117,8 @@ class WarmupCosineLR(LambdaLR):
 
     Args:
         optimizer: the wrapped optimizer.
-        warmup_steps: steps of linear warmup (the first step runs at ``base_lr / warmup_steps``).
+        warmup_steps: steps of linear warmup (the first step runs at ``base_lr / warmup_steps``),
+            or a fraction of ``total_steps`` when given as a float below 1 (``0.05``).
         total_steps: length of the whole schedule; ``None`` takes it from the Trainer.
         min_lr_ratio: final lr as a fraction of each group's base lr.
     """
@@ -126,12 +128,17 @@ class WarmupCosineLR(LambdaLR):
     def __init__(
         self,
         optimizer: Optimizer,
-        warmup_steps: int = 0,
+        warmup_steps: int | float = 0,
         total_steps: int | None = None,
         min_lr_ratio: float = 0.0,
         last_epoch: int = -1,
     ) -> None:
         self.total_steps = _resolve_total_steps(total_steps, "warmup_cosine")
+        if isinstance(warmup_steps, float) and 0 < warmup_steps < 1:
+            warmup_steps = max(1, round(warmup_steps * self.total_steps))
+        elif warmup_steps != int(warmup_steps):
+            raise ZooError(f"warmup_steps must be a step count or a fraction below 1, got {warmup_steps}.")
+        warmup_steps = int(warmup_steps)
         if not 0 <= warmup_steps <= self.total_steps:
             raise ZooError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {warmup_steps}.")
         self.warmup_steps = warmup_steps

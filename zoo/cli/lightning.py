@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -27,6 +27,29 @@ TRAINER_DEFAULTS = {
         "class_path": "zoo.loggers.CSVLogger",
     },
 }
+
+
+_STARTED: list[ZooCLI] = []  # CLIs of the current run(), for cleaning up after a user error
+
+
+class ZooArgumentParser(LightningArgumentParser):
+    """Reports a bad option or value in a few lines instead of the whole usage text."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"zoo: error: {concise(message)}\nRun `{prog} --help` to see every option.\n")
+        sys.exit(2)
+
+
+def concise(message: str) -> str:
+    """jsonargparse's message without the alternatives nobody asked about (``Expected a NoneType``...)."""
+    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:",
+             "- Expected a <class 'NoneType'>", "- Expected a <class 'bool'>",
+             "Given value: NestedArg")
+    lines = [ln for ln in message.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    return "\n".join(lines)
 
 
 class ZooSaveConfig(SaveConfigCallback):
@@ -53,6 +76,7 @@ class ZooCLI(LightningCLI):
             subclass_mode_data=True,
             trainer_class=ZooTrainer,
             save_config_callback=ZooSaveConfig,
+            parser_class=ZooArgumentParser,
             trainer_defaults=TRAINER_DEFAULTS,
             args=args,
             run=run,
@@ -86,6 +110,7 @@ class ZooCLI(LightningCLI):
         super().instantiate_classes()
         log_dir = self.trainer.log_dir
         self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
+        _STARTED.append(self)
 
     def discard_run_dir(self) -> None:
         """Remove the run directory this invocation created (after a failure)."""
@@ -112,24 +137,30 @@ class ZooCLI(LightningCLI):
 
 
 def run(argv: list[str]) -> None:
-    """Run the CLI on ``argv``; a :class:`ZooError` leaves no half-written run directory."""
-    cli = None
+    """Run the CLI on ``argv`` (the words after ``zoo``).
+
+    A :class:`ZooError`, also one raised inside jsonargparse or Lightning, comes out unwrapped,
+    and the run directory this invocation created is removed, so a user error leaves nothing
+    half-written.
+    """
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], *argv]
     try:
-        cli = ZooCLI(args=argv)
-    except ZooError:
-        raise
+        ZooCLI()
     except Exception as err:
         cause = _zoo_error_in(err)
         if cause is None:
             raise
+        for cli in _STARTED:
+            cli.discard_run_dir()
         raise cause from None
     finally:
-        if cli is None and sys.exc_info()[0] is not None:
-            _discard_partial_run()
+        sys.argv = saved_argv
+        _STARTED.clear()
 
 
-def _zoo_error_in(err: BaseException) -> ZooError | None:
-    """A ZooError wrapped by jsonargparse or Lightning, if any."""
+def _zoo_error_in(err: BaseException | None) -> ZooError | None:
+    """The ZooError behind an exception that jsonargparse or Lightning wrapped, if any."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, ZooError):
@@ -137,7 +168,3 @@ def _zoo_error_in(err: BaseException) -> ZooError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
-
-
-def _discard_partial_run() -> None:
-    pass

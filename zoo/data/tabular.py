@@ -44,7 +44,7 @@ class SklearnDataModule(ZooDataModule):
         task = _SKLEARN_TASKS[self.dataset]
         y = bunch.target.astype(np.float64 if task == "regression" else np.int64)
         classes = list(bunch.target_names) if task != "regression" and "target_names" in bunch else None
-        names = list(getattr(bunch, "feature_names", []) or [])
+        names = [str(n) for n in bunch.get("feature_names", [])]
         return Loaded(ArraySplit(bunch.data.astype(np.float64), y), task=task, classes=classes, feature_names=names)
 
 
@@ -89,7 +89,10 @@ class ArrayDataModule(ZooDataModule):
                     f"{self.declared_classes}; found {np.unique(bad)[:5].tolist()}."
                 )
         classes = list(range(self.declared_classes)) if self.declared_classes is not None else None
-        return Loaded(ArraySplit(x, y), test=test, task=self.declared_task, classes=classes)
+        task = self.declared_task
+        if task == "auto" and classes is not None:  # the stated count decides, not the labels seen
+            task = "binary" if len(classes) == 2 else "multiclass"
+        return Loaded(ArraySplit(x, y), test=test, task=task, classes=classes)
 
 
 class CSVDataModule(ZooDataModule):

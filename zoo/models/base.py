@@ -8,6 +8,8 @@ groups and the learning-rate schedule.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -46,6 +48,19 @@ def _is_plain(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
     return False
+
+
+def _stored_subclass(cls: type, checkpoint_path: Any) -> type:
+    """The imported subclass of ``cls`` named by a checkpoint's ``_class_path``, else ``cls``."""
+    if not isinstance(checkpoint_path, (str, os.PathLike)):
+        return cls
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if not isinstance(class_path, str) or "." not in class_path:
+        return cls
+    module_name, name = class_path.rsplit(".", 1)
+    found = getattr(sys.modules.get(module_name), name, None)
+    return found if isinstance(found, type) and issubclass(found, cls) else cls
 
 
 class ZooModule(pl.LightningModule):
@@ -116,6 +131,18 @@ class ZooModule(pl.LightningModule):
         self.test_metrics = self._build_metrics("test/")
         if self.input_shape is not None:
             self.example_input_array = torch.zeros(2, *self.input_shape)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ZooModule:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, which also rebuilds the stored subclass when called
+        on a base class: ``ZooModule.load_from_checkpoint(path)`` returns the user's ``TheirModel``.
+
+        Only an already imported subclass of ``cls`` is used, so loading a file runs no new code.
+        """
+        target = _stored_subclass(cls, checkpoint_path)
+        if target is not cls:
+            return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ construction helpers
 

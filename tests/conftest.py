@@ -1,0 +1,53 @@
+"""Shared fixtures: the installed ``zoo`` command and an offline environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch  # noqa: F401  (its log handlers bind to the real stderr before any capture)
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def zoo_executable() -> str:
+    """The ``zoo`` console script of the Python running the tests."""
+    candidate = Path(sys.executable).parent / "zoo"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("zoo")
+    if not found:
+        pytest.fail("the `zoo` command is not installed: run `pip install -e .[test]` first")
+    return found
+
+
+@pytest.fixture
+def zoo(tmp_path: Path):
+    """Run ``zoo ARGS...`` in a subprocess inside ``tmp_path``; returns the CompletedProcess."""
+
+    def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+        proc = subprocess.run(
+            [zoo_executable(), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=600
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"zoo {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return proc
+
+    return run
+
+
+def read_metrics(root: Path) -> dict:
+    """The test_metrics.json of the only run under ``root``."""
+    found = list(root.rglob("test_metrics.json"))
+    assert len(found) == 1, f"expected one test_metrics.json under {root}, found {found}"
+    return json.loads(found[0].read_text())
+
+
+QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")

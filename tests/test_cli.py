@@ -1,0 +1,188 @@
+"""The ``zoo`` command: help, recipes, bad input, and users' own subclasses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, read_metrics
+from zoo.cli import main
+from zoo.recipes import list_recipes
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``zoo ARGV`` in-process: (exit code, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_and_recipes_list_do_not_import_torch():
+    code = (
+        "import sys; from zoo.cli import main; main(['--help']); main(['recipes', 'list']); "
+        "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'heavy import'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "zoo train -c mlp_digits" in proc.stdout
+    for recipe in list_recipes():
+        assert recipe.name in proc.stdout
+        assert recipe.description in proc.stdout
+
+
+def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
+    code, out, _ = run_main(["recipes", "show", "mlp_digits"], capsys)
+    assert code == 0 and "zoo.models.MLP" in out
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
+    assert code == 0 and (tmp_path / "mine.yaml").read_text() == next(
+        r.path for r in list_recipes() if r.name == "mlp_digits"
+    ).read_text()
+    code, _, err = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
+    assert code == 2 and "exists already" in err
+
+
+def test_models_lists_registry(capsys):
+    code, out, _ = run_main(["models"], capsys)
+    assert code == 0 and "mlp" in out.split()
+
+
+BAD_INPUTS = {
+    "unknown recipe": (["-c", "mlp_digitz"], ["'mlp_digitz'", "Did you mean 'mlp_digits'", "zoo recipes list"]),
+    "misspelled option": (["-c", "mlp_digits", "--model.dropuot", "0.3"], ["dropuot", "not accepted"]),
+    "unknown model": (["-c", "mlp_digits", "--model.class_path", "zoo.models.NoSuch"], ["NoSuch"]),
+    "unknown loss": (["-c", "mlp_digits", "--model.loss", "hubber"], ["model.loss", "'huber'", "cross_entropy"]),
+    "loss for another task": (["-c", "mlp_digits", "--model.loss", "mse"], ["model.loss 'mse'", "regression"]),
+    "unknown optimizer": (["-c", "mlp_digits", "--model.optimizer", "NoSuchOpt"], ["optimizer", "NoSuchOpt"]),
+    "unknown scheduler": (["-c", "mlp_digits", "--model.lr_scheduler", "NoSched"], ["lr_scheduler", "NoSched"]),
+    "unknown activation": (["-c", "mlp_digits", "--model.activation", "relux"], ["model.activation", "'relu'"]),
+    "unknown norm": (["-c", "mlp_digits", "--model.norm", "group"], ["norm", "'batch'", "'layer'"]),
+    "unknown dataset": (["-c", "mlp_digits", "--data.dataset", "mnist"], ["dataset", "'digits'", "mnist"]),
+    "fractions over 1": (
+        ["-c", "mlp_digits", "--data.val_size", "0.6", "--data.test_size", "0.5"],
+        ["data.val_size + data.test_size", "less than 1"],
+    ),
+    "empty split": (["-c", "mlp_digits", "--data.val_size", "0"], ["data.val_size", "fraction in (0, 1)"]),
+    "split too large": (["-c", "mlp_digits", "--data.test_size", "5000"], ["data.test_size=5000", "leaves none"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gets_one_clear_message(case, capsys, tmp_path: Path):
+    argv, fragments = BAD_INPUTS[case]
+    root = tmp_path / "runs"
+    code, out, err = run_main(["train", *argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 2
+    assert err.count("zoo: error:") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert not root.exists() or not any(root.rglob("*")), list(root.rglob("*"))
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+CSV_ARGS = ["--model", "zoo.models.MLP", "--data", "zoo.data.CSVDataModule", "--trainer.max_epochs", "1"]
+
+
+def test_csv_missing_target_column(capsys, tmp_path: Path):
+    csv = write_csv(tmp_path / "d.csv", ["a,b,label"] + [f"{i},{i % 3},{i % 2}" for i in range(40)])
+    code, _, err = run_main(["train", *CSV_ARGS, "--data.path", str(csv), "--data.target", "class",
+                             "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "data.target 'class' is not a column" in err and "a, b, label" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_csv_labels_out_of_range_for_binary(capsys, tmp_path: Path):
+    csv = write_csv(tmp_path / "d.csv", ["a,b,label"] + [f"{i},{i % 5},{i % 3}" for i in range(60)])
+    code, _, err = run_main(["train", *CSV_ARGS, "--data.path", str(csv), "--data.target", "label",
+                             "--data.task", "binary", "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "task 'binary' needs labels 0 and 1" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_input_exits_nonzero_without_traceback_in_a_subprocess(zoo, tmp_path: Path):
+    proc = zoo("train", "-c", "mlp_digits", "--model.loss", "hubber", check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "Unknown loss 'hubber' for model.loss" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_csv_data_trains_end_to_end(zoo, tmp_path: Path):
+    # two well separated blobs with text labels
+    gen = torch.Generator().manual_seed(0)
+    rows = ["x1,x2,x3,species"]
+    for i in range(120):
+        label = ("setosa", "virginica")[i % 2]
+        center = 3.0 if label == "virginica" else -3.0
+        values = (torch.randn(3, generator=gen) + center).tolist()
+        rows.append(",".join(f"{v:.4f}" for v in values) + f",{label}")
+    csv = write_csv(tmp_path / "blobs.csv", rows)
+    zoo("train", "--model", "zoo.models.MLP", "--data", "zoo.data.CSVDataModule", "--data.path", str(csv),
+        "--data.target", "species", "--trainer.max_epochs", "5", "--trainer.default_root_dir", str(tmp_path / "runs"),
+        *QUIET)
+    metrics = read_metrics(tmp_path / "runs")
+    assert metrics["test/acc"] >= 0.95
+
+
+USER_PACKAGE = '''
+import torch
+from zoo.models import MLP
+
+
+class TheirModel(MLP):
+    """A user's subclass that overrides forward: a learned temperature on the logits."""
+
+    def __init__(self, init_temperature: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.log_temperature = torch.nn.Parameter(torch.tensor(float(init_temperature)).log())
+
+    def forward(self, x):
+        return super().forward(x) / self.log_temperature.exp()
+'''
+
+
+def test_users_subclass_trains_and_reloads(zoo, tmp_path: Path, monkeypatch):
+    pkg = tmp_path / "their_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent(USER_PACKAGE))
+    root = tmp_path / "runs"
+    zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "--model.class_path", "their_pkg.TheirModel",
+        "--model.init_args.init_temperature", "3.0", "--model.optimizer", "SGD", "--model.optimizer.lr", "0.05",
+        "--model.optimizer.momentum", "0.9", "--trainer.default_root_dir", str(root), env={"PYTHONPATH": str(tmp_path)})
+    best = Path(read_metrics(root)["best_checkpoint"])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from their_pkg import TheirModel  # noqa: E402
+
+    from zoo.models import ZooModule
+
+    model = TheirModel.load_from_checkpoint(best, weights_only=True)
+    assert type(model).__name__ == "TheirModel"
+    assert model.hparams.init_temperature == 3.0
+    # the injected optimizer and loss come back with it
+    optimizer = model.optimizer(model.parameters())
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["lr"] == 0.05 and optimizer.defaults["momentum"] == 0.9
+    assert isinstance(model.loss_fn, torch.nn.CrossEntropyLoss) and model.loss_fn.label_smoothing == 0.1
+    # the base class rebuilds the user's subclass from the stored class path, with the same weights
+    generic = ZooModule.load_from_checkpoint(best, weights_only=True)
+    assert type(generic).__name__ == "TheirModel"
+    x = torch.randn(4, 64)
+    model.eval(), generic.eval()
+    torch.testing.assert_close(model(x), generic(x))
+    assert not torch.allclose(model.log_temperature.exp(), torch.tensor(3.0))  # it was trained
