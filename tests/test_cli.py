@@ -44,9 +44,11 @@ def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
     assert code == 0 and "zoo.models.MLP" in out
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
-    assert code == 0 and (tmp_path / "mine.yaml").read_text() == next(
-        r.path for r in list_recipes() if r.name == "mlp_digits"
-    ).read_text()
+    assert (
+        code == 0
+        and (tmp_path / "mine.yaml").read_text()
+        == next(r.path for r in list_recipes() if r.name == "mlp_digits").read_text()
+    )
     code, _, err = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
     assert code == 2 and "exists already" in err
 
@@ -57,14 +59,29 @@ def test_models_lists_registry(capsys):
 
 
 BAD_INPUTS = {
-    "unknown recipe": (["-c", "mlp_digitz"], ["'mlp_digitz'", "Did you mean 'mlp_digits'", "zoo recipes list"]),
+    "unknown recipe": (
+        ["-c", "mlp_digitz"],
+        ["'mlp_digitz'", "Did you mean 'mlp_digits'", "zoo recipes list"],
+    ),
     "misspelled option": (["-c", "mlp_digits", "--model.dropuot", "0.3"], ["dropuot", "not accepted"]),
     "unknown model": (["-c", "mlp_digits", "--model.class_path", "zoo.models.NoSuch"], ["NoSuch"]),
-    "unknown loss": (["-c", "mlp_digits", "--model.loss", "hubber"], ["model.loss", "'huber'", "cross_entropy"]),
-    "loss for another task": (["-c", "mlp_digits", "--model.loss", "mse"], ["model.loss 'mse'", "regression"]),
+    "unknown loss": (
+        ["-c", "mlp_digits", "--model.loss", "hubber"],
+        ["model.loss", "'huber'", "cross_entropy"],
+    ),
+    "loss for another task": (
+        ["-c", "mlp_digits", "--model.loss", "mse"],
+        ["model.loss 'mse'", "regression"],
+    ),
     "unknown optimizer": (["-c", "mlp_digits", "--model.optimizer", "NoSuchOpt"], ["optimizer", "NoSuchOpt"]),
-    "unknown scheduler": (["-c", "mlp_digits", "--model.lr_scheduler", "NoSched"], ["lr_scheduler", "NoSched"]),
-    "unknown activation": (["-c", "mlp_digits", "--model.activation", "relux"], ["model.activation", "'relu'"]),
+    "unknown scheduler": (
+        ["-c", "mlp_digits", "--model.lr_scheduler", "NoSched"],
+        ["lr_scheduler", "NoSched"],
+    ),
+    "unknown activation": (
+        ["-c", "mlp_digits", "--model.activation", "relux"],
+        ["model.activation", "'relu'"],
+    ),
     "unknown norm": (["-c", "mlp_digits", "--model.norm", "group"], ["norm", "'batch'", "'layer'"]),
     "unknown dataset": (["-c", "mlp_digits", "--data.dataset", "mnist"], ["dataset", "'digits'", "mnist"]),
     "fractions over 1": (
@@ -72,7 +89,10 @@ BAD_INPUTS = {
         ["data.val_size + data.test_size", "less than 1"],
     ),
     "empty split": (["-c", "mlp_digits", "--data.val_size", "0"], ["data.val_size", "fraction in (0, 1)"]),
-    "split too large": (["-c", "mlp_digits", "--data.test_size", "5000"], ["data.test_size=5000", "leaves none"]),
+    "split too large": (
+        ["-c", "mlp_digits", "--data.test_size", "5000"],
+        ["data.test_size=5000", "leaves none"],
+    ),
 }
 
 
@@ -99,8 +119,19 @@ CSV_ARGS = ["--model", "zoo.models.MLP", "--data", "zoo.data.CSVDataModule", "--
 
 def test_csv_missing_target_column(capsys, tmp_path: Path):
     csv = write_csv(tmp_path / "d.csv", ["a,b,label"] + [f"{i},{i % 3},{i % 2}" for i in range(40)])
-    code, _, err = run_main(["train", *CSV_ARGS, "--data.path", str(csv), "--data.target", "class",
-                             "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    code, _, err = run_main(
+        [
+            "train",
+            *CSV_ARGS,
+            "--data.path",
+            str(csv),
+            "--data.target",
+            "class",
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+        ],
+        capsys,
+    )
     assert code == 2 and "Traceback" not in err
     assert "data.target 'class' is not a column" in err and "a, b, label" in err
     assert not (tmp_path / "runs").exists()
@@ -108,8 +139,21 @@ def test_csv_missing_target_column(capsys, tmp_path: Path):
 
 def test_csv_labels_out_of_range_for_binary(capsys, tmp_path: Path):
     csv = write_csv(tmp_path / "d.csv", ["a,b,label"] + [f"{i},{i % 5},{i % 3}" for i in range(60)])
-    code, _, err = run_main(["train", *CSV_ARGS, "--data.path", str(csv), "--data.target", "label",
-                             "--data.task", "binary", "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    code, _, err = run_main(
+        [
+            "train",
+            *CSV_ARGS,
+            "--data.path",
+            str(csv),
+            "--data.target",
+            "label",
+            "--data.task",
+            "binary",
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+        ],
+        capsys,
+    )
     assert code == 2 and "Traceback" not in err
     assert "task 'binary' needs labels 0 and 1" in err
     assert not (tmp_path / "runs").exists()
@@ -133,9 +177,22 @@ def test_csv_data_trains_end_to_end(zoo, tmp_path: Path):
         values = (torch.randn(3, generator=gen) + center).tolist()
         rows.append(",".join(f"{v:.4f}" for v in values) + f",{label}")
     csv = write_csv(tmp_path / "blobs.csv", rows)
-    zoo("train", "--model", "zoo.models.MLP", "--data", "zoo.data.CSVDataModule", "--data.path", str(csv),
-        "--data.target", "species", "--trainer.max_epochs", "5", "--trainer.default_root_dir", str(tmp_path / "runs"),
-        *QUIET)
+    zoo(
+        "train",
+        "--model",
+        "zoo.models.MLP",
+        "--data",
+        "zoo.data.CSVDataModule",
+        "--data.path",
+        str(csv),
+        "--data.target",
+        "species",
+        "--trainer.max_epochs",
+        "5",
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        *QUIET,
+    )
     metrics = read_metrics(tmp_path / "runs")
     assert metrics["test/acc"] >= 0.95
 
@@ -162,9 +219,26 @@ def test_users_subclass_trains_and_reloads(zoo, tmp_path: Path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent(USER_PACKAGE))
     root = tmp_path / "runs"
-    zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "--model.class_path", "their_pkg.TheirModel",
-        "--model.init_args.init_temperature", "3.0", "--model.optimizer", "SGD", "--model.optimizer.lr", "0.05",
-        "--model.optimizer.momentum", "0.9", "--trainer.default_root_dir", str(root), env={"PYTHONPATH": str(tmp_path)})
+    zoo(
+        "train",
+        "-c",
+        "mlp_digits",
+        "-c",
+        "trainer/debug",
+        "--model.class_path",
+        "their_pkg.TheirModel",
+        "--model.init_args.init_temperature",
+        "3.0",
+        "--model.optimizer",
+        "SGD",
+        "--model.optimizer.lr",
+        "0.05",
+        "--model.optimizer.momentum",
+        "0.9",
+        "--trainer.default_root_dir",
+        str(root),
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     best = Path(read_metrics(root)["best_checkpoint"])
     monkeypatch.syspath_prepend(str(tmp_path))
     from their_pkg import TheirModel  # noqa: E402

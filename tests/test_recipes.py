@@ -49,7 +49,17 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str):
 @pytest.mark.parametrize("fragment", [f.name for f in FRAGMENTS if f.name != "trainer/gpu_bf16"])
 def test_fragment_runs_with_a_recipe(zoo, tmp_path: Path, fragment: str):
     root = tmp_path / "runs"
-    zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "-c", fragment, "--trainer.default_root_dir", str(root))
+    zoo(
+        "train",
+        "-c",
+        "mlp_digits",
+        "-c",
+        "trainer/debug",
+        "-c",
+        fragment,
+        "--trainer.default_root_dir",
+        str(root),
+    )
     assert read_metrics(root)["test/acc"] > 0.1
 
 
@@ -62,8 +72,19 @@ def test_gpu_fragment_parses(zoo, tmp_path: Path):
 
 def test_wandb_fragment_writes_offline_run_with_full_config(zoo, tmp_path: Path):
     root = tmp_path / "runs"
-    zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "-c", "logger/wandb", "--trainer.default_root_dir",
-        str(root), "--model.dropout", "0.25")
+    zoo(
+        "train",
+        "-c",
+        "mlp_digits",
+        "-c",
+        "trainer/debug",
+        "-c",
+        "logger/wandb",
+        "--trainer.default_root_dir",
+        str(root),
+        "--model.dropout",
+        "0.25",
+    )
     runs = list((root / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list(root.rglob("*"))
     assert list(runs[0].glob("run-*.wandb")), "wandb wrote no run file"
@@ -79,8 +100,7 @@ def test_wandb_fragment_writes_offline_run_with_full_config(zoo, tmp_path: Path)
 
 def test_test_metrics_json_matches_printed_table(zoo, tmp_path: Path):
     root = tmp_path / "runs"
-    proc = zoo("train", "-c", "mlp_digits", "-c", "trainer/debug",
-               "--trainer.default_root_dir", str(root))
+    proc = zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.default_root_dir", str(root))
     metrics = json.loads(next(root.rglob("test_metrics.json")).read_text())
     for key in ("test/acc", "test/f1", "test/loss"):
         assert f"{key}" in proc.stdout

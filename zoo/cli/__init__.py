@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
 
             run(argv)
         else:
-            raise ZooError(f"unknown command {command!r}; valid commands: {', '.join(PIPELINE)}, recipes, models.")
+            raise ZooError(
+                f"unknown command {command!r}; valid commands: {', '.join(PIPELINE)}, recipes, models."
+            )
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -45,9 +45,15 @@ class ZooArgumentParser(LightningArgumentParser):
 
 def concise(message: str) -> str:
     """jsonargparse's message without the alternatives nobody asked about (``Expected a NoneType``...)."""
-    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:",
-             "- Expected a <class 'NoneType'>", "- Expected a <class 'bool'>",
-             "Given value: NestedArg")
+    noise = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "- Expected a <class 'NoneType'>",
+        "- Expected a <class 'bool'>",
+        "Given value: NestedArg",
+    )
     lines = [ln for ln in message.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
     return "\n".join(lines)
 
@@ -124,7 +130,10 @@ class ZooCLI(LightningCLI):
         best = metrics.pop("best_checkpoint")
         width = max(len(k) for k in metrics)
         lines = ["", "Test metrics" + (" of the best checkpoint" if best else " (final weights)") + ":"]
-        lines += [f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan" for k, v in sorted(metrics.items())]
+        lines += [
+            f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan"
+            for k, v in sorted(metrics.items())
+        ]
         log_dir = Path(self.trainer.log_dir)
         lines += ["", f"Run directory:   {log_dir}", f"  config:        {log_dir / 'config.yaml'}"]
         lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
