@@ -140,10 +140,15 @@ class WarmupCosineLR(LambdaLR):
             raise ZooError(f"warmup_steps must be a step count or a fraction below 1, got {warmup_steps}.")
         warmup_steps = int(warmup_steps)
         if not 0 <= warmup_steps <= self.total_steps:
-            raise ZooError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {warmup_steps}.")
+            raise ZooError(
+                f"warmup_steps must be in [0, total_steps={self.total_steps}], got {warmup_steps}."
+            )
         self.warmup_steps = warmup_steps
         fn = functools.partial(
-            warmup_cosine_factor, warmup_steps=warmup_steps, total_steps=self.total_steps, min_lr_ratio=min_lr_ratio
+            warmup_cosine_factor,
+            warmup_steps=warmup_steps,
+            total_steps=self.total_steps,
+            min_lr_ratio=min_lr_ratio,
         )
         super().__init__(optimizer, fn, last_epoch=last_epoch)
 
@@ -162,15 +167,20 @@ class CosineAnnealing(CosineAnnealingLR):
     def __init__(
         self, optimizer: Optimizer, total_steps: int | None = None, min_lr: float = 0.0, last_epoch: int = -1
     ) -> None:
-        super().__init__(optimizer, T_max=_resolve_total_steps(total_steps, "cosine"), eta_min=min_lr,
-                         last_epoch=last_epoch)
+        super().__init__(
+            optimizer,
+            T_max=_resolve_total_steps(total_steps, "cosine"),
+            eta_min=min_lr,
+            last_epoch=last_epoch,
+        )
 
 
 @SCHEDULERS.register("onecycle")
 class OneCycle(OneCycleLR):
     """torch's one-cycle policy with ``total_steps`` taken from the Trainer when not given.
 
-    ``max_lr`` defaults to each group's current lr (the optimizer's ``lr``).
+    ``max_lr`` defaults to each group's current lr (the optimizer's ``lr``); set
+    ``cycle_momentum=False`` for optimizers without momentum (Adagrad, ...).
     """
 
     interval = "step"
@@ -185,6 +195,7 @@ class OneCycle(OneCycleLR):
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
         three_phase: bool = False,
+        cycle_momentum: bool = True,
     ) -> None:
         if max_lr is None:
             max_lr = [group["lr"] for group in optimizer.param_groups]
@@ -197,6 +208,7 @@ class OneCycle(OneCycleLR):
             div_factor=div_factor,
             final_div_factor=final_div_factor,
             three_phase=three_phase,
+            cycle_momentum=cycle_momentum,
         )
 
 

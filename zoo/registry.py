@@ -55,13 +55,17 @@ class Registry:
         def add(fn: F) -> F:
             key = (name or fn.__name__).lower()
             if key in self._entries:
-                raise ValueError(f"A {self.kind} named {key!r} is already registered ({self._entries[key]!r})")
+                raise ValueError(
+                    f"A {self.kind} named {key!r} is already registered ({self._entries[key]!r})"
+                )
             self._entries[key] = fn
             return fn
 
         return add(obj) if obj is not None else add
 
-    def list(self, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+    def list(
+        self, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+    ) -> list[str]:
         """Sorted names matching any ``include`` pattern and no ``exclude`` pattern (fnmatch)."""
         self._load()
         names = sorted(self._entries)
@@ -115,7 +119,9 @@ def register_model(name: str | None = None) -> Callable[[F], F]:
     return MODELS.register(name)
 
 
-def list_models(include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+def list_models(
+    include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+) -> list[str]:
     """Registered model names, optionally filtered by fnmatch patterns."""
     return MODELS.list(include, exclude)
 

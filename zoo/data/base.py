@@ -177,9 +177,13 @@ class ZooDataModule(pl.LightningDataModule):
         parts = [loaded.train] + ([loaded.test] if loaded.test is not None else [])
         for part in parts:
             if part.x.ndim < 2 or len(part.x) != len(part.y):
-                raise ZooError(f"data: features must have one row per target; got x {part.x.shape}, y {part.y.shape}.")
+                raise ZooError(
+                    f"data: features must have one row per target; got x {part.x.shape}, y {part.y.shape}."
+                )
             if not np.issubdtype(part.x.dtype, np.number) or not np.all(np.isfinite(part.x)):
-                raise ZooError("data: features must be finite numbers (found NaN, inf or non-numeric values).")
+                raise ZooError(
+                    "data: features must be finite numbers (found NaN, inf or non-numeric values)."
+                )
         y_all = np.concatenate([p.y for p in parts])
         task = loaded.task if loaded.task != "auto" else infer_task(y_all)
         if task == "regression":
@@ -190,11 +194,14 @@ class ZooDataModule(pl.LightningDataModule):
             not np.issubdtype(y_all.dtype, np.number) or np.any(np.mod(y_all, 1) != 0) or y_all.min() < 0
         ):
             raise ZooError(
-                f"data: {task} labels must be integers 0..K-1; got values like {np.unique(y_all)[:5].tolist()}."
+                f"data: {task} labels must be integers 0..K-1; "
+                f"got values like {np.unique(y_all)[:5].tolist()}."
             )
         k = len(loaded.classes) if loaded.classes is not None else int(y_all.max()) + 1
         if task == "binary" and (k > 2 or y_all.max() > 1):
-            raise ZooError(f"data: task 'binary' needs labels 0 and 1; got {len(np.unique(y_all))} distinct labels.")
+            raise ZooError(
+                f"data: task 'binary' needs labels 0 and 1; got {len(np.unique(y_all))} distinct labels."
+            )
         return task, loaded.classes
 
     def _make_splits(self, loaded: Loaded) -> dict[str, ArraySplit]:
@@ -204,7 +211,9 @@ class ZooDataModule(pl.LightningDataModule):
             n = len(part)
             count = _split_count(size, n, option)
             if count >= n:
-                raise ZooError(f"data.{option}={size} takes {count} of {n} examples and leaves none to train on.")
+                raise ZooError(
+                    f"data.{option}={size} takes {count} of {n} examples and leaves none to train on."
+                )
             stratify = part.y if self.stratify and self._task != "regression" else None
             try:
                 xa, xb, ya, yb = train_test_split(
@@ -237,7 +246,9 @@ class ZooDataModule(pl.LightningDataModule):
         y_dtype = torch.float32 if self._task == "regression" else torch.long
         for name, part in self._splits.items():
             x = torch.as_tensor(np.ascontiguousarray(part.x), dtype=torch.float32)
-            y = torch.as_tensor(np.ascontiguousarray(part.y).astype(np.float64 if y_dtype == torch.float32 else np.int64))
+            y = torch.as_tensor(
+                np.ascontiguousarray(part.y).astype(np.float64 if y_dtype == torch.float32 else np.int64)
+            )
             self._tensors[name] = (x, y.to(y_dtype))
 
     def _loader(self, name: str, train: bool = False) -> TensorLoader:

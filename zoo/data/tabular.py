@@ -45,7 +45,9 @@ class SklearnDataModule(ZooDataModule):
         y = bunch.target.astype(np.float64 if task == "regression" else np.int64)
         classes = list(bunch.target_names) if task != "regression" and "target_names" in bunch else None
         names = [str(n) for n in bunch.get("feature_names", [])]
-        return Loaded(ArraySplit(bunch.data.astype(np.float64), y), task=task, classes=classes, feature_names=names)
+        return Loaded(
+            ArraySplit(bunch.data.astype(np.float64), y), task=task, classes=classes, feature_names=names
+        )
 
 
 class ArrayDataModule(ZooDataModule):
@@ -136,15 +138,21 @@ class CSVDataModule(ZooDataModule):
             raise ZooError(f"data.path: {self.path} needs a header row and at least one data row.")
         header = [h.strip() for h in rows[0]]
         if self.target not in header:
-            raise ZooError(f"data.target {self.target!r} is not a column of {self.path}; columns: {', '.join(header)}.")
+            raise ZooError(
+                f"data.target {self.target!r} is not a column of {self.path}; columns: {', '.join(header)}."
+            )
         features = self.features or [h for h in header if h != self.target]
         missing = [f for f in features if f not in header]
         if missing:
-            raise ZooError(f"data.features {missing} are not columns of {self.path}; columns: {', '.join(header)}.")
+            raise ZooError(
+                f"data.features {missing} are not columns of {self.path}; columns: {', '.join(header)}."
+            )
         body = [r for r in rows[1:] if r]
         bad_rows = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
         if bad_rows:
-            raise ZooError(f"data.path: {self.path} line {bad_rows[0]} has a different number of fields than the header.")
+            raise ZooError(
+                f"data.path: {self.path} line {bad_rows[0]} has a different number of fields than the header."
+            )
         cols = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
         x = np.empty((len(body), len(features)))
         for j, name in enumerate(features):
@@ -152,14 +160,19 @@ class CSVDataModule(ZooDataModule):
                 x[:, j] = [float(v) for v in cols[name]]
             except ValueError:
                 bad = next(v for v in cols[name] if not _is_float(v))
-                raise ZooError(f"data: column {name!r} of {self.path} must be numeric; found {bad!r}.") from None
+                raise ZooError(
+                    f"data: column {name!r} of {self.path} must be numeric; found {bad!r}."
+                ) from None
         raw = cols[self.target]
         classes = None
         if all(_is_float(v) for v in raw):
             y = np.array([float(v) for v in raw])
         else:
             if self.declared_task == "regression":
-                raise ZooError(f"data: target column {self.target!r} has text values; a regression target must be numeric.")
+                raise ZooError(
+                    f"data: target column {self.target!r} has text values; "
+                    "a regression target must be numeric."
+                )
             classes = sorted(set(raw))
             index = {c: i for i, c in enumerate(classes)}
             y = np.array([index[v] for v in raw], dtype=np.int64)

@@ -158,16 +158,24 @@ class ZooModule(pl.LightningModule):
             raise ZooError("model.input_shape is not set: pass it, or let the CLI take it from the data.")
         return math.prod(self.input_shape)
 
-    def _build_loss(self, loss: nn.Module | str, label_smoothing: float, pos_weight: float | None) -> nn.Module:
+    def _build_loss(
+        self, loss: nn.Module | str, label_smoothing: float, pos_weight: float | None
+    ) -> nn.Module:
         if isinstance(loss, nn.Module):
             return loss
-        name = {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[self.task] if loss == "auto" else loss
+        name = (
+            {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[self.task]
+            if loss == "auto"
+            else loss
+        )
         if name not in LOSSES:
             raise ZooError(LOSSES.unknown_message(name, option="model.loss"))
         name = name.lower()
         allowed = _LOSS_TASKS.get(name)
         if allowed is not None and self.task not in allowed:
-            raise ZooError(f"model.loss {name!r} is for {'/'.join(sorted(allowed))} tasks, not {self.task!r}.")
+            raise ZooError(
+                f"model.loss {name!r} is for {'/'.join(sorted(allowed))} tasks, not {self.task!r}."
+            )
         if name == "cross_entropy":
             return create_loss(name, label_smoothing=label_smoothing)
         if name == "bce":
@@ -232,7 +240,9 @@ class ZooModule(pl.LightningModule):
         metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
         metrics.update(self.predictions(outputs.detach()), y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y))
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y)
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
         return loss
 

@@ -64,7 +64,10 @@ class MLP(nn.Module):
         super().__init__()
         widths = [in_features, *hidden_sizes]
         self.blocks = nn.Sequential(
-            *(MLPBlock(a, b, activation, norm, dropout, residual) for a, b in zip(widths[:-1], widths[1:]))
+            *(
+                MLPBlock(a, b, activation, norm, dropout, residual)
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+            )
         )
         self.head = nn.Linear(widths[-1], out_features)
         init_weights(self, init, activation)

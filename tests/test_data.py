@@ -1,0 +1,465 @@
+"""DataModules: tasks, reproducible (stratified) splits, standardization, sources and the loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo.data import ArrayDataModule, CSVDataModule, SklearnDataModule, TensorLoader, ZooDataModule
+from zoo.errors import ZooError
+
+DATASETS = {
+    # name: (task, num_classes, n_features, n_examples)
+    "digits": ("multiclass", 10, 64, 1797),
+    "iris": ("multiclass", 3, 4, 150),
+    "wine": ("multiclass", 3, 13, 178),
+    "breast_cancer": ("binary", 2, 30, 569),
+    "diabetes": ("regression", None, 10, 442),
+}
+
+
+def split(dm: ZooDataModule, name: str):
+    dm.prepare()
+    return dm._splits[name]
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_sklearn_dataset_facts(name: str) -> None:
+    task, num_classes, n_features, n = DATASETS[name]
+    dm = SklearnDataModule(name)
+    assert dm.task == task
+    assert dm.num_classes == num_classes
+    assert dm.input_shape == [n_features]
+    sizes = dm.split_sizes()
+    assert set(sizes) == {"train", "val", "test"}
+    assert sum(sizes.values()) == n
+    assert sizes["test"] == round(0.15 * n)
+    assert sizes["val"] == round(0.15 * n)  # a fraction of the whole dataset, not of the rest
+    for part in ("train", "val", "test"):
+        s = split(dm, part)
+        assert s.x.shape == (sizes[part], n_features)
+        assert np.all(np.isfinite(s.x))
+    if task == "regression":
+        y = split(dm, "train").y
+        assert dm.target_stats == pytest.approx((y.mean(), y.std()))
+        assert dm.classes is None
+    else:
+        assert dm.target_stats is None
+        assert len(dm.classes) == num_classes
+
+
+def test_sklearn_unknown_dataset() -> None:
+    with pytest.raises(ZooError, match="data.dataset must be one of digits, iris"):
+        SklearnDataModule("mnist")
+
+
+def test_splits_reproducible_by_seed() -> None:
+    a, b, c = (
+        SklearnDataModule("wine", seed=3),
+        SklearnDataModule("wine", seed=3),
+        SklearnDataModule("wine", seed=4),
+    )
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(split(a, part).x, split(b, part).x)
+        np.testing.assert_array_equal(split(a, part).y, split(b, part).y)
+    assert not np.array_equal(split(a, "test").x, split(c, "test").x)
+    assert not np.array_equal(split(a, "train").y, split(c, "train").y)
+
+
+def test_splits_partition_the_data() -> None:
+    import sklearn.datasets
+
+    raw = sklearn.datasets.load_wine().data
+    dm = SklearnDataModule("wine", standardize=False)
+    rows = np.concatenate([split(dm, p).x for p in ("train", "val", "test")])
+    # every original row appears exactly once
+    np.testing.assert_array_equal(np.unique(rows, axis=0), np.unique(raw, axis=0))
+    assert len(rows) == len(raw)
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "digits", "breast_cancer"])
+def test_stratified_splits_keep_class_proportions(name: str) -> None:
+    dm = SklearnDataModule(name, val_size=0.2, test_size=0.2, seed=1)
+    total = np.bincount(np.concatenate([split(dm, p).y for p in ("train", "val", "test")]))
+    n = total.sum()
+    for part in ("train", "val", "test"):
+        y = split(dm, part).y
+        counts = np.bincount(y, minlength=len(total))
+        expected = total * len(y) / n
+        assert np.all(np.abs(counts - expected) <= 2), (part, counts, expected)
+
+
+def test_unstratified_split_differs_from_stratified() -> None:
+    a = SklearnDataModule("iris", stratify=True, seed=0)
+    b = SklearnDataModule("iris", stratify=False, seed=0)
+    assert not np.array_equal(split(a, "test").y, split(b, "test").y)
+
+
+@pytest.mark.parametrize("name", ["digits", "diabetes", "wine"])
+def test_standardization_uses_train_statistics_only(name: str) -> None:
+    dm = SklearnDataModule(name, seed=2)
+    raw = SklearnDataModule(name, seed=2, standardize=False)
+    x_train = split(dm, "train").x
+    raw_train = split(raw, "train").x
+    mean, std = raw_train.mean(0), raw_train.std(0)
+    # the statistics are the training split's, not the whole dataset's
+    np.testing.assert_allclose(dm.feature_mean, mean)
+    all_raw = np.concatenate([split(raw, p).x for p in ("train", "val", "test")])
+    assert not np.allclose(dm.feature_mean, all_raw.mean(0))
+    constant = std == 0
+    np.testing.assert_allclose(dm.feature_std[~constant], std[~constant])
+    np.testing.assert_array_equal(dm.feature_std[constant], 1.0)
+    # training features: mean 0, std 1 (0 for constant columns); nothing blows up
+    np.testing.assert_allclose(x_train.mean(0), 0.0, atol=1e-9)
+    expected_std = np.where(constant, 0.0, 1.0)
+    np.testing.assert_allclose(x_train.std(0), expected_std, atol=1e-9)
+    for part in ("val", "test"):
+        x = split(dm, part).x
+        assert np.all(np.isfinite(x))
+        # val/test are transformed with the train statistics
+        np.testing.assert_allclose(x, (split(raw, part).x - mean) / np.where(constant, 1.0, std))
+    if name == "digits":
+        assert constant.any()  # all-zero pixel columns exist
+
+
+def test_counts_and_fractions() -> None:
+    assert SklearnDataModule("iris", val_size=20, test_size=30).split_sizes() == {
+        "train": 100,
+        "val": 20,
+        "test": 30,
+    }
+    assert SklearnDataModule("iris", val_size=0.2, test_size=0.1).split_sizes() == {
+        "train": 105,
+        "val": 30,
+        "test": 15,
+    }
+    assert SklearnDataModule("iris", val_size=12, test_size=0.2).split_sizes() == {
+        "train": 108,
+        "val": 12,
+        "test": 30,
+    }
+    assert SklearnDataModule("wine", val_size=3.0, test_size=0.1).split_sizes()["val"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"val_size": 0.5, "test_size": 0.5}, "data.val_size + data.test_size"),
+        ({"val_size": 0.7, "test_size": 0.6}, "data.val_size + data.test_size"),
+        ({"val_size": 0}, "data.val_size"),
+        ({"test_size": 0}, "data.test_size"),
+        ({"val_size": -0.1}, "data.val_size"),
+        ({"test_size": -5}, "data.test_size"),
+        ({"val_size": 2.5}, "data.val_size"),
+        ({"test_size": True}, "data.test_size"),
+        ({"val_size": "10"}, "data.val_size"),
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"eval_batch_size": 0}, "data.eval_batch_size"),
+    ],
+)
+def test_bad_options_raise_at_construction(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ZooError) as info:
+        SklearnDataModule("iris", **kwargs)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"test_size": 150}, "data.test_size=150 takes 150 of 150"),
+        ({"test_size": 400}, "data.test_size"),
+        ({"val_size": 140, "test_size": 10}, "data.val_size=140 takes 140 of 140"),
+        ({"test_size": 2}, "data.test_size=2: cannot make a stratified split"),
+    ],
+)
+def test_bad_counts_raise_when_prepared(kwargs: dict, fragment: str) -> None:
+    dm = SklearnDataModule("iris", **kwargs)
+    with pytest.raises(ZooError) as info:
+        dm.prepare()
+    assert fragment in str(info.value)
+
+
+# ----------------------------------------------------------------------------- ArrayDataModule
+
+
+def _x(n: int, d: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def test_array_task_inference() -> None:
+    rng = np.random.default_rng(0)
+    reg = ArrayDataModule(_x(60), rng.normal(size=60))
+    assert (reg.task, reg.num_classes) == ("regression", None)
+    binary = ArrayDataModule(_x(60), np.tile([0, 1], 30))
+    assert (binary.task, binary.num_classes) == ("binary", 2)
+    multi = ArrayDataModule(_x(60), np.tile([0, 1, 2, 3], 15))
+    assert (multi.task, multi.num_classes) == ("multiclass", 4)
+    # integral floats are labels
+    floats = ArrayDataModule(_x(60), np.tile([0.0, 1.0, 2.0], 20))
+    assert (floats.task, floats.num_classes) == ("multiclass", 3)
+    # torch tensors work too
+    tensors = ArrayDataModule(torch.randn(60, 2), torch.arange(60) % 3)
+    assert (tensors.task, tensors.num_classes) == ("multiclass", 3)
+
+
+def test_array_declared_num_classes_beyond_seen_labels() -> None:
+    dm = ArrayDataModule(_x(60), np.tile([0, 1], 30), num_classes=3)
+    assert (dm.task, dm.num_classes) == ("multiclass", 3)
+    dm = ArrayDataModule(_x(60), np.tile([0, 1, 2], 20), num_classes=5, task="multiclass")
+    assert dm.num_classes == 5
+
+
+def test_array_dtypes_of_tensors() -> None:
+    reg = ArrayDataModule(_x(40), np.linspace(0, 1, 40) + 0.01, batch_size=8)
+    reg.setup()
+    x, y = next(iter(reg.val_dataloader()))
+    assert x.dtype == torch.float32 and y.dtype == torch.float32
+    cls = ArrayDataModule(_x(40), np.tile([0, 1, 2, 3], 10), batch_size=8)
+    x, y = next(iter(cls.val_dataloader()))
+    assert x.dtype == torch.float32 and y.dtype == torch.long
+
+
+def test_array_official_test_split() -> None:
+    x, y = _x(100), np.tile([0, 1, 2, 3], 25)
+    x_test, y_test = _x(17, seed=5), np.arange(17) % 4
+    dm = ArrayDataModule(x, y, x_test=x_test, y_test=y_test, val_size=0.2, test_size=0.5, standardize=False)
+    assert dm.split_sizes() == {"train": 80, "val": 20, "test": 17}  # test_size is ignored
+    np.testing.assert_array_equal(split(dm, "test").x, x_test)
+    np.testing.assert_array_equal(split(dm, "test").y, y_test)
+    carved = np.concatenate([split(dm, "train").x, split(dm, "val").x])
+    np.testing.assert_array_equal(np.unique(carved, axis=0), np.unique(x, axis=0))
+    # standardized: the test set gets the train statistics, and the user's array is left alone
+    x_test_copy = x_test.copy()
+    std = ArrayDataModule(x, y, x_test=x_test, y_test=y_test, val_size=0.2)
+    train_raw = split(dm, "train").x
+    np.testing.assert_allclose(split(std, "test").x, (x_test - train_raw.mean(0)) / train_raw.std(0))
+    np.testing.assert_array_equal(x_test, x_test_copy)
+
+
+def test_array_test_needs_both() -> None:
+    with pytest.raises(ZooError, match="give both x_test and y_test"):
+        ArrayDataModule(_x(10), np.zeros(10), x_test=_x(3))
+
+
+@pytest.mark.parametrize(
+    ("y", "y_test", "found"),
+    [
+        (np.tile([0, 1, 2, 5], 10), None, "[5]"),
+        (np.tile([0, 1, -1, 2], 10), None, "[-1]"),
+        (np.tile([0, 1, 2, 0], 10), np.array([0, 7, 1, 9]), "[7, 9]"),
+    ],
+)
+def test_array_labels_out_of_range(y: np.ndarray, y_test: np.ndarray | None, found: str) -> None:
+    x_test = None if y_test is None else _x(len(y_test))
+    dm = ArrayDataModule(_x(40), y, num_classes=3, x_test=x_test, y_test=y_test)
+    with pytest.raises(ZooError) as info:
+        dm.prepare()
+    msg = str(info.value)
+    assert "labels must be integers in 0..2 for num_classes=3" in msg
+    assert f"found {found}" in msg
+
+
+def test_array_binary_with_three_labels() -> None:
+    dm = ArrayDataModule(_x(30), np.tile([0, 1, 2], 10), task="binary")
+    with pytest.raises(ZooError, match="task 'binary' needs labels 0 and 1; got 3 distinct labels"):
+        dm.prepare()
+
+
+def test_array_bad_labels_and_features() -> None:
+    with pytest.raises(ZooError, match="labels must be integers 0..K-1"):
+        ArrayDataModule(_x(30), np.tile([0.0, 1.0, 2.5], 10), task="multiclass").prepare()
+    with pytest.raises(ZooError, match="one row per target"):
+        ArrayDataModule(_x(30), np.zeros(29)).prepare()
+    bad = _x(30)
+    bad[3, 1] = np.nan
+    with pytest.raises(ZooError, match="finite numbers"):
+        ArrayDataModule(bad, np.tile([0, 1], 15)).prepare()
+
+
+def test_array_image_shaped_input() -> None:
+    x = np.random.default_rng(0).normal(size=(50, 1, 4, 4))
+    dm = ArrayDataModule(x, np.tile([0, 1], 25))
+    assert dm.input_shape == [1, 4, 4]
+    assert dm.feature_mean.shape == (1, 4, 4)
+
+
+# ----------------------------------------------------------------------------- CSVDataModule
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_csv_numeric_target(tmp_path: Path) -> None:
+    rows = ["a,b,y"] + [f"{i},{i % 7},{0.5 * i + 0.25}" for i in range(40)]
+    path = _write(tmp_path / "reg.csv", "\n".join(rows) + "\n")
+    dm = CSVDataModule(path, target="y", val_size=5, test_size=5, standardize=False)
+    assert dm.task == "regression"
+    assert dm.input_shape == [2]
+    assert dm.classes is None
+    assert dm.split_sizes() == {"train": 30, "val": 5, "test": 5}
+    for part in ("train", "val", "test"):
+        s = split(dm, part)
+        np.testing.assert_allclose(s.y, 0.5 * s.x[:, 0] + 0.25)  # rows stay aligned
+        np.testing.assert_allclose(s.x[:, 1], s.x[:, 0] % 7)
+
+
+def test_csv_text_labels_sorted(tmp_path: Path) -> None:
+    names = ["zebra", "cat", "moose"]
+    rows = ["idx,label,size"] + [f"{i},{names[i % 3]},{i % 3}" for i in range(45)]
+    path = _write(tmp_path / "cls.csv", "\n".join(rows))
+    dm = CSVDataModule(path, target="label", standardize=False)
+    assert dm.task == "multiclass"
+    assert dm.num_classes == 3
+    assert dm.classes == ["cat", "moose", "zebra"]
+    assert dm.input_shape == [2]
+    s = split(dm, "train")
+    idx = s.x[:, 0].astype(int)
+    decoded = [dm.classes[k] for k in s.y]
+    assert decoded == [names[i % 3] for i in idx]
+
+
+def test_csv_two_text_labels_is_binary_and_features_subset(tmp_path: Path) -> None:
+    rows = ["f1;f2;f3;t"] + [f"{i};{2 * i};x{i};{'yes' if i % 2 else 'no'}" for i in range(30)]
+    path = _write(tmp_path / "b.csv", "\n".join(rows))
+    dm = CSVDataModule(path, target="t", features=["f2", "f1"], delimiter=";", standardize=False)
+    assert (dm.task, dm.num_classes, dm.classes) == ("binary", 2, ["no", "yes"])
+    s = split(dm, "test")
+    np.testing.assert_array_equal(s.x[:, 0], 2 * s.x[:, 1])  # column order follows `features`
+    np.testing.assert_array_equal(s.y, s.x[:, 1].astype(int) % 2)
+
+
+def test_csv_missing_target_lists_columns(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4,y\n")
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="target").prepare()
+    msg = str(info.value)
+    assert "data.target 'target' is not a column" in msg
+    assert "columns: a, b, label" in msg
+
+
+def test_csv_missing_feature_column(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4,y\n")
+    with pytest.raises(ZooError, match=r"data.features \['c'\] are not columns"):
+        CSVDataModule(path, target="label", features=["a", "c"]).prepare()
+
+
+def test_csv_non_numeric_feature_names_column(tmp_path: Path) -> None:
+    rows = ["a,color,y"] + [f"{i},{'red' if i == 7 else i},{i % 2}" for i in range(20)]
+    path = _write(tmp_path / "d.csv", "\n".join(rows))
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="y").prepare()
+    msg = str(info.value)
+    assert "column 'color'" in msg
+    assert "must be numeric" in msg
+    assert "'red'" in msg
+
+
+def test_csv_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ZooError, match="data.path: no such file"):
+        CSVDataModule(tmp_path / "nope.csv", target="y").prepare()
+
+
+def test_csv_ragged_and_empty(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.csv", "a,b,y\n1,2,0\n3,1\n4,5,1\n")
+    with pytest.raises(ZooError, match="line 3 has a different number of fields"):
+        CSVDataModule(path, target="y").prepare()
+    path = _write(tmp_path / "e.csv", "a,b,y\n")
+    with pytest.raises(ZooError, match="header row and at least one data row"):
+        CSVDataModule(path, target="y").prepare()
+
+
+def test_csv_text_target_with_regression_task(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", "a,y\n1,low\n2,high\n")
+    with pytest.raises(ZooError, match="a regression target must be numeric"):
+        CSVDataModule(path, target="y", task="regression").prepare()
+
+
+# ----------------------------------------------------------------------------- TensorLoader
+
+
+def _epoch(loader: TensorLoader) -> list[torch.Tensor]:
+    return [b[0] for b in loader]
+
+
+def test_loader_covers_every_row_once_and_keeps_alignment() -> None:
+    x = torch.arange(23)
+    loader = TensorLoader(x, x * 10, batch_size=5, shuffle=True, seed=1)
+    for _ in range(3):
+        batches = list(loader)
+        assert [len(b[0]) for b in batches] == [5, 5, 5, 5, 3]
+        for bx, by in batches:
+            assert torch.equal(by, bx * 10)
+        assert torch.equal(torch.cat([b[0] for b in batches]).sort().values, x)
+
+
+def test_loader_without_shuffle_is_in_order() -> None:
+    x = torch.arange(10).float().unsqueeze(1)
+    batches = _epoch(TensorLoader(x, batch_size=4))
+    assert torch.equal(torch.cat(batches), x)
+    assert [len(b) for b in batches] == [4, 4, 2]
+
+
+def test_loader_shuffle_differs_between_epochs_but_reproducible() -> None:
+    x = torch.arange(50)
+    a = TensorLoader(x, batch_size=50, shuffle=True, seed=7)
+    b = TensorLoader(x, batch_size=50, shuffle=True, seed=7)
+    c = TensorLoader(x, batch_size=50, shuffle=True, seed=8)
+    a1, a2 = _epoch(a)[0], _epoch(a)[0]
+    b1, b2 = _epoch(b)[0], _epoch(b)[0]
+    assert not torch.equal(a1, a2)
+    assert not torch.equal(a1, x)
+    assert torch.equal(a1, b1) and torch.equal(a2, b2)
+    assert not torch.equal(a1, _epoch(c)[0])
+
+
+@pytest.mark.parametrize(
+    ("n", "bs", "with_rest", "without_rest"), [(10, 3, 4, 3), (9, 3, 3, 3), (2, 5, 1, 0)]
+)
+def test_loader_len(n: int, bs: int, with_rest: int, without_rest: int) -> None:
+    x = torch.zeros(n, 2)
+    keep = TensorLoader(x, batch_size=bs)
+    drop = TensorLoader(x, batch_size=bs, drop_last=True, shuffle=True)
+    assert len(keep) == with_rest == len(list(keep))
+    assert len(drop) == without_rest == len(list(drop))
+    assert all(len(b[0]) == bs for b in drop)
+
+
+def test_loader_errors() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        TensorLoader(torch.zeros(3), torch.zeros(4), batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorLoader(torch.zeros(3), batch_size=0)
+    with pytest.raises(ValueError, match="at least one tensor"):
+        TensorLoader(batch_size=2)
+
+
+def test_datamodule_train_loader_drops_a_single_example_batch() -> None:
+    x, y = _x(101), np.tile([0, 1], 51)[:101]
+    dm = ArrayDataModule(x, y, val_size=10, test_size=10, batch_size=8, eval_batch_size=3)
+    assert dm.split_sizes()["train"] == 81  # 81 = 10 * 8 + 1
+    train = dm.train_dataloader()
+    assert train.drop_last and train.shuffle
+    assert len(train) == 10
+    assert all(len(b[0]) == 8 for b in train)
+    # evaluation keeps every example
+    val = dm.val_dataloader()
+    assert not val.shuffle
+    assert len(val) == 4 and sum(len(b[0]) for b in val) == 10
+    # a last batch of 2 is kept
+    dm2 = ArrayDataModule(x, y, val_size=10, test_size=10, batch_size=79)
+    assert not dm2.train_dataloader().drop_last
+    assert [len(b[0]) for b in dm2.train_dataloader()] == [79, 2]
+    assert dm2.eval_batch_size == 79
+
+
+def test_predict_loader_yields_test_features() -> None:
+    dm = ArrayDataModule(_x(40), np.tile([0, 1], 20), val_size=5, test_size=7, batch_size=4)
+    batches = list(dm.predict_dataloader())
+    assert all(len(b) == 1 for b in batches)
+    dm.setup()
+    torch.testing.assert_close(torch.cat([b[0] for b in batches]), dm._tensors["test"][0])

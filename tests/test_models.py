@@ -1,0 +1,324 @@
+"""The task-aware LightningModule (through the MLP) and a short end-to-end fit."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.callbacks import best_and_last_checkpoint, early_stopping
+from zoo.data import ArrayDataModule, SklearnDataModule
+from zoo.errors import ZooError
+from zoo.losses import BCEWithLogits, ContrastiveLoss
+from zoo.models import MLP
+from zoo.optim import WarmupCosineLR
+from zoo.trainer import METRICS_FILE, ZooTrainer
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize(
+    ("task", "num_classes", "width", "loss_cls"),
+    [
+        ("multiclass", 5, 5, nn.CrossEntropyLoss),
+        ("binary", None, 1, BCEWithLogits),
+        ("regression", None, 1, nn.MSELoss),
+    ],
+)
+def test_output_width_and_default_loss(
+    task: str, num_classes: int | None, width: int, loss_cls: type
+) -> None:
+    model = MLP(hidden_sizes=[8], task=task, num_classes=num_classes, input_shape=[6])
+    assert model.num_outputs == width
+    assert isinstance(model.loss_fn, loss_cls)
+    assert model(torch.randn(3, 6)).shape == (3, width)
+    # image-shaped input is flattened
+    img = MLP(hidden_sizes=[8], task=task, num_classes=num_classes, input_shape=[1, 2, 3])
+    assert img.num_inputs == 6
+    assert img(torch.randn(4, 1, 2, 3)).shape == (4, width)
+
+
+def _batch(task: str, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(n, 4)
+    if task == "multiclass":
+        return x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    if task == "binary":
+        return x, (x[:, 0] + x[:, 1] > 0).long()
+    return x, 3 * x[:, 0] - x[:, 2] + 1
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary", "regression"])
+def test_training_steps_lower_the_loss(task: str) -> None:
+    model = MLP(
+        hidden_sizes=[16],
+        task=task,
+        num_classes=3 if task == "multiclass" else None,
+        input_shape=[4],
+        optimizer=functools.partial(torch.optim.Adam, lr=0.02),
+    )
+    opt = model.configure_optimizers()
+    x, y = _batch(task)
+
+    def loss() -> torch.Tensor:
+        return model.compute_loss(model.shape_outputs(model(x), y), y)
+
+    start = loss().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.7 * start
+
+
+def test_binary_loss_uses_float_targets_and_pos_weight() -> None:
+    model = MLP(hidden_sizes=[4], task="binary", input_shape=[4], pos_weight=2.5)
+    x, y = _batch("binary")
+    out = model.shape_outputs(model(x), y)
+    assert out.shape == (32,)
+    expected = F.binary_cross_entropy_with_logits(out, y.float(), pos_weight=torch.tensor(2.5))
+    torch.testing.assert_close(model.compute_loss(out, y), expected)
+    torch.testing.assert_close(model.predictions(out), out.sigmoid())
+
+
+def test_multiclass_predictions_are_probabilities() -> None:
+    model = MLP(hidden_sizes=[4], task="multiclass", num_classes=3, input_shape=[4])
+    out = model(torch.randn(5, 4))
+    torch.testing.assert_close(model.predictions(out), out.softmax(-1))
+
+
+def test_unknown_loss_lists_valid_names() -> None:
+    with pytest.raises(ZooError) as info:
+        MLP(task="multiclass", num_classes=3, input_shape=[4], loss="cross_entropie")
+    msg = str(info.value)
+    assert "Unknown loss 'cross_entropie' for model.loss" in msg
+    assert "Did you mean 'cross_entropy'" in msg
+    assert "bce, contrastive, cross_entropy, huber, l1, mse" in msg
+
+
+@pytest.mark.parametrize(
+    ("task", "loss"),
+    [
+        ("multiclass", "mse"),
+        ("multiclass", "huber"),
+        ("binary", "l1"),
+        ("binary", "cross_entropy"),
+        ("regression", "bce"),
+    ],
+)
+def test_loss_for_the_wrong_task(task: str, loss: str) -> None:
+    with pytest.raises(ZooError, match=f"model.loss '{loss}' is for .* tasks, not '{task}'"):
+        MLP(task=task, num_classes=3 if task == "multiclass" else None, input_shape=[4], loss=loss)
+
+
+def test_named_and_module_losses() -> None:
+    assert isinstance(MLP(task="regression", input_shape=[4], loss="Huber").loss_fn, nn.HuberLoss)
+    assert isinstance(MLP(task="binary", input_shape=[4], loss="contrastive").loss_fn, ContrastiveLoss)
+    custom = nn.SmoothL1Loss(beta=0.5)
+    model = MLP(task="regression", input_shape=[4], loss=custom)
+    assert model.loss_fn is custom
+    assert "loss" not in model.hparams  # a module can't be stored as plain data
+
+
+def test_label_smoothing_reaches_cross_entropy() -> None:
+    model = MLP(hidden_sizes=[4], task="multiclass", num_classes=4, input_shape=[3], label_smoothing=0.3)
+    assert isinstance(model.loss_fn, nn.CrossEntropyLoss)
+    assert model.loss_fn.label_smoothing == 0.3
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.testing.assert_close(model.compute_loss(logits, y), F.cross_entropy(logits, y, label_smoothing=0.3))
+    assert model.hparams.label_smoothing == 0.3
+
+
+def test_target_stats_standardize_loss_and_destandardize_predictions() -> None:
+    model = MLP(hidden_sizes=[4], task="regression", input_shape=[2], target_stats=(10.0, 2.0))
+    assert model.target_stats == (10.0, 2.0)
+    outputs = torch.tensor([0.0, 1.0, -0.5])
+    targets = torch.tensor([10.0, 14.0, 9.0])  # standardized: [0, 2, -0.5]
+    # loss in standardized units: ((0-0)^2 + (1-2)^2 + (-0.5+0.5)^2) / 3
+    assert model.compute_loss(outputs, targets).item() == pytest.approx(1 / 3)
+    # predictions in original units: outputs * 2 + 10
+    torch.testing.assert_close(model.predictions(outputs), torch.tensor([10.0, 12.0, 9.0]))
+    x = torch.randn(5, 2)
+    pred = model.predict_step((x,), 0)
+    assert pred.shape == (5,)
+    torch.testing.assert_close(pred, model(x).squeeze(-1) * 2 + 10)
+    # target_stats only apply to regression
+    assert MLP(task="binary", input_shape=[2], target_stats=(10.0, 2.0)).target_stats is None
+
+
+def test_l1_lambda_adds_penalty() -> None:
+    model = MLP(hidden_sizes=[4], task="regression", input_shape=[3], l1_lambda=0.1)
+    out, y = torch.zeros(4), torch.ones(4)
+    expected = 1.0 + 0.1 * sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
+    torch.testing.assert_close(model.compute_loss(out, y), expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"task": "ranking"}, "model.task must be one of multiclass, binary, regression"),
+        ({"task": "multiclass", "num_classes": 1}, "model.num_classes must be >= 2"),
+        ({"task": "multiclass"}, "model.num_classes must be >= 2"),
+        ({"task": "regression", "l1_lambda": -1.0}, "model.l1_lambda must be >= 0"),
+        ({"task": "regression", "activation": "relux"}, "for model.activation"),
+        ({"task": "regression", "norm": "group"}, "model.norm must be one of none, batch, layer"),
+        ({"task": "regression", "init": "he"}, "model.init must be one of default, kaiming, xavier"),
+        ({"task": "regression", "dropout": 1.0}, "model.dropout must be in [0, 1)"),
+    ],
+)
+def test_bad_model_options(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ZooError) as info:
+        MLP(input_shape=[4], **kwargs)
+    assert fragment in str(info.value)
+
+
+def test_missing_input_shape() -> None:
+    with pytest.raises(ZooError, match="model.input_shape is not set"):
+        MLP(task="regression")
+
+
+def test_configure_optimizers_param_groups() -> None:
+    model = MLP(hidden_sizes=[8, 8], task="multiclass", num_classes=3, input_shape=[4], norm="layer")
+    opt = model.configure_optimizers()
+    assert isinstance(opt, torch.optim.AdamW)  # the default
+    assert len(opt.param_groups) == 2
+    decayed, plain = opt.param_groups
+    assert (
+        decayed["weight_decay"] == torch.optim.AdamW([nn.Parameter(torch.zeros(1))]).defaults["weight_decay"]
+    )
+    assert plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"])
+    assert all(p.ndim <= 1 for p in plain["params"])
+    n_params = sum(1 for _ in model.parameters())
+    assert len(decayed["params"]) + len(plain["params"]) == n_params
+    assert len(decayed["params"]) == 3  # two hidden linears and the head
+
+    sgd = MLP(
+        hidden_sizes=[8],
+        task="regression",
+        input_shape=[4],
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1, weight_decay=0.5),
+        decay_bias_and_norm=True,
+    ).configure_optimizers()
+    assert isinstance(sgd, torch.optim.SGD)
+    assert len(sgd.param_groups) == 1 and sgd.param_groups[0]["weight_decay"] == 0.5
+
+
+def test_configure_optimizers_with_schedules() -> None:
+    model = MLP(
+        hidden_sizes=[8],
+        task="regression",
+        input_shape=[4],
+        lr_scheduler=functools.partial(WarmupCosineLR, warmup_steps=2),
+    )
+    model._trainer = SimpleNamespace(estimated_stepping_batches=40)  # what a Trainer would provide
+    config = model.configure_optimizers()
+    sched = config["lr_scheduler"]["scheduler"]
+    assert isinstance(sched, WarmupCosineLR)
+    assert sched.total_steps == 40
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert sched.optimizer is config["optimizer"]
+
+    plateau = MLP(
+        task="regression",
+        input_shape=[4],
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=1),
+        monitor="val/mse",
+    )
+    plateau._trainer = SimpleNamespace(estimated_stepping_batches=40)
+    config = plateau.configure_optimizers()
+    assert config["lr_scheduler"]["monitor"] == "val/mse"
+    assert config["lr_scheduler"]["interval"] == "epoch"
+
+
+def test_hparams_are_plain() -> None:
+    model = MLP(
+        hidden_sizes=[8],
+        task="multiclass",
+        num_classes=3,
+        input_shape=[4],
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+    )
+    assert model.hparams.hidden_sizes == [8]
+    assert model.hparams.num_classes == 3
+    assert "optimizer" not in model.hparams
+    assert "lr_scheduler" in model.hparams and model.hparams.lr_scheduler is None
+
+
+def _trainer(tmp_path: Path, max_epochs: int) -> ZooTrainer:
+    return ZooTrainer(
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[early_stopping(patience=10), best_and_last_checkpoint(dirpath=tmp_path / "ckpt")],
+        deterministic=True,
+    )
+
+
+def test_fit_iris_and_reload_checkpoint(tmp_path: Path) -> None:
+    dm = SklearnDataModule("iris", batch_size=16, seed=0)
+    make_opt = functools.partial(torch.optim.Adam, lr=0.02)
+    model = MLP(
+        hidden_sizes=[32],
+        task=dm.task,
+        num_classes=dm.num_classes,
+        input_shape=dm.input_shape,
+        optimizer=make_opt,
+    )
+    results = _trainer(tmp_path, 30).train(model, dm)
+    assert results["test/acc"] >= 0.9
+    assert {"test/loss", "test/acc", "test/f1"} <= set(results)
+    best = results["best_checkpoint"]
+    assert best is not None and Path(best).is_file()
+    assert Path(best).name.startswith("best-epoch=")
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    assert json.loads((tmp_path / METRICS_FILE).read_text()) == results
+
+    loaded = MLP.load_from_checkpoint(best, optimizer=make_opt)
+    assert loaded.task == "multiclass" and loaded.num_classes == 3
+    assert loaded.hparams.hidden_sizes == [32]
+    x_test = dm._tensors["test"][0]
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x_test), model(x_test))  # `model` holds the best weights after test
+        acc = (loaded(x_test).argmax(-1) == dm._tensors["test"][1]).float().mean().item()
+    assert acc == pytest.approx(results["test/acc"])
+    assert isinstance(loaded.configure_optimizers(), torch.optim.Adam)
+
+
+def test_fit_regression_reports_original_units(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = 1000.0 + 50.0 * (x @ np.array([1.0, -0.5, 0.25])) + rng.normal(scale=1.0, size=200)
+    dm = ArrayDataModule(x, y, batch_size=32, seed=0)
+    assert dm.task == "regression"
+    mean, std = dm.target_stats
+    assert mean == pytest.approx(1000.0, abs=10.0)
+    model = MLP(
+        hidden_sizes=[],
+        task="regression",
+        input_shape=dm.input_shape,
+        target_stats=dm.target_stats,
+        optimizer=functools.partial(torch.optim.Adam, lr=0.05),
+    )
+    results = _trainer(tmp_path, 15).train(model, dm)
+    # metrics are in the original units: a good fit has a tiny MSE relative to var(y) (~3900),
+    # while forgetting to de-standardize would give an MSE of about 1000**2
+    assert results["test/mse"] < 100.0
+    assert results["test/r2"] > 0.95
+    # the loss is in standardized units: mse / std**2
+    assert results["test/loss"] == pytest.approx(results["test/mse"] / std**2, rel=1e-3)
+    loaded = MLP.load_from_checkpoint(results["best_checkpoint"])
+    assert loaded.target_stats == pytest.approx((mean, std))

@@ -1,0 +1,316 @@
+"""Parameter groups, optimizers by name and the learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from zoo.errors import UnknownNameError, ZooError
+from zoo.optim import (
+    CosineAnnealing,
+    OneCycle,
+    WarmupCosineLR,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
+    scheduler_interval,
+    training_horizon,
+)
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3, 8)
+        self.norm = nn.LayerNorm(8)
+        self.fc2 = nn.Linear(8, 1)
+        self.pos_embed = nn.Parameter(torch.zeros(4, 8))  # a matrix, exempted by name
+        self.frozen = nn.Parameter(torch.ones(2, 2), requires_grad=False)
+
+    def no_weight_decay(self) -> list[str]:
+        return ["pos_embed"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.norm(self.fc1(x))))
+
+
+def ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+def test_param_groups_split_decay_and_no_decay() -> None:
+    net = Net()
+    groups = param_groups(net)
+    assert len(groups) == 2
+    assert "weight_decay" not in groups[0]
+    assert groups[1]["weight_decay"] == 0.0
+    assert ids(groups[0]["params"]) == ids([net.fc1.weight, net.fc2.weight])
+    assert ids(groups[1]["params"]) == ids(
+        [net.fc1.bias, net.fc2.bias, net.norm.weight, net.norm.bias, net.pos_embed]
+    )
+    # frozen parameters are in neither group
+    assert id(net.frozen) not in ids(groups[0]["params"]) | ids(groups[1]["params"])
+
+
+def test_param_groups_decay_everything() -> None:
+    net = Net()
+    groups = param_groups(net, decay_bias_and_norm=True)
+    assert len(groups) == 1
+    assert "weight_decay" not in groups[0]
+    assert ids(groups[0]["params"]) == ids(p for p in net.parameters() if p.requires_grad)
+
+
+def test_param_groups_without_exempt_parameters_is_one_group() -> None:
+    groups = param_groups(nn.Linear(3, 3, bias=False))
+    assert len(groups) == 1
+
+
+def test_optimizer_groups_get_their_weight_decay() -> None:
+    net = Net()
+    opt = create_optimizer(net, "adamw", lr=1e-3, weight_decay=0.3)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
+    assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+
+
+def _regression_problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    return model, x, y
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "cls"),
+    [
+        ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, torch.optim.SGD),
+        ("adam", {"lr": 0.01}, torch.optim.Adam),
+        ("adamw", {"lr": 0.01, "weight_decay": 0.01}, torch.optim.AdamW),
+        ("adafactor", {"lr": 0.05}, torch.optim.Adafactor),
+        ("rmsprop", {"lr": 0.005}, torch.optim.RMSprop),
+        ("adagrad", {"lr": 0.1}, torch.optim.Adagrad),
+    ],
+)
+def test_each_optimizer_reduces_loss(name: str, kwargs: dict, cls: type) -> None:
+    model, x, y = _regression_problem()
+    opt = create_optimizer(model, name, **kwargs)
+    assert isinstance(opt, cls)
+    if name == "sgd":
+        assert opt.param_groups[0]["nesterov"] is True
+        assert opt.param_groups[0]["momentum"] == 0.9
+    start = nn.functional.mse_loss(model(x), y).item()
+    for _ in range(30):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    end = nn.functional.mse_loss(model(x), y).item()
+    assert end < 0.7 * start
+
+
+def test_create_optimizer_drops_none_and_rejects_unknown() -> None:
+    model, _, _ = _regression_problem()
+    opt = create_optimizer(model, "sgd", lr=0.1, momentum=None)
+    assert opt.param_groups[0]["momentum"] == 0
+    with pytest.raises(UnknownNameError, match="Did you mean 'adamw'"):
+        create_optimizer(model, "adamww")
+
+
+@pytest.mark.parametrize("decay_bias_and_norm", [False, True])
+def test_weight_decay_leaves_bias_untouched(decay_bias_and_norm: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    with torch.no_grad():
+        model[1].weight.fill_(2.0)
+        model[1].bias.fill_(1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = create_optimizer(model, "adamw", lr=0.1, weight_decay=5.0, decay_bias_and_norm=decay_bias_and_norm)
+    for _ in range(3):
+        opt.zero_grad()
+        (model(torch.randn(2, 4)) * 0.0).sum().backward()  # zero gradient: only decay can move weights
+        opt.step()
+    after = dict(model.named_parameters())
+    shrink = (1 - 0.1 * 5.0) ** 3
+    torch.testing.assert_close(after["0.weight"].detach(), before["0.weight"] * shrink)
+    for name in ("0.bias", "1.weight", "1.bias"):
+        if decay_bias_and_norm:
+            torch.testing.assert_close(after[name].detach(), before[name] * shrink)
+        else:
+            assert torch.equal(after[name].detach(), before[name]), name
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def _opt(lr: float = 1.0, n_groups: int = 1) -> torch.optim.Optimizer:
+    groups = [{"params": [nn.Parameter(torch.zeros(1))], "lr": lr * (i + 1)} for i in range(n_groups)]
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+def _lrs(opt: torch.optim.Optimizer, sched, steps: int, group: int = 0) -> list[float]:
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[group]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def warmup_cosine_reference(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / (total - warmup))
+    return min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2
+
+
+@pytest.mark.parametrize(("warmup", "total", "min_ratio"), [(5, 30, 0.1), (0, 20, 0.0), (3, 10, 0.5)])
+def test_warmup_cosine_matches_closed_form(warmup: int, total: int, min_ratio: float) -> None:
+    base = 0.4
+    opt = _opt(base, n_groups=2)
+    sched = create_scheduler(
+        opt, "warmup_cosine", warmup_steps=warmup, total_steps=total, min_lr_ratio=min_ratio
+    )
+    assert isinstance(sched, WarmupCosineLR)
+    assert scheduler_interval(sched) == "step"
+    steps = total + 5  # flat after the end
+    got0 = _lrs(opt, sched, steps)
+    for step, lr in enumerate(got0):
+        assert lr == pytest.approx(
+            base * warmup_cosine_reference(step, warmup, total, min_ratio), rel=1e-9
+        ), step
+    # the second group has its own base lr (2 * base) and follows the same multiplier
+    assert opt.param_groups[1]["lr"] == pytest.approx(2 * base * min_ratio)
+    assert got0[-1] == pytest.approx(base * min_ratio)
+    if warmup:
+        assert got0[0] == pytest.approx(base / warmup)
+        assert got0[warmup] == pytest.approx(base)
+
+
+def test_warmup_cosine_bad_warmup() -> None:
+    with pytest.raises(ZooError, match=r"warmup_steps must be in \[0, total_steps=10\], got 11"):
+        WarmupCosineLR(_opt(), warmup_steps=11, total_steps=10)
+    with pytest.raises(ZooError, match="warmup_steps"):
+        WarmupCosineLR(_opt(), warmup_steps=-1, total_steps=10)
+
+
+@pytest.mark.parametrize("eta_min", [0.0, 0.01])
+def test_cosine_matches_closed_form(eta_min: float) -> None:
+    base, total = 0.5, 12
+    opt = _opt(base)
+    sched = create_scheduler(opt, "cosine", total_steps=total, min_lr=eta_min)
+    assert isinstance(sched, CosineAnnealing)
+    assert scheduler_interval(sched) == "step"
+    for t, lr in enumerate(_lrs(opt, sched, total + 1)):
+        expected = eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / total)) / 2
+        assert lr == pytest.approx(expected, rel=1e-6, abs=1e-9), t
+
+
+def test_onecycle_matches_torch() -> None:
+    kwargs = {"total_steps": 25, "pct_start": 0.4, "div_factor": 10.0, "final_div_factor": 100.0}
+    opt_zoo, opt_torch = _opt(0.3), _opt(0.3)
+    zoo_sched = create_scheduler(opt_zoo, "onecycle", **kwargs)  # max_lr defaults to the optimizer's lr
+    assert isinstance(zoo_sched, OneCycle)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt_torch, max_lr=0.3, **kwargs)
+    got, expected = _lrs(opt_zoo, zoo_sched, 25), _lrs(opt_torch, ref, 25)
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert max(got) == pytest.approx(0.3)
+    assert got[0] == pytest.approx(0.03)
+
+
+def test_onecycle_explicit_max_lr_and_three_phase() -> None:
+    kwargs = {"total_steps": 20, "three_phase": True, "anneal_strategy": "linear"}
+    opt_zoo, opt_torch = _opt(0.01), _opt(0.01)
+    zoo_sched = OneCycle(opt_zoo, max_lr=1.0, **kwargs)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt_torch, max_lr=1.0, **kwargs)
+    assert _lrs(opt_zoo, zoo_sched, 20) == pytest.approx(_lrs(opt_torch, ref, 20), rel=1e-12)
+
+
+def test_step_lr_halves() -> None:
+    opt = _opt(0.8)
+    sched = create_scheduler(opt, "step", step_size=3, gamma=0.5)
+    assert isinstance(sched, torch.optim.lr_scheduler.StepLR)
+    assert scheduler_interval(sched) == "epoch"
+    assert _lrs(opt, sched, 9) == pytest.approx([0.8] * 3 + [0.4] * 3 + [0.2] * 3)
+
+
+def test_exponential() -> None:
+    opt = _opt(1.0)
+    sched = create_scheduler(opt, "exponential", gamma=0.9)
+    assert _lrs(opt, sched, 4) == pytest.approx([1.0, 0.9, 0.81, 0.729])
+
+
+def test_plateau_reduces_after_patience() -> None:
+    opt = _opt(1.0)
+    sched = create_scheduler(opt, "plateau", patience=2, factor=0.1)
+    assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    lrs = []
+    for metric in [1.0, 0.5, 0.6, 0.6, 0.6, 0.6]:
+        sched.step(metric)
+        lrs.append(opt.param_groups[0]["lr"])
+    # best 0.5 at the 2nd step; 3 bad epochs (> patience=2) at the 5th step
+    assert lrs == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
+
+
+def test_none_schedule_returns_none() -> None:
+    assert create_scheduler(_opt(), "none") is None
+    assert create_scheduler(_opt()) is None
+
+
+def test_unknown_scheduler() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'cosine'"):
+        create_scheduler(_opt(), "cosin")
+
+
+@pytest.mark.parametrize("name", ["warmup_cosine", "cosine", "onecycle"])
+def test_total_steps_needed_outside_horizon(name: str) -> None:
+    with pytest.raises(ZooError, match=f"{name} needs total_steps"):
+        create_scheduler(_opt(), name)
+    with pytest.raises(ZooError, match="needs total_steps"):
+        create_scheduler(_opt(), name, total_steps=0)
+
+
+@pytest.mark.parametrize("name", ["warmup_cosine", "cosine", "onecycle"])
+def test_total_steps_from_horizon(name: str) -> None:
+    with training_horizon(17):
+        sched = create_scheduler(_opt(), name)
+    assert sched.total_steps == 17 if name != "cosine" else sched.T_max == 17
+    # the horizon is gone after the block, and an explicit value wins inside it
+    with pytest.raises(ZooError):
+        create_scheduler(_opt(), name)
+    with training_horizon(17):
+        sched = create_scheduler(_opt(), name, total_steps=5)
+    assert (sched.T_max if name == "cosine" else sched.total_steps) == 5
+
+
+def test_warmup_cosine_from_horizon_follows_formula() -> None:
+    opt = _opt(1.0)
+    with training_horizon(8):
+        sched = create_scheduler(opt, "warmup_cosine", warmup_steps=2)
+    got = _lrs(opt, sched, 8)
+    assert got == pytest.approx([warmup_cosine_reference(s, 2, 8, 0.0) for s in range(8)])
+
+
+def test_warmup_larger_than_horizon_raises() -> None:
+    with training_horizon(4), pytest.raises(ZooError, match="total_steps=4"):
+        create_scheduler(_opt(), "warmup_cosine", warmup_steps=5)
+
+
+def test_infinite_horizon_is_a_zoo_error() -> None:
+    # a Trainer with max_epochs=-1 and no max_steps estimates float("inf") stepping batches
+    with training_horizon(float("inf")), pytest.raises(ZooError, match="needs total_steps"):
+        create_scheduler(_opt(), "cosine")
+
+
+def test_warmup_fraction_of_total_steps() -> None:
+    opt = _opt(1.0)
+    sched = WarmupCosineLR(opt, warmup_steps=0.25, total_steps=20)
+    assert sched.warmup_steps == 5
+    assert _lrs(opt, sched, 20) == pytest.approx([warmup_cosine_reference(s, 5, 20, 0.0) for s in range(20)])
+    with training_horizon(10):
+        assert WarmupCosineLR(_opt(), warmup_steps=0.01).warmup_steps == 1  # at least one step
+    with pytest.raises(ZooError, match="warmup_steps must be a step count or a fraction below 1, got 2.5"):
+        WarmupCosineLR(_opt(), warmup_steps=2.5, total_steps=10)
