@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -24,6 +25,8 @@ FLOORS = {
 
 def test_every_recipe_has_a_floor_and_a_header():
     assert {r.name for r in RECIPES} == set(FLOORS)
+    # each fragment has its own test below (trainer/debug is used by many)
+    assert {f.name for f in FRAGMENTS} == {"logger/wandb", "trainer/debug", "trainer/gpu_bf16"}
     for recipe in RECIPES + FRAGMENTS:
         assert recipe.command.startswith("zoo "), f"{recipe.name}: first line must be its run command"
         assert f"-c {recipe.name}" in recipe.command, recipe.name
@@ -44,23 +47,6 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert str(run_dir / "test_metrics.json") in proc.stdout
     assert metric in proc.stdout
-
-
-@pytest.mark.parametrize("fragment", [f.name for f in FRAGMENTS if f.name != "trainer/gpu_bf16"])
-def test_fragment_runs_with_a_recipe(zoo, tmp_path: Path, fragment: str):
-    root = tmp_path / "runs"
-    zoo(
-        "train",
-        "-c",
-        "mlp_digits",
-        "-c",
-        "trainer/debug",
-        "-c",
-        fragment,
-        "--trainer.default_root_dir",
-        str(root),
-    )
-    assert read_metrics(root)["test/acc"] > 0.1
 
 
 def test_gpu_fragment_parses(zoo, tmp_path: Path):
@@ -105,3 +91,8 @@ def test_test_metrics_json_matches_printed_table(zoo, tmp_path: Path):
     for key in ("test/acc", "test/f1", "test/loss"):
         assert f"{key}" in proc.stdout
         assert f"{metrics[key]:.4f}" in proc.stdout
+    # trainer/debug: 2 epochs of 5 training batches each
+    rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
+    assert {int(r["epoch"]) for r in rows if r.get("val/loss")} == {0, 1}
+    steps = [int(r["step"]) for r in rows if r.get("step")]
+    assert max(steps) <= 10
