@@ -283,7 +283,13 @@ def test_array_image_shaped_input() -> None:
     x = np.random.default_rng(0).normal(size=(50, 1, 4, 4))
     dm = ArrayDataModule(x, np.tile([0, 1], 25))
     assert dm.input_shape == [1, 4, 4]
-    assert dm.feature_mean.shape == (1, 4, 4)
+    # images are standardized per channel, with training-split statistics
+    assert dm.feature_mean.shape == (1, 1, 1, 1)
+    raw = ArrayDataModule(x, np.tile([0, 1], 25), standardize=False)
+    raw.prepare()
+    assert np.isclose(dm.feature_mean.item(), raw._splits["train"].x.mean())
+    dm.setup()
+    assert abs(float(dm._tensors["train"][0].mean())) < 1e-5
 
 
 # ----------------------------------------------------------------------------- CSVDataModule
@@ -463,3 +469,25 @@ def test_predict_loader_yields_test_features() -> None:
     assert all(len(b) == 1 for b in batches)
     dm.setup()
     torch.testing.assert_close(torch.cat([b[0] for b in batches]), dm._tensors["test"][0])
+
+
+def test_digits_as_images_are_standardized_per_channel_on_the_train_split():
+    dm = SklearnDataModule("digits", as_images=True, seed=0)
+    assert dm.input_shape == [1, 8, 8]
+    assert dm.task == "multiclass" and dm.num_classes == 10
+    dm.setup()
+    x_train, _ = dm._tensors["train"]
+    assert x_train.shape[1:] == (1, 8, 8)
+    assert abs(float(x_train.mean())) < 1e-5 and abs(float(x_train.std()) - 1) < 1e-3
+    x_test, _ = dm._tensors["test"]
+    assert abs(float(x_test.mean())) > 1e-4  # test statistics were not used
+    # the images are the same pixels as the flat features, in the same order
+    flat = SklearnDataModule("digits", seed=0, standardize=False)
+    images = SklearnDataModule("digits", as_images=True, seed=0, standardize=False)
+    flat.setup(), images.setup()
+    assert torch.equal(flat._tensors["train"][0], images._tensors["train"][0].flatten(1))
+
+
+def test_as_images_is_for_digits_only():
+    with pytest.raises(ZooError, match="data.as_images works for the digits dataset only"):
+        SklearnDataModule("iris", as_images=True)

@@ -20,6 +20,7 @@ FLOORS = {
     "mlp_digits": ("test/acc", 0.97),
     "mlp_breast_cancer": ("test/acc", 0.95),
     "mlp_diabetes": ("test/r2", 0.35),
+    "convnet_digits": ("test/acc", 0.98),
 }
 
 

@@ -77,8 +77,9 @@ class ZooDataModule(pl.LightningDataModule):
         test_size: test split, likewise; ignored where the source has an official test set.
         seed: seeds the split and the shuffling, so the same seed gives the same run.
         stratify: keep class proportions equal across splits (classification only).
-        standardize: scale each feature to zero mean and unit variance with statistics of the
-            training split (constant features are left at zero, not divided by zero).
+        standardize: scale each feature (each channel, for images) to zero mean and unit
+            variance with statistics of the training split (constant features are left at zero,
+            not divided by zero).
     """
 
     def __init__(
@@ -166,8 +167,10 @@ class ZooDataModule(pl.LightningDataModule):
         splits = self._make_splits(loaded)
         if self.standardize:
             x_train = splits["train"].x
-            self.feature_mean = x_train.mean(axis=0)
-            std = x_train.std(axis=0)
+            # tabular rows: one statistic per feature; images (N, C, H, W): one per channel
+            axes = (0, 2, 3) if x_train.ndim == 4 else 0
+            self.feature_mean = x_train.mean(axis=axes, keepdims=x_train.ndim == 4)
+            std = x_train.std(axis=axes, keepdims=x_train.ndim == 4)
             self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
             for part in splits.values():
                 part.x = (part.x - self.feature_mean) / self.feature_std

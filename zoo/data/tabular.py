@@ -28,12 +28,17 @@ class SklearnDataModule(ZooDataModule):
     Args:
         dataset: ``digits`` (8x8 handwritten digits, 10 classes, 1797 examples), ``iris``,
             ``wine`` (3 classes), ``breast_cancer`` (binary) or ``diabetes`` (regression).
+        as_images: serve digits as ``1 x 8 x 8`` images (for convolutional nets) instead of 64
+            features; standardization is then per channel.
         **kwargs: split, batch and standardization options of :class:`ZooDataModule`.
     """
 
-    def __init__(self, dataset: SklearnName = "digits", **kwargs: Any) -> None:
+    def __init__(self, dataset: SklearnName = "digits", as_images: bool = False, **kwargs: Any) -> None:
         if dataset not in _SKLEARN_TASKS:
             raise ZooError(f"data.dataset must be one of {', '.join(_SKLEARN_TASKS)}; got {dataset!r}.")
+        if as_images and dataset != "digits":
+            raise ZooError(f"data.as_images works for the digits dataset only, not {dataset!r}.")
+        self.as_images = as_images
         super().__init__(**kwargs)
         self.dataset = dataset
 
@@ -45,6 +50,8 @@ class SklearnDataModule(ZooDataModule):
         y = bunch.target.astype(np.float64 if task == "regression" else np.int64)
         classes = list(bunch.target_names) if task != "regression" and "target_names" in bunch else None
         names = [str(n) for n in bunch.get("feature_names", [])]
+        if self.as_images:  # 1 x 8 x 8 grey images for convolutional nets
+            return Loaded(ArraySplit(bunch.images[:, None].astype(np.float64), y), task=task, classes=classes)
         return Loaded(
             ArraySplit(bunch.data.astype(np.float64), y), task=task, classes=classes, feature_names=names
         )

@@ -1,0 +1,155 @@
+"""The convolutional blocks, backbones and LightningModules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+from zoo.errors import ZooError
+from zoo.models import ConvNet, FastCifarNet, ResNet
+from zoo.nn import conv as zconv
+
+SHAPES = [(1, 8, 8), (3, 32, 32)]
+SMALL = {
+    "convnet": {"widths": (8, 16)},
+    "resnet": {"widths": (4, 8, 16)},
+    "fast_cifar": {"widths": (8, 16, 16, 16)},
+}
+MODELS = {"convnet": ConvNet, "resnet": ResNet, "fast_cifar": FastCifarNet}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("net_cls", [zconv.ConvNet, zconv.ResNet, zconv.FastCifarNet])
+def test_backbone_output_shape(net_cls, shape):
+    net = net_cls(shape[0], 7)
+    assert net(torch.randn(3, *shape)).shape == (3, 7)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_output_shape(name, shape):
+    model = MODELS[name](task="multiclass", num_classes=5, input_shape=list(shape), **SMALL[name])
+    assert model(torch.randn(2, *shape)).shape == (2, 5)
+    # flat rows are reshaped to input_shape
+    assert model(torch.randn(2, shape[0] * shape[1] * shape[2])).shape == (2, 5)
+
+
+def test_convnet_skips_pooling_below_one_pixel():
+    net = zconv.ConvNet(1, 3, widths=(4, 4, 4, 4, 4), input_size=8)
+    pools = [b.pool for b in net.features]
+    assert sum(isinstance(p, nn.MaxPool2d) for p in pools) == 3
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(("cin", "cout", "stride"), [(4, 8, 1), (4, 4, 2), (4, 8, 2)])
+def test_conv_block_projection_skip(cin, cout, stride):
+    torch.manual_seed(0)
+    block = zconv.ConvBlock(cin, cout, stride=stride, residual=True).eval()
+    proj = block.skip[0]
+    assert isinstance(proj, nn.Conv2d) and proj.kernel_size == (1, 1) and proj.stride == (stride, stride)
+    assert isinstance(block.skip[1], nn.BatchNorm2d)
+    x = torch.randn(2, cin, 8, 8)
+    with torch.no_grad():
+        main = block.act(block.norm(block.conv(x)))
+        skip = block.skip[1](nn.functional.conv2d(x, proj.weight, stride=stride))
+        torch.testing.assert_close(block(x), main + skip)
+    assert block(x).shape == (2, cout, 8 // stride, 8 // stride)
+
+
+def test_conv_block_identity_skip_and_pool_after_skip():
+    block = zconv.ConvBlock(4, 4, residual=True, pool="avg").eval()
+    assert isinstance(block.skip, nn.Identity)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        expected = nn.functional.avg_pool2d(block.main(x) + x, 2)
+        torch.testing.assert_close(block(x), expected)
+    assert zconv.ConvBlock(4, 4).skip is None
+
+
+def test_conv_block_bias_only_without_norm():
+    assert zconv.ConvBlock(3, 4, norm="none").conv.bias is not None
+    assert zconv.ConvBlock(3, 4, norm="batch").conv.bias is None
+
+
+def test_norm_kinds():
+    assert isinstance(zconv.make_norm2d("batch", 16), nn.BatchNorm2d)
+    assert isinstance(zconv.make_norm2d("none", 16), nn.Identity)
+    gn = zconv.make_norm2d("group", 16)
+    assert isinstance(gn, nn.GroupNorm) and gn.num_groups == 8
+    assert zconv.make_norm2d("group", 6).num_groups == 6
+    assert zconv.make_norm2d("group", 12).num_groups == 6
+    assert zconv.make_norm2d("group", 12, groups=5).num_groups == 4
+    for kind, cls in [("batch", nn.BatchNorm2d), ("group", nn.GroupNorm), ("none", nn.Identity)]:
+        assert isinstance(zconv.ConvBlock(3, 8, norm=kind).norm, cls)
+
+
+def test_unknown_names_raise():
+    with pytest.raises(ZooError, match="batch, group"):
+        zconv.make_norm2d("layer", 4)
+    with pytest.raises(ZooError, match="max, avg"):
+        zconv.ConvBlock(3, 4, pool="sum")
+    with pytest.raises(ZooError, match="model.norm"):
+        ConvNet(task="multiclass", num_classes=3, input_shape=[1, 8, 8], norm="instance")
+    with pytest.raises(ZooError, match="model.input_shape"):
+        ResNet(task="multiclass", num_classes=3, input_shape=[64])
+    with pytest.raises(ZooError, match="model.activation"):
+        FastCifarNet(task="multiclass", num_classes=3, input_shape=[1, 8, 8], activation="nope")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_channels_last_matches(name):
+    torch.manual_seed(0)
+    kw = {"task": "multiclass", "num_classes": 4, "input_shape": [3, 16, 16], **SMALL[name]}
+    plain = MODELS[name](**kw).eval()
+    fast = MODELS[name](channels_last=True, **kw).eval()
+    fast.load_state_dict(plain.state_dict())
+    convs = [m.weight for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_convnet_learns_quadrants():
+    torch.manual_seed(0)
+    n = 64
+    y = torch.arange(n) % 4
+    x = 0.1 * torch.randn(n, 1, 8, 8)
+    for i, q in enumerate(y.tolist()):
+        r, c = divmod(q, 2)
+        x[i, 0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 1.0
+    model = ConvNet(task="multiclass", num_classes=4, input_shape=[1, 8, 8], widths=(8, 16))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = model.compute_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bf16_autocast(name):
+    model = MODELS[name](task="multiclass", num_classes=3, input_shape=[3, 16, 16], **SMALL[name])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 3) and torch.isfinite(out.float()).all()
+
+
+def test_registry_presets():
+    model = zoo.create_model("resnet8", task="multiclass", num_classes=10, input_shape=[3, 32, 32])
+    assert isinstance(model, ResNet)
+    assert model.hparams.blocks_per_stage == 1
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    convs = sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in model.modules())
+    assert convs == 7  # 6n + 1 convs + the final Linear = ResNet-8
+    r20 = zoo.create_model(
+        "resnet20", task="multiclass", num_classes=10, input_shape=[3, 32, 32], widths=[4, 8, 16]
+    )
+    assert r20.hparams.blocks_per_stage == 3 and list(r20.hparams.widths) == [4, 8, 16]
+    assert {"resnet", "resnet8", "resnet20"} <= set(zoo.list_models("resnet*"))
+    assert {"convnet", "fast_cifar"} <= set(zoo.list_models())

@@ -1,0 +1,179 @@
+"""Convolutional image models: a VGG-style ConvNet, the CIFAR ResNet and a speed-record style net.
+
+Each takes ``(N, C, H, W)`` images (flat ``(N, C*H*W)`` rows are reshaped to ``input_shape``),
+and with ``channels_last=True`` keeps its weights and inputs in ``torch.channels_last`` memory
+format, which is faster for convolutions on GPUs with tensor cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.models.base import ZooModule
+from zoo.nn import conv as zconv
+from zoo.nn.conv import NORMS2D, Norm2d
+from zoo.registry import ACTIVATIONS, register_model
+
+
+class _ConvModel(ZooModule):
+    """Shared checks and the channels_last handling of the conv models."""
+
+    def _check_options(self, activation: str, norm: str = "batch", dropout: float = 0.0) -> int:
+        """Validate the common options; returns the number of input channels."""
+        if self.input_shape is None or len(self.input_shape) != 3:
+            raise ZooError(
+                "model.input_shape must be 3-D (channels, height, width) for a conv model, "
+                f"e.g. [3, 32, 32]; got {list(self.input_shape) if self.input_shape else None}."
+            )
+        if activation not in ACTIVATIONS:
+            raise ZooError(ACTIVATIONS.unknown_message(activation, option="model.activation"))
+        if norm not in NORMS2D:
+            raise ZooError(f"model.norm must be one of {', '.join(NORMS2D)}; got {norm!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ZooError(f"model.dropout must be in [0, 1); got {dropout}.")
+        return int(self.input_shape[0])
+
+    @property
+    def _input_size(self) -> int:
+        return int(min(self.input_shape[1], self.input_shape[2]))
+
+    def _finish(self, channels_last: bool) -> None:
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.reshape(x.shape[0], *self.input_shape)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+
+@register_model("convnet")
+class ConvNet(_ConvModel):
+    """A VGG-style convolutional net: stages of conv blocks, each stage ending in 2x2 max pooling.
+
+    Args:
+        widths: channels of each stage, e.g. ``[32, 64]``.
+        blocks_per_stage: conv blocks per stage.
+        norm: ``none``, ``batch`` or ``group`` normalization after each conv.
+        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        dropout: channel dropout (Dropout2d) after each block.
+        residual: add a skip connection around each conv block.
+        channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (32, 64),
+        blocks_per_stage: int = 1,
+        norm: Norm2d = "batch",
+        activation: str = "relu",
+        dropout: float = 0.0,
+        residual: bool = False,
+        channels_last: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        in_channels = self._check_options(activation, norm, dropout)
+        self.net = zconv.ConvNet(
+            in_channels,
+            self.num_outputs,
+            widths=list(widths),
+            blocks_per_stage=blocks_per_stage,
+            norm=norm,
+            activation=activation,
+            dropout=dropout,
+            residual=residual,
+            input_size=self._input_size,
+        )
+        self._finish(channels_last)
+
+
+@register_model("resnet")
+class ResNet(_ConvModel):
+    """The CIFAR ResNet: a stem conv and stages of basic residual blocks (``6n + 2`` layers).
+
+    Args:
+        widths: channels of each stage; every stage after the first halves the resolution.
+        blocks_per_stage: basic blocks (two convs each) per stage: 1 gives ResNet-8, 3 ResNet-20.
+        norm: ``none``, ``batch`` or ``group``.
+        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (16, 32, 64),
+        blocks_per_stage: int = 2,
+        norm: Norm2d = "batch",
+        activation: str = "relu",
+        channels_last: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        in_channels = self._check_options(activation, norm)
+        self.net = zconv.ResNet(
+            in_channels,
+            self.num_outputs,
+            widths=list(widths),
+            blocks_per_stage=blocks_per_stage,
+            norm=norm,
+            activation=activation,
+        )
+        self._finish(channels_last)
+
+
+@register_model("fast_cifar")
+class FastCifarNet(_ConvModel):
+    """A wide, shallow net in the style of the CIFAR-10 speed-record nets (hlb-CIFAR10, airbench).
+
+    Args:
+        widths: the stem's channels, then one conv + max-pool group per further width.
+        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        norm: ``none``, ``batch`` or ``group``.
+        logit_scale: the logits are multiplied by this (1/9 as in those nets).
+        channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (64, 256, 256, 256),
+        activation: str = "gelu",
+        norm: Norm2d = "batch",
+        logit_scale: float = 1 / 9,
+        channels_last: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        in_channels = self._check_options(activation, norm)
+        self.net = zconv.FastCifarNet(
+            in_channels,
+            self.num_outputs,
+            widths=list(widths),
+            activation=activation,
+            norm=norm,
+            logit_scale=logit_scale,
+            input_size=self._input_size,
+        )
+        self._finish(channels_last)
+
+
+@register_model("resnet8")
+def resnet8(**kwargs: Any) -> ResNet:
+    """ResNet-8: widths (16, 32, 64), one basic block per stage."""
+    return ResNet(**{"widths": (16, 32, 64), "blocks_per_stage": 1, **kwargs})
+
+
+@register_model("resnet20")
+def resnet20(**kwargs: Any) -> ResNet:
+    """ResNet-20: widths (16, 32, 64), three basic blocks per stage."""
+    return ResNet(**{"widths": (16, 32, 64), "blocks_per_stage": 3, **kwargs})
