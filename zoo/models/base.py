@@ -204,9 +204,11 @@ class ZooModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ the steps
 
-    def shape_outputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Bring raw network outputs to the targets' layout (``(N, 1)`` -> ``(N,)`` for one output)."""
-        if self.task != "multiclass" and outputs.ndim == targets.ndim + 1 and outputs.shape[-1] == 1:
+    def shape_outputs(self, outputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Bring raw network outputs to the targets' layout (``(N, 1)`` -> ``(N,)`` for one output;
+        without ``targets``, one target per example is assumed)."""
+        target_ndim = 1 if targets is None else targets.ndim
+        if self.task != "multiclass" and outputs.ndim == target_ndim + 1 and outputs.shape[-1] == 1:
             return outputs.squeeze(-1)
         return outputs
 
@@ -257,10 +259,7 @@ class ZooModule(pl.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        outputs = self(x)
-        if self.task != "multiclass" and outputs.shape[-1] == 1:
-            outputs = outputs.squeeze(-1)
-        return self.predictions(outputs)
+        return self.predictions(self.shape_outputs(self(x)))
 
     # ------------------------------------------------------------------ optimization
 
