@@ -48,7 +48,7 @@ class Loaded:
     feature_names: list[str] = field(default_factory=list)
 
 
-def _split_count(size: float | int, n: int, option: str) -> int:
+def _split_count(size: int | float, n: int, option: str) -> int:
     """A split size (a fraction in (0, 1) or a count >= 1) as a number of examples out of ``n``."""
     bad = ZooError(f"data.{option} must be a fraction in (0, 1) or a count >= 1; got {size!r}.")
     if isinstance(size, bool) or not isinstance(size, (int, float)):
@@ -86,8 +86,8 @@ class ZooDataModule(pl.LightningDataModule):
         self,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        val_size: float | int = 0.15,
-        test_size: float | int = 0.15,
+        val_size: int | float = 0.15,
+        test_size: int | float = 0.15,
         seed: int = 0,
         stratify: bool = True,
         standardize: bool = True,
@@ -166,15 +166,19 @@ class ZooDataModule(pl.LightningDataModule):
             self._num_classes = len(classes) if classes is not None else int(loaded.train.y.max()) + 1
         splits = self._make_splits(loaded)
         if self.standardize:
-            x_train = splits["train"].x
-            # tabular rows: one statistic per feature; images (N, C, H, W): one per channel
-            axes = (0, 2, 3) if x_train.ndim == 4 else 0
-            self.feature_mean = x_train.mean(axis=axes, keepdims=x_train.ndim == 4)
-            std = x_train.std(axis=axes, keepdims=x_train.ndim == 4)
-            self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
-            for part in splits.values():
-                part.x = (part.x - self.feature_mean) / self.feature_std
+            self._standardize(splits)
         self._splits = splits
+
+    def _standardize(self, splits: dict[str, ArraySplit]) -> None:
+        """Scale features with statistics of the training split (in place)."""
+        x_train = splits["train"].x
+        # tabular rows: one statistic per feature; images (N, C, H, W): one per channel
+        axes = (0, 2, 3) if x_train.ndim == 4 else 0
+        self.feature_mean = x_train.mean(axis=axes, keepdims=x_train.ndim == 4)
+        std = x_train.std(axis=axes, keepdims=x_train.ndim == 4)
+        self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
+        for part in splits.values():
+            part.x = (part.x - self.feature_mean) / self.feature_std
 
     def _check_targets(self, loaded: Loaded) -> tuple[str, list[Any] | None]:
         parts = [loaded.train] + ([loaded.test] if loaded.test is not None else [])
@@ -183,10 +187,7 @@ class ZooDataModule(pl.LightningDataModule):
                 raise ZooError(
                     f"data: features must have one row per target; got x {part.x.shape}, y {part.y.shape}."
                 )
-            if not np.issubdtype(part.x.dtype, np.number) or not np.all(np.isfinite(part.x)):
-                raise ZooError(
-                    "data: features must be finite numbers (found NaN, inf or non-numeric values)."
-                )
+            self._check_features(part.x)
         y_all = np.concatenate([p.y for p in parts])
         task = loaded.task if loaded.task != "auto" else infer_task(y_all)
         if task == "regression":
@@ -207,10 +208,15 @@ class ZooDataModule(pl.LightningDataModule):
             )
         return task, loaded.classes
 
+    def _check_features(self, x: np.ndarray) -> None:
+        """Raise :class:`ZooError` unless ``x`` holds finite numbers."""
+        if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+            raise ZooError("data: features must be finite numbers (found NaN, inf or non-numeric values).")
+
     def _make_splits(self, loaded: Loaded) -> dict[str, ArraySplit]:
         from sklearn.model_selection import train_test_split
 
-        def carve(part: ArraySplit, size: float | int, option: str) -> tuple[ArraySplit, ArraySplit]:
+        def carve(part: ArraySplit, size: int | float, option: str) -> tuple[ArraySplit, ArraySplit]:
             n = len(part)
             count = _split_count(size, n, option)
             if count >= n:
@@ -248,11 +254,14 @@ class ZooDataModule(pl.LightningDataModule):
             return
         y_dtype = torch.float32 if self._task == "regression" else torch.long
         for name, part in self._splits.items():
-            x = torch.as_tensor(np.ascontiguousarray(part.x), dtype=torch.float32)
             y = torch.as_tensor(
                 np.ascontiguousarray(part.y).astype(np.float64 if y_dtype == torch.float32 else np.int64)
             )
-            self._tensors[name] = (x, y.to(y_dtype))
+            self._tensors[name] = (self._features_tensor(part.x), y.to(y_dtype))
+
+    def _features_tensor(self, x: np.ndarray) -> torch.Tensor:
+        """The tensor the loaders serve for a split's features (float32 here)."""
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
 
     def _loader(self, name: str, train: bool = False) -> TensorLoader:
         self.setup()

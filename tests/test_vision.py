@@ -1,0 +1,350 @@
+"""Image DataModules on files written in each dataset's real on-disk format, and the per-batch
+augmentation and normalization."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from zoo.data import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    ImageBatchTransform,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
+from zoo.data.transforms import random_crop, random_hflip
+from zoo.errors import ZooError
+from zoo.models import ConvNet
+
+# ---------------------------------------------------------------------------- writers
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format of MNIST: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian sizes, bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def class_images(labels: np.ndarray, size: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Noisy images whose class is a bright horizontal band (row block ``label``), HW or HWC."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(len(labels), size, size, channels), dtype=np.uint8)
+    band = size // 10 or 1
+    for i, label in enumerate(labels):
+        images[i, label * band : (label + 1) * band] = 250
+    return images[..., 0] if channels == 1 else images
+
+
+def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 120, n_test: int = 40, gz: bool = False):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    y_train = np.arange(n_train) % 10
+    y_test = np.arange(n_test) % 10
+    x_train = class_images(y_train, 28, seed=1)
+    x_test = class_images(y_test, 28, seed=2)
+    for name, array in [
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte", x_test),
+        ("t10k-labels-idx1-ubyte", y_test),
+    ]:
+        write_idx(raw / name, array.astype(np.uint8))
+        if gz:
+            (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+            (raw / name).unlink()
+    return x_train, y_train, x_test, y_test
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_cifar10(root: Path, per_batch: int = 20, n_test: int = 20, archive: bool = False):
+    """The python version of CIFAR-10: pickled dicts of (N, 3072) uint8 rows (R, G, B planes)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for i, name in enumerate([*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]):
+        n = n_test if name == "test_batch" else per_batch
+        labels = (np.arange(n) + i) % 10
+        hwc = class_images(labels, 32, channels=3, seed=10 + i)
+        rows = hwc.transpose(0, 3, 1, 2).reshape(n, 3072)
+        batches[name] = (rows, labels)
+        entry = {
+            "batch_label": name,
+            "labels": labels.tolist(),
+            "data": rows,
+            "filenames": [f"{j}.png" for j in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    if archive:
+        with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname="cifar-10-batches-py")
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+    return batches
+
+
+@pytest.fixture
+def no_cifar_checksum(monkeypatch):
+    """Our CIFAR files can't match the real md5 sums: check only that each file exists."""
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+
+
+def write_png_tree(root: Path, per_class: int = 10, size: int = 12, classes=("cat", "dog", "emu")) -> None:
+    from PIL import Image
+
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((size, size, 3), 20 + i, dtype=np.uint8)
+            pixels[..., k] = 200  # each class has its own bright channel
+            Image.fromarray(pixels).save(root / name / f"{i:03d}.png")
+
+
+# ---------------------------------------------------------------------------- torchvision sources
+
+
+def test_mnist_reads_idx_files_and_carves_validation_from_train(tmp_path: Path):
+    x_train, y_train, x_test, y_test = write_mnist(tmp_path)
+    dm = MNISTDataModule(data_dir=tmp_path, val_size=20, batch_size=16)
+    assert dm.split_sizes() == {"train": 100, "val": 20, "test": 40}
+    assert dm.input_shape == [1, 28, 28] and dm.num_classes == 10 and dm.task == "multiclass"
+    assert dm.classes == torchvision.datasets.MNIST.classes
+    splits = dm._splits
+    # the official test set is the test split, untouched and in order
+    np.testing.assert_array_equal(splits["test"].x[:, 0], x_test)
+    np.testing.assert_array_equal(splits["test"].y, y_test)
+    # train + val are the official training images, stratified: 2 of each class in val
+    together = np.concatenate([splits["train"].x, splits["val"].x])[:, 0]
+    assert sorted(map(bytes, together)) == sorted(map(bytes, x_train))
+    assert np.bincount(splits["val"].y, minlength=10).tolist() == [2] * 10
+    assert splits["train"].x.dtype == np.uint8
+    # published statistics, not the fake files' own
+    assert dm.transform.mean == [0.1307] and dm.transform.std == [0.3081]
+
+
+def test_split_depends_on_the_seed_only(tmp_path: Path):
+    write_mnist(tmp_path)
+
+    def val_images(seed: int) -> np.ndarray:
+        dm = MNISTDataModule(data_dir=tmp_path, val_size=20, seed=seed)
+        dm.prepare()
+        return dm._splits["val"].x
+
+    np.testing.assert_array_equal(val_images(3), val_images(3))
+    assert not np.array_equal(val_images(3), val_images(4))
+
+
+def test_fashion_mnist_unpacks_gz_files(tmp_path: Path):
+    _, _, x_test, _ = write_mnist(tmp_path, folder="FashionMNIST", gz=True)
+    dm = FashionMNISTDataModule(data_dir=tmp_path, val_size=10)
+    dm.prepare()
+    assert (tmp_path / "FashionMNIST/raw/train-images-idx3-ubyte").is_file()
+    np.testing.assert_array_equal(dm._splits["test"].x[:, 0], x_test)
+    assert dm.classes[0] == "T-shirt/top"
+    assert dm.transform.mean == [0.2860] and dm.transform.std == [0.3530]
+
+
+@pytest.mark.parametrize("archive", [False, True], ids=["folder", "tar.gz"])
+def test_cifar10_reads_pickled_batches(tmp_path: Path, no_cifar_checksum, archive: bool):
+    batches = write_cifar10(tmp_path, archive=archive)
+    dm = CIFAR10DataModule(data_dir=tmp_path, val_size=10)
+    assert dm.split_sizes() == {"train": 90, "val": 10, "test": 20}
+    assert dm.input_shape == [3, 32, 32] and dm.classes == CIFAR_CLASSES
+    rows, labels = batches["test_batch"]
+    # rows are R, G, B planes of 32x32: the images must come out (N, C, H, W) with the same pixels
+    np.testing.assert_array_equal(dm._splits["test"].x, rows.reshape(-1, 3, 32, 32))
+    np.testing.assert_array_equal(dm._splits["test"].y, labels)
+    assert dm.crop_padding == 4 and dm.hflip  # CIFAR-10's standard augmentation is on by default
+    assert dm.transform.mean == [0.4914, 0.4822, 0.4465]
+
+
+def test_missing_files_say_where_they_are_expected(tmp_path: Path):
+    dm = MNISTDataModule(data_dir=tmp_path / "nowhere")
+    with pytest.raises(ZooError) as err:
+        dm.prepare()
+    message = str(err.value)
+    assert f"{tmp_path / 'nowhere' / 'MNIST' / 'raw'}" in message
+    assert "train-images-idx3-ubyte" in message and "--data.download true" in message
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_corrupt_cifar_files_are_reported(tmp_path: Path):
+    write_cifar10(tmp_path)  # real md5 checks on: our files don't match
+    with pytest.raises(ZooError, match="incomplete or corrupted"):
+        CIFAR10DataModule(data_dir=tmp_path).prepare()
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-dir", "existing-dir"])
+def test_failed_download_is_clear_and_leaves_nothing(tmp_path: Path, monkeypatch, existing: bool):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    data_dir = tmp_path / "data"
+    if existing:
+        data_dir.mkdir()
+        (data_dir / "keep.txt").write_text("mine")
+    dm = MNISTDataModule(data_dir=data_dir, download=True)
+    with pytest.raises(ZooError, match=r"could not download MNIST into .*offline.*copy the files"):
+        dm.prepare()
+    if existing:
+        assert [p.name for p in data_dir.rglob("*")] == ["keep.txt"]
+    else:
+        assert not data_dir.exists()
+
+
+def test_bad_augmentation_option():
+    with pytest.raises(ZooError, match="data.crop_padding must be an integer >= 0"):
+        MNISTDataModule(crop_padding=-1)
+
+
+# ---------------------------------------------------------------------------- ImageFolder
+
+
+def test_image_folder_reads_png_tree_with_seeded_stratified_splits(tmp_path: Path):
+    write_png_tree(tmp_path / "tree")
+    dm = ImageFolderDataModule(root=tmp_path / "tree", val_size=3, test_size=6, seed=1)
+    assert dm.split_sizes() == {"train": 21, "val": 3, "test": 6}
+    assert dm.classes == ["cat", "dog", "emu"] and dm.input_shape == [3, 12, 12]
+    for name, part in dm._splits.items():
+        assert np.bincount(part.y, minlength=3).tolist() == [len(part) // 3] * 3, name
+        # PNG is lossless: each image has its class's bright channel, exactly
+        for image, label in zip(part.x, part.y, strict=True):
+            assert image[label].min() == 200 and np.delete(image, label, axis=0).max() < 200
+    # statistics are fit on the training split
+    train = dm._splits["train"].x.astype(np.float64) / 255
+    np.testing.assert_allclose(dm.channel_mean, train.mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(dm.channel_std, train.std(axis=(0, 2, 3)), rtol=1e-6)
+    again = ImageFolderDataModule(root=tmp_path / "tree", val_size=3, test_size=6, seed=1)
+    again.prepare()
+    np.testing.assert_array_equal(again._splits["val"].x, dm._splits["val"].x)
+
+
+def test_image_folder_resize_grayscale_and_test_root(tmp_path: Path):
+    write_png_tree(tmp_path / "train", size=12)
+    write_png_tree(tmp_path / "test", per_class=2, size=20)
+    dm = ImageFolderDataModule(
+        root=tmp_path / "train", test_root=tmp_path / "test", image_size=8, grayscale=True, val_size=3
+    )
+    assert dm.split_sizes() == {"train": 27, "val": 3, "test": 6}
+    assert dm.input_shape == [1, 8, 8]
+
+
+def test_image_folder_errors(tmp_path: Path):
+    with pytest.raises(ZooError, match="data.root: no such folder"):
+        ImageFolderDataModule(root=tmp_path / "missing").prepare()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZooError, match=r"data.root: .*<class>/<image>.png"):
+        ImageFolderDataModule(root=tmp_path / "empty").prepare()
+    write_png_tree(tmp_path / "mixed", per_class=3)
+    from PIL import Image
+
+    Image.new("RGB", (16, 9)).save(tmp_path / "mixed" / "cat" / "wide.png")
+    with pytest.raises(
+        ZooError, match=r"differ in size \(12x12 in .*, 16x9 in .*wide.png\); set data.image_size"
+    ):
+        ImageFolderDataModule(root=tmp_path / "mixed").prepare()
+    (tmp_path / "mixed" / "cat" / "wide.png").write_bytes(b"not a png")
+    with pytest.raises(ZooError, match="cannot read the image .*wide.png"):
+        ImageFolderDataModule(root=tmp_path / "mixed").prepare()
+    write_png_tree(tmp_path / "other", per_class=2, classes=("cat", "dog"))
+    (tmp_path / "mixed" / "cat" / "wide.png").unlink()
+    with pytest.raises(ZooError, match="data.test_root: .* has classes"):
+        ImageFolderDataModule(root=tmp_path / "mixed", test_root=tmp_path / "other").prepare()
+
+
+# ---------------------------------------------------------------------------- per-batch transforms
+
+
+def test_random_crop_cuts_a_window_of_the_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    out = random_crop(x, 2, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = []
+    for i in range(len(x)):
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+        ]
+        assert len(found) == 1, i
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10  # each image gets its own offset
+    assert torch.equal(random_crop(x, 0, g), x)
+
+
+def test_random_hflip_flips_some_images_whole():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 1, 5, 5), dtype=torch.uint8)
+    out = random_hflip(x, g)
+    flipped = [bool(torch.equal(o, xi.flip(-1))) for o, xi in zip(out, x, strict=True)]
+    kept = [bool(torch.equal(o, xi)) for o, xi in zip(out, x, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 10 < sum(flipped) < 54
+
+
+def test_transform_normalizes_and_augments_only_in_training():
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    transform = ImageBatchTransform(mean, std, crop_padding=2, hflip=True, seed=5)
+    expected = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(transform(x, train=False), expected)
+    train = transform(x, train=True)
+    assert train.dtype == torch.float32 and train.shape == x.shape
+    assert not torch.allclose(train, expected)
+    # seeded: a fresh transform with the same seed repeats the augmentation
+    repeat = ImageBatchTransform(mean, std, crop_padding=2, hflip=True, seed=5)(x, train=True)
+    torch.testing.assert_close(repeat, train)
+    # one statistic serves every channel
+    grey = ImageBatchTransform((0.5,), (0.25,))(x[:, :1], train=False)
+    torch.testing.assert_close(grey, (x[:, :1].float() / 255 - 0.5) / 0.25)
+
+
+def test_trainer_augments_training_batches_only(tmp_path: Path):
+    write_png_tree(tmp_path / "tree", per_class=12)
+    dm = ImageFolderDataModule(
+        root=tmp_path / "tree", val_size=6, test_size=6, batch_size=8, crop_padding=2, hflip=True
+    )
+    model = ConvNet(widths=[4], task=dm.task, num_classes=dm.num_classes, input_shape=dm.input_shape)
+    dm.prepare()
+    calls: list[tuple[str, bool]] = []
+    transform = dm.transform
+
+    def recording(x, train):
+        calls.append((trainer.state.stage.value, train))
+        return transform(x, train)
+
+    dm.transform = recording
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    assert {train for stage, train in calls if stage == "train"} == {True}
+    assert {train for stage, train in calls if stage != "train"} == {False}
+    assert {"sanity_check", "validate", "test"} <= {stage for stage, _ in calls}

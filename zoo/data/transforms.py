@@ -1,0 +1,105 @@
+"""Per-batch image transforms on whole uint8 batches, on whatever device the batch is on.
+
+Image DataModules keep their pixels as one ``uint8`` tensor and hand out raw batches; after
+Lightning has moved a batch to the training device, :class:`ImageBatchTransform` augments it
+(random crop with padding, horizontal flip; training only) and normalizes it to float. One
+vectorized operation per batch replaces a chain of per-image PIL transforms in DataLoader
+workers, and on a GPU the work happens there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad each image of ``x`` (N, C, H, W) by ``padding`` pixels on every side and cut an
+    ``H x W`` window at an offset drawn independently for each image (torchvision's
+    ``RandomCrop(size, padding)``, for a whole batch at once)."""
+    if padding <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of ``x`` (N, C, H, W) left-right with probability ``p``."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < p
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class ImageBatchTransform:
+    """Augment (training only) and normalize a batch of uint8 images.
+
+    Args:
+        mean: per-channel mean in ``[0, 1]`` units (one value per channel, or one for all).
+        std: per-channel standard deviation in ``[0, 1]`` units.
+        crop_padding: random crop with this much zero padding (0: no crop).
+        hflip: random horizontal flips.
+        seed: seeds the augmentation's random generator (one per device), so runs repeat.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_padding: int = 0,
+        hflip: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._scales: dict[tuple[torch.device, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_padding > 0 or self.hflip
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random crop and flip, same dtype and shape as ``x``."""
+        g = self.generator(x.device)
+        x = random_crop(x, self.crop_padding, g)
+        return random_hflip(x, g) if self.hflip else x
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x / 255 - mean) / std`` per channel, as float32."""
+        key = (x.device, x.shape[1])
+        if key not in self._scales:
+            channels = x.shape[1]
+            mean = torch.tensor(self.mean * channels if len(self.mean) == 1 else self.mean)
+            std = torch.tensor(self.std * channels if len(self.std) == 1 else self.std)
+            if len(mean) != channels or len(std) != channels:
+                raise ValueError(
+                    f"normalization has {len(mean)} channel statistics for {channels}-channel images"
+                )
+            scale = 1.0 / (255.0 * std)
+            self._scales[key] = (
+                scale.view(1, -1, 1, 1).to(x.device),
+                (-mean / std).view(1, -1, 1, 1).to(x.device),
+            )
+        scale, shift = self._scales[key]
+        return x.float() * scale + shift
+
+    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.augments:
+            x = self.augment(x)
+        return self.normalize(x)

@@ -1,0 +1,393 @@
+"""Image sources: MNIST, FashionMNIST and CIFAR-10 through torchvision, and a folder of class
+sub-folders.
+
+Every image dataset here is decoded once into one ``uint8`` array ``(N, C, H, W)`` and served in
+whole batches like the tabular data. Normalization and augmentation happen per batch after the
+batch reaches the training device (:meth:`ImageDataModule.on_after_batch_transfer`): on a GPU the
+pixels travel as bytes and are cropped, flipped and scaled there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from zoo.data.base import ArraySplit, Loaded, ZooDataModule
+from zoo.data.transforms import ImageBatchTransform
+from zoo.errors import ZooError
+
+
+class ImageDataModule(ZooDataModule):
+    """Base for image datasets held in memory as uint8 pixels ``(N, C, H, W)``.
+
+    Batches leave the loaders as raw uint8 images; after they reach the device, training batches
+    are augmented (random crop with zero padding, horizontal flip) and every batch is normalized
+    per channel, with the dataset's published statistics (:attr:`mean`, :attr:`std`) or, for
+    datasets without them, statistics of the training split.
+
+    Args:
+        crop_padding: random crop with this many pixels of zero padding on each side
+            (training only; 0 turns it off).
+        hflip: random horizontal flips (training only). Off for digits and letters.
+        **kwargs: split and batch options of :class:`ZooDataModule`; ``standardize=False``
+            scales pixels to ``[0, 1]`` only.
+    """
+
+    #: per-channel statistics of the dataset in [0, 1] units; empty: fit on the training split
+    mean: ClassVar[tuple[float, ...]] = ()
+    std: ClassVar[tuple[float, ...]] = ()
+
+    def __init__(self, crop_padding: int = 0, hflip: bool = False, **kwargs: Any) -> None:
+        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+            raise ZooError(
+                f"data.crop_padding must be an integer >= 0 (0: no random crop); got {crop_padding!r}."
+            )
+        super().__init__(**kwargs)
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+        self.channel_mean: tuple[float, ...] = (0.0,)
+        self.channel_std: tuple[float, ...] = (1.0,)
+        self.transform: ImageBatchTransform | None = None
+
+    # ------------------------------------------------------------------ base hooks
+
+    def _check_features(self, x: np.ndarray) -> None:
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise ZooError(
+                f"data: images must be uint8 pixels of shape (N, C, H, W); got {x.dtype} {tuple(x.shape)}."
+            )
+
+    def _standardize(self, splits: dict[str, ArraySplit]) -> None:
+        if type(self).mean:
+            self.channel_mean, self.channel_std = tuple(self.mean), tuple(self.std)
+            return
+        x = splits["train"].x
+        total = np.zeros(x.shape[1])
+        squares = np.zeros(x.shape[1])
+        for start in range(0, len(x), 4096):  # in chunks: a float64 copy of all pixels could be large
+            chunk = x[start : start + 4096].astype(np.float64) / 255.0
+            total += chunk.sum(axis=(0, 2, 3))
+            squares += np.square(chunk).sum(axis=(0, 2, 3))
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        self.channel_mean = tuple(float(m) for m in mean)
+        self.channel_std = tuple(float(s) if s > 1e-6 else 1.0 for s in std)
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.transform is None:
+            self.transform = ImageBatchTransform(
+                self.channel_mean, self.channel_std, self.crop_padding, self.hflip, seed=self.seed
+            )
+
+    def _features_tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x))  # stays uint8: 4x less memory and transfer
+
+    # ------------------------------------------------------------------ per-batch transform
+
+    def transform_batch(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Normalize a batch of uint8 images (and augment it, if ``train``), on its own device."""
+        self.prepare()
+        return self.transform(x, train=train)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, *rest = batch
+        if x.dtype != torch.uint8:
+            return batch
+        training = self.trainer is not None and self.trainer.training
+        return (self.transform_batch(x, train=training), *rest)
+
+
+# ---------------------------------------------------------------------------- torchvision datasets
+
+
+class TorchvisionDataModule(ImageDataModule):
+    """A torchvision dataset with an official train/test split, loaded from ``data_dir``.
+
+    Validation is carved from the official training set (stratified, seeded); the official test
+    set is the test split. With ``download=False`` (the default) nothing is fetched: missing files
+    raise one message that says where they are expected. Compressed copies (``.gz`` files, the
+    CIFAR archive) found there are unpacked without a download.
+
+    Args:
+        data_dir: the folder torchvision reads and downloads into.
+        download: fetch the files if they are not in ``data_dir`` (needs internet).
+        val_size: validation examples taken from the official training set.
+        **kwargs: augmentation, split and batch options of :class:`ImageDataModule`.
+    """
+
+    #: the class in ``torchvision.datasets``
+    dataset_name: ClassVar[str] = ""
+    #: where the files live under ``data_dir`` and their names
+    folder: ClassVar[str] = ""
+    files: ClassVar[tuple[str, ...]] = ()
+    #: an archive in ``data_dir`` that holds ``folder`` (CIFAR); else each file may be ``<name>.gz``
+    archive: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        download: bool = False,
+        val_size: int | float = 5000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(val_size=val_size, **kwargs)
+        self.data_dir = Path(data_dir)
+        self.download = download
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / self.folder
+
+    def _missing(self) -> list[str]:
+        return [name for name in self.files if not (self.files_dir / name).is_file()]
+
+    def _unpack_local_copies(self) -> None:
+        from torchvision.datasets.utils import extract_archive
+
+        if self.archive:
+            if (self.data_dir / self.archive).is_file():
+                extract_archive(str(self.data_dir / self.archive), str(self.data_dir))
+            return
+        for name in self._missing():
+            packed = self.files_dir / f"{name}.gz"
+            if packed.is_file():
+                extract_archive(str(packed), str(self.files_dir))
+
+    def _where(self) -> str:
+        packed = f"{self.archive} in {self.data_dir}" if self.archive else "the same names with .gz"
+        return f"{self.files_dir} (expected {', '.join(self.files)}; or {packed})"
+
+    def _fetch(self, dataset_class: type) -> None:
+        if not self._missing():
+            return
+        self._unpack_local_copies()
+        if not self._missing():
+            return
+        if not self.download:
+            raise ZooError(
+                f"data: {self.dataset_name} files not found in {self._where()}. Add --data.download true "
+                f"to download them (needs internet), or copy them there; --data.data_dir sets the folder."
+            )
+        created = _new_paths_guard(self.data_dir)
+        try:
+            dataset_class(str(self.data_dir), train=True, download=True)
+        except (OSError, RuntimeError) as err:  # URLError is an OSError
+            created.remove_new()
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise ZooError(
+                f"data.download: could not download {self.dataset_name} into {self.data_dir} ({reason}). "
+                f"Without internet, copy the files to {self._where()}."
+            ) from None
+
+    def load(self) -> Loaded:
+        import torchvision.datasets
+
+        dataset_class = getattr(torchvision.datasets, self.dataset_name)
+        self._fetch(dataset_class)
+        try:
+            train = dataset_class(str(self.data_dir), train=True)
+            test = dataset_class(str(self.data_dir), train=False)
+        except (RuntimeError, OSError, ValueError) as err:
+            raise ZooError(
+                f"data: the {self.dataset_name} files in {self.files_dir} are incomplete or corrupted "
+                f"({err}). "
+                "Delete them and run again with --data.download true, or copy good files there."
+            ) from None
+        return Loaded(
+            ArraySplit(_pixels(train.data), np.asarray(train.targets, dtype=np.int64)),
+            test=ArraySplit(_pixels(test.data), np.asarray(test.targets, dtype=np.int64)),
+            task="multiclass",
+            classes=list(train.classes),
+        )
+
+
+def _pixels(data: Any) -> np.ndarray:
+    """torchvision's ``.data`` as uint8 ``(N, C, H, W)``: MNIST's (N, H, W), CIFAR's (N, H, W, C)."""
+    array = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    array = array[:, None] if array.ndim == 3 else array.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+class _new_paths_guard:
+    """Remembers what exists under a folder, to remove what a failed download left behind."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_existed = root.exists()
+        self.before = set(root.rglob("*")) if self.root_existed else set()
+
+    def remove_new(self) -> None:
+        if not self.root_existed:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        for path in sorted(set(self.root.rglob("*")) - self.before, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    """MNIST handwritten digits: 60,000 training and 10,000 test images, 1x28x28, 10 classes.
+
+    Files: ``<data_dir>/MNIST/raw/`` (the four idx files, or their ``.gz`` originals).
+    """
+
+    dataset_name = "MNIST"
+    folder = "MNIST/raw"
+    files = _MNIST_FILES
+    mean = (0.1307,)
+    std = (0.3081,)
+
+
+class FashionMNISTDataModule(TorchvisionDataModule):
+    """Fashion-MNIST: Zalando's clothing images in MNIST's format and sizes, 10 classes.
+
+    Files: ``<data_dir>/FashionMNIST/raw/`` (the four idx files, or their ``.gz`` originals).
+    """
+
+    dataset_name = "FashionMNIST"
+    folder = "FashionMNIST/raw"
+    files = _MNIST_FILES
+    mean = (0.2860,)
+    std = (0.3530,)
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    """CIFAR-10: 50,000 training and 10,000 test colour images, 3x32x32, 10 classes.
+
+    Files: ``<data_dir>/cifar-10-batches-py/`` (or ``cifar-10-python.tar.gz`` in ``data_dir``).
+    Augmented by default the standard way: random crops with 4 pixels of padding and flips.
+    """
+
+    dataset_name = "CIFAR10"
+    folder = "cifar-10-batches-py"
+    files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    archive = "cifar-10-python.tar.gz"
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        download: bool = False,
+        crop_padding: int = 4,
+        hflip: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            data_dir=data_dir, download=download, crop_padding=crop_padding, hflip=hflip, **kwargs
+        )
+
+
+# ---------------------------------------------------------------------------- a folder of images
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """A folder with one sub-folder of images per class: ``root/<class>/<image>.png``.
+
+    The images are decoded once into memory (resized to ``image_size`` if given), and split into
+    seeded, stratified train/val/test sets. Class names are the sub-folder names, in sorted order.
+    Normalization statistics are fit on the training split.
+
+    Args:
+        root: the folder of class sub-folders.
+        test_root: an official test set laid out the same way (optional); validation and
+            training then share ``root``.
+        image_size: resize every image to ``image_size x image_size`` (required when the
+            images differ in size).
+        grayscale: load one channel instead of three (RGB).
+        **kwargs: augmentation, split and batch options of :class:`ImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        test_root: str | Path | None = None,
+        image_size: int | None = None,
+        grayscale: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if image_size is not None and (isinstance(image_size, bool) or image_size < 1):
+            raise ZooError(f"data.image_size must be a positive number of pixels; got {image_size!r}.")
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.test_root = Path(test_root) if test_root is not None else None
+        self.image_size = image_size
+        self.grayscale = grayscale
+
+    def load(self) -> Loaded:
+        x, y, classes = self._read(self.root, "root")
+        test = None
+        if self.test_root is not None:
+            x_test, y_test, test_classes = self._read(self.test_root, "test_root")
+            if test_classes != classes:
+                raise ZooError(
+                    f"data.test_root: {self.test_root} has classes {test_classes}, "
+                    f"but data.root has {classes}; "
+                    "both need the same class sub-folders."
+                )
+            if x_test.shape[1:] != x.shape[1:]:
+                raise ZooError(
+                    f"data.test_root: its images are {x_test.shape[2]}x{x_test.shape[3]}, those of data.root "
+                    f"{x.shape[2]}x{x.shape[3]}; set data.image_size to resize both."
+                )
+            test = ArraySplit(x_test, y_test)
+        return Loaded(ArraySplit(x, y), test=test, task="multiclass", classes=classes)
+
+    def _read(self, root: Path, option: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        from torchvision.datasets import ImageFolder
+
+        if not root.is_dir():
+            raise ZooError(f"data.{option}: no such folder: {root}")
+        try:
+            listing = ImageFolder(str(root))
+        except (FileNotFoundError, RuntimeError) as err:
+            raise ZooError(
+                f"data.{option}: {err} Expected one sub-folder of images per class: "
+                f"{root}/<class>/<image>.png"
+            ) from None
+        paths = [path for path, _ in listing.samples]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            images = list(pool.map(self._decode, paths))
+        first = images[0].shape[1:] if images else None
+        odd = next((i for i, img in enumerate(images) if img.shape[1:] != first), None)
+        if odd is not None:
+            raise ZooError(
+                f"data: the images in {root} differ in size ({_size(images[0])} in {paths[0]}, "
+                f"{_size(images[odd])} in {paths[odd]}); set data.image_size to resize them all."
+            )
+        labels = np.asarray([label for _, label in listing.samples], dtype=np.int64)
+        return np.stack(images), labels, list(listing.classes)
+
+    def _decode(self, path: str) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.grayscale else "RGB")
+                if self.image_size is not None:
+                    img = img.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as err:
+            raise ZooError(f"data: cannot read the image {path} ({err}).") from None
+        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[2]}x{image.shape[1]}"
