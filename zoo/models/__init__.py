@@ -3,5 +3,6 @@
 from zoo.models.base import ZooModule
 from zoo.models.conv import ConvNet, FastCifarNet, ResNet
 from zoo.models.mlp import MLP
+from zoo.models.transformer import GPT, SequenceClassifier, ViT
 
-__all__ = ["MLP", "ConvNet", "FastCifarNet", "ResNet", "ZooModule"]
+__all__ = ["GPT", "MLP", "ConvNet", "FastCifarNet", "ResNet", "SequenceClassifier", "ViT", "ZooModule"]
