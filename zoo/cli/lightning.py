@@ -18,7 +18,7 @@ from zoo.models.base import ZooModule
 from zoo.trainer import METRICS_FILE, ZooTrainer
 
 # facts of the data that the model needs; the CLI passes them on so no recipe states them twice
-DATA_TO_MODEL = ("task", "num_classes", "input_shape", "target_stats")
+DATA_TO_MODEL = ("task", "num_classes", "input_shape", "target_stats", "vocab")
 
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",

@@ -285,6 +285,11 @@ class ZooDataModule(pl.LightningDataModule):
         return TensorLoader(self._tensors["test"][0], batch_size=self.eval_batch_size)
 
     @property
+    def vocab(self) -> str | None:
+        """For token data: the characters of the vocabulary in id order; ``None`` otherwise."""
+        return None
+
+    @property
     def target_stats(self) -> tuple[float, float] | None:
         """``(mean, std)`` of the training targets for regression, ``None`` otherwise. The model
         learns standardized targets with them and reports metrics in the original units."""

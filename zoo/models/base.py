@@ -73,6 +73,9 @@ class ZooModule(pl.LightningModule):
         target_stats: ``(mean, std)`` of a regression target. The network learns the standardized
             target (so the loss is in standardized units); predictions and metrics are in the
             original units. Set from the data.
+        vocab: for token data, the characters of the vocabulary in id order (``vocab[i]`` is token
+            ``i``). Stored in checkpoints, so a reloaded model can turn text into ids and back
+            without the data. Set from the data.
         loss: ``auto`` (cross-entropy / BCE-with-logits / MSE by task), a short name
             (``cross_entropy``, ``bce``, ``mse``, ``l1``, ``huber``, ``contrastive``) or any
             ``nn.Module`` loss by ``class_path``.
@@ -94,6 +97,7 @@ class ZooModule(pl.LightningModule):
         num_classes: int | None = None,
         input_shape: Sequence[int] | None = None,
         target_stats: tuple[float, float] | None = None,
+        vocab: str | None = None,
         loss: nn.Module | str = "auto",
         label_smoothing: float = 0.0,
         pos_weight: float | None = None,
@@ -110,6 +114,12 @@ class ZooModule(pl.LightningModule):
             raise ZooError(f"model.num_classes must be >= 2 for a multiclass task; got {num_classes}.")
         if l1_lambda < 0:
             raise ZooError(f"model.l1_lambda must be >= 0; got {l1_lambda}.")
+        if vocab is not None:
+            if not isinstance(vocab, str) or not vocab:
+                raise ZooError(f"model.vocab must be a non-empty string of characters; got {vocab!r}.")
+            repeated = sorted({c for c in vocab if vocab.count(c) > 1})
+            if repeated:
+                raise ZooError(f"model.vocab lists these characters more than once: {repeated}.")
         self.save_hyperparameters()
         # injected callables and loss objects can't be stored as plain data; the CLI stores their
         # config instead (so they come back on load_from_checkpoint), Python users pass them again
@@ -120,6 +130,7 @@ class ZooModule(pl.LightningModule):
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.target_stats = tuple(target_stats) if target_stats is not None and task == "regression" else None
+        self.vocab = vocab
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.l1_lambda = l1_lambda

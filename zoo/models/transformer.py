@@ -46,7 +46,7 @@ class SequenceClassifier(ZooModule):
     the targets are ``(N, T)``, and the loss and metrics count every token as one example.
 
     Args:
-        vocab_size: number of distinct token ids.
+        vocab_size: number of distinct token ids (default: the size of ``vocab``, which the data sets).
         dim: model width.
         depth: number of Transformer blocks.
         heads: attention heads; must divide ``dim``.
@@ -59,7 +59,7 @@ class SequenceClassifier(ZooModule):
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int | None = None,
         dim: int = 64,
         depth: int = 2,
         heads: int = 4,
@@ -70,6 +70,13 @@ class SequenceClassifier(ZooModule):
     ) -> None:
         super().__init__(**kwargs)
         max_len = _sequence_length(self.input_shape)
+        if vocab_size is None:
+            if self.vocab is None:
+                raise ZooError(
+                    "model.vocab_size is not set: pass the number of distinct token ids, "
+                    "or let the data set model.vocab."
+                )
+            vocab_size = len(self.vocab)
         self.net = ztf.SequenceTransformer(
             vocab_size,
             self.num_outputs,
@@ -186,11 +193,10 @@ class GPT(ZooModule):
         n_embd: model width.
         dropout: on embeddings, attention weights and residual branches.
         bias: biases in the Linear and LayerNorm layers.
-        vocab: the vocabulary's characters in id order (``vocab[i]`` is token ``i``). Stored in the
-            checkpoint, so that a reloaded model can :meth:`encode`, :meth:`decode` and
-            :meth:`generate` text without the data. When given, ``num_classes`` defaults to
-            ``len(vocab)``.
-        **kwargs: the loss, optimizer and schedule options of :class:`ZooModule`.
+        **kwargs: the loss, optimizer and schedule options of :class:`ZooModule`, and ``vocab``:
+            the vocabulary's characters in id order, stored in the checkpoint so that a reloaded
+            model can :meth:`encode`, :meth:`decode` and :meth:`generate` text without the data
+            (``num_classes`` then defaults to ``len(vocab)``).
     """
 
     def __init__(
@@ -200,17 +206,11 @@ class GPT(ZooModule):
         n_embd: int = 128,
         dropout: float = 0.0,
         bias: bool = False,
-        vocab: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if vocab is not None:
-            if not isinstance(vocab, str) or not vocab:
-                raise ZooError(f"model.vocab must be a non-empty string of characters; got {vocab!r}.")
-            repeated = sorted({c for c in vocab if vocab.count(c) > 1})
-            if repeated:
-                raise ZooError(f"model.vocab lists these characters more than once: {repeated}.")
-            if kwargs.get("num_classes") is None:
-                kwargs["num_classes"] = len(vocab)
+        vocab = kwargs.get("vocab")
+        if isinstance(vocab, str) and kwargs.get("num_classes") is None:
+            kwargs["num_classes"] = len(vocab)
         super().__init__(**kwargs)
         if self.task != "multiclass":
             raise ZooError(f"model.task must be multiclass for a language model; got {self.task!r}.")
@@ -220,7 +220,6 @@ class GPT(ZooModule):
                 "they must match (one class per token)."
             )
         block_size = _sequence_length(self.input_shape)
-        self.vocab = vocab
         self._ids = {char: i for i, char in enumerate(vocab or "")}
         self.net = ztf.GPT(
             self.num_classes,
