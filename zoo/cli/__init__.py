@@ -24,6 +24,7 @@ pipeline commands (LightningCLI; `zoo <command> --help` lists every option):
   predict    Lightning's predict
 
 other commands:
+  generate   sample text from a language-model checkpoint (`zoo generate --help`)
   recipes    list, show or copy the shipped recipes (`zoo recipes --help`)
   models     list the registered models
 
@@ -32,6 +33,7 @@ examples:
   zoo train -c mlp_digits --model.dropout 0.3 --trainer.max_epochs 20
   zoo train -c mlp_digits -c my_changes.yaml -c logger/wandb
   zoo train -c mlp_digits --model.class_path my_pkg.MyModel
+  zoo train -c gpt_chars && zoo generate runs/gpt_chars/version_0/checkpoints/last.ckpt
   zoo recipes list
 
 -c/--config takes a shipped recipe's name or a path to a YAML file; several are merged in order.
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.cli.recipes import main as recipes_main
 
             recipes_main(argv[1:])
+        elif command == "generate":
+            from zoo.cli.generate import main as generate_main
+
+            generate_main(argv[1:])
         elif command == "models":
             from zoo.registry import list_models
 
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             run(argv)
         else:
             raise ZooError(
-                f"unknown command {command!r}; valid commands: {', '.join(PIPELINE)}, recipes, models."
+                f"unknown command {command!r}; "
+                f"valid commands: {', '.join(PIPELINE)}, generate, recipes, models."
             )
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)

@@ -38,6 +38,8 @@ _LOSS_TASKS = {
 
 _PLAIN = (str, int, float, bool, type(None))
 
+CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
+
 
 def _is_plain(value: Any) -> bool:
     """True for values that a checkpoint can hold and reload without running code."""
@@ -55,7 +57,8 @@ def _stored_subclass(cls: type, checkpoint_path: Any) -> type:
     if not isinstance(checkpoint_path, (str, os.PathLike)):
         return cls
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    # LightningCLI stores the class it built; ZooModule.on_save_checkpoint stores the saving class
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path") or checkpoint.get(CLASS_KEY)
     if not isinstance(class_path, str) or "." not in class_path:
         return cls
     module_name, name = class_path.rsplit(".", 1)
@@ -146,7 +149,8 @@ class ZooModule(pl.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ZooModule:  # type: ignore[override]
         """Lightning's ``load_from_checkpoint``, which also rebuilds the stored subclass when called
-        on a base class: ``ZooModule.load_from_checkpoint(path)`` returns the user's ``TheirModel``.
+        on a base class: ``ZooModule.load_from_checkpoint(path)`` returns the user's ``TheirModel``
+        (the class is recorded by the CLI and by :meth:`on_save_checkpoint`).
 
         Only an already imported subclass of ``cls`` is used, so loading a file runs no new code.
         """
@@ -154,6 +158,9 @@ class ZooModule(pl.LightningModule):
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     # ------------------------------------------------------------------ construction helpers
 

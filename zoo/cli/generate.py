@@ -1,0 +1,103 @@
+"""``zoo generate``: sample text from a language-model checkpoint (no data needed: the vocabulary
+is stored in the checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+EXAMPLES = """\
+examples:
+  zoo generate runs/gpt_chars/version_0/checkpoints/last.ckpt
+  zoo generate best.ckpt --prompt "def main(" --max-new-tokens 300 --temperature 0.8 --top-k 20 --seed 1
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="zoo generate",
+        description="Continue a prompt with a language model trained by `zoo train` (e.g. -c gpt_chars).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", help="a .ckpt file of a language model (zoo.models.GPT or a subclass)")
+    parser.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
+    parser.add_argument(
+        "-n", "--max-new-tokens", type=_positive_int, default=200, help="characters to add (default: 200)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=1.0,
+        help="> 0; lower is more conservative, higher more varied (default: 1.0)",
+    )
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=None, help="sample among the k likeliest tokens (1: greedy)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the sampling: same seed, same text (default: 0)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to run on, e.g. cpu or cuda (default: cpu)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise ZooError(f"generate: no such checkpoint file: {path}")
+
+    import torch
+
+    import zoo.models  # noqa: F401  (registers the classes a checkpoint may name)
+    from zoo.models.base import ZooModule
+
+    try:
+        device = torch.device(args.device)
+        model = ZooModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as err:
+        if isinstance(err, ZooError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ZooError(
+            f"generate: cannot load {path} as a zoo checkpoint on {args.device} ({first})."
+        ) from None
+    if not hasattr(model, "generate") or getattr(model, "vocab", None) is None:
+        raise ZooError(
+            f"generate: {path} holds a {type(model).__name__}, not a language model with a vocabulary; "
+            "train one with e.g. `zoo train -c gpt_chars`."
+        )
+    model.eval()
+    prompt = args.prompt
+    if prompt is None:
+        prompt = "\n" if "\n" in model.vocab else model.vocab[0]
+    try:
+        text = model.generate(
+            prompt,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            seed=args.seed,
+        )
+    except ZooError as err:
+        raise ZooError(f"generate: --prompt: {err}") from None
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
