@@ -22,6 +22,7 @@ FLOORS = {
     "mlp_breast_cancer": ("test/acc", 0.95),
     "mlp_diabetes": ("test/r2", 0.35),
     "convnet_digits": ("test/acc", 0.98),
+    "vit_digits": ("test/acc", 0.95),
 }
 # recipes whose data can't be downloaded here: run briefly on files written in the real format
 ON_WRITTEN_FILES = {"convnet_mnist", "resnet_cifar10"}

@@ -562,3 +562,30 @@ def test_gpt_round_trip_without_the_cli(tmp_path: Path) -> None:
     assert loaded.loss_fn.label_smoothing == 0.1 and loaded.net.drop.p == 0.1
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())
     assert loaded.generate("xy.", 5, seed=7) == loaded.generate("xy.", 5, seed=7)
+
+
+def test_gpt_validates_then_fits_with_exact_perplexity():
+    """trainer.validate (inference mode) and then fit (no_grad validation) on one model; the
+    logged perplexity is exp of the token-weighted mean loss."""
+    import lightning.pytorch as pl
+
+    from zoo.data.loader import TensorLoader
+
+    torch.manual_seed(0)
+    model = GPT(vocab="abcde", input_shape=[8], n_layer=1, n_head=2, n_embd=16)
+    ids = torch.randint(0, 5, (10, 9))
+    loader = TensorLoader(ids[:, :-1], ids[:, 1:], batch_size=4)  # batches of 4, 4, 2 sequences
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    before = trainer.validate(model, loader, verbose=False)[0]
+    with torch.no_grad():
+        nll = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+    assert before["val/ppl"] == pytest.approx(nll.exp().item(), rel=1e-5)
+    assert before["val/bpc"] == pytest.approx(nll.item() / math.log(2), rel=1e-5)
+    trainer.fit(model, loader, loader)
+    assert trainer.global_step == 2

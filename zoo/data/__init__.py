@@ -3,6 +3,7 @@
 from zoo.data.base import ArraySplit, Loaded, ZooDataModule
 from zoo.data.loader import TensorLoader
 from zoo.data.tabular import ArrayDataModule, CSVDataModule, SklearnDataModule
+from zoo.data.text import CharTextDataModule, RandomWindowLoader, SequenceTaskDataModule
 from zoo.data.transforms import ImageBatchTransform
 from zoo.data.vision import (
     CIFAR10DataModule,
@@ -16,6 +17,7 @@ from zoo.data.vision import (
 __all__ = [
     "ArrayDataModule",
     "CIFAR10DataModule",
+    "CharTextDataModule",
     "FashionMNISTDataModule",
     "ImageBatchTransform",
     "ImageDataModule",
@@ -25,6 +27,8 @@ __all__ = [
     "ArraySplit",
     "CSVDataModule",
     "Loaded",
+    "RandomWindowLoader",
+    "SequenceTaskDataModule",
     "SklearnDataModule",
     "TensorLoader",
     "ZooDataModule",

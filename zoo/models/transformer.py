@@ -37,6 +37,27 @@ def _token_ids_example(length: int) -> torch.Tensor:
     return torch.zeros(2, length, dtype=torch.long)
 
 
+class TokenNLL(torchmetrics.Metric):
+    """The token-weighted mean negative log-likelihood (nats) of an epoch, reported as perplexity
+    (``ppl``: ``exp`` of the mean) or bits per token (``bpc``: the mean / ln 2)."""
+
+    def __init__(self, report: Literal["ppl", "bpc"]) -> None:
+        super().__init__()
+        self.report = report
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, nll: torch.Tensor, tokens: int) -> None:
+        # new tensors rather than in-place sums: states reset under inference mode (trainer.validate)
+        # stay usable in a later fit, whose validation runs under no_grad
+        self.total = self.total + nll.detach().double() * tokens
+        self.tokens = self.tokens + tokens
+
+    def compute(self) -> torch.Tensor:
+        nll = self.total / self.tokens
+        return nll.exp() if self.report == "ppl" else nll / math.log(2)
+
+
 @register_model("sequence_transformer")
 class SequenceClassifier(ZooModule):
     """A bidirectional Transformer over token ids: one label per sequence, or one per token.
@@ -231,9 +252,11 @@ class GPT(ZooModule):
             bias=bias,
         )
         self.example_input_array = _token_ids_example(block_size)
-        # the mean per-token loss over a whole epoch: perplexity is exp of it
-        self.val_nll = torchmetrics.MeanMetric()
-        self.test_nll = torchmetrics.MeanMetric()
+        # perplexity and bits per token from the epoch's mean per-token loss (not a mean of
+        # per-batch values); Lightning computes and resets them at each epoch's end
+        self.lm_metrics = torch.nn.ModuleDict(
+            {f"{stage}_{kind}": TokenNLL(kind) for stage in ("val", "test") for kind in ("ppl", "bpc")}
+        )
 
     @property
     def block_size(self) -> int:
@@ -256,23 +279,11 @@ class GPT(ZooModule):
             return loss
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=tokens)
         nll = F.cross_entropy(logits.detach().float(), targets)
-        (self.val_nll if stage == "val" else self.test_nll).update(nll, weight=tokens)
+        for kind in ("ppl", "bpc"):
+            metric = self.lm_metrics[f"{stage}_{kind}"]
+            metric.update(nll, tokens)
+            self.log(f"{stage}/{kind}", metric, on_step=False, on_epoch=True, prog_bar=kind == "ppl")
         return loss
-
-    def _log_perplexity(self, stage: str) -> None:
-        mean_nll = self.val_nll if stage == "val" else self.test_nll
-        if not mean_nll.update_called:
-            return
-        nll = mean_nll.compute()
-        mean_nll.reset()
-        self.log(f"{stage}/ppl", nll.exp(), prog_bar=stage == "val")
-        self.log(f"{stage}/bpc", nll / math.log(2))
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_perplexity("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_perplexity("test")
 
     # ------------------------------------------------------------------ text
 
