@@ -65,3 +65,10 @@ def test_wheel_ships_the_recipes(tmp_path: Path):
     assert shipped and {f"zoo/{name}" for name in shipped} <= names
     assert "zoo/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_every_top_level_export_resolves():
+    import zoo
+
+    for name in zoo.__all__:
+        assert getattr(zoo, name).__name__ == name
