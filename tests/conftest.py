@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning.pytorch  # noqa: F401  (its log handlers bind to the real stderr before any capture)
+import lightning.pytorch as pl  # imported first: its log handlers bind to the real stderr
 import pytest
+import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -48,6 +49,28 @@ def read_metrics(root: Path) -> dict:
     found = list(root.rglob("test_metrics.json"))
     assert len(found) == 1, f"expected one test_metrics.json under {root}, found {found}"
     return json.loads(found[0].read_text())
+
+
+@pytest.fixture
+def seeded_one_thread():
+    """Seed torch and run on one thread: tiny models are faster (and steadier beside other jobs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A CPU Trainer without logger, checkpoints, progress bar or model summary (each overridable)."""
+    defaults = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return pl.Trainer(**{**defaults, **kwargs})
 
 
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from tests.conftest import quiet_trainer
 from tests.test_cli import run_main
 from zoo.data.loader import TensorLoader
 from zoo.models import GPT, MLP
@@ -16,13 +17,7 @@ VOCAB = "\nabcde "
 
 
 def _trained_checkpoint(path: Path, model: pl.LightningModule, x: torch.Tensor, y: torch.Tensor) -> Path:
-    trainer = pl.Trainer(
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=3)
     trainer.fit(model, train_dataloaders=TensorLoader(x, y, batch_size=4))
     trainer.save_checkpoint(path)
     return path

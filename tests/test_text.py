@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import sysconfig
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,36 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.cli import main
+from tests.conftest import quiet_trainer
+from tests.test_cli import run_main
 from zoo.data import CharTextDataModule, RandomWindowLoader, SequenceTaskDataModule, ZooDataModule
 from zoo.data.text import DEFAULT_CORPUS_CHARS, UNKNOWN_CHAR, make_sequence_task
 from zoo.errors import ZooError
 from zoo.models import GPT, SequenceClassifier
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny models run faster (and steadier next to other jobs) on one thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seeded_one_thread")
 
 
 def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        **{
-            "accelerator": "cpu",
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "enable_checkpointing": False,
-            "default_root_dir": tmp_path,
-            "num_sanity_val_steps": 0,
-            **kwargs,
-        }
-    )
+    return quiet_trainer(default_root_dir=tmp_path, num_sanity_val_steps=0, **kwargs)
 
 
 # a text whose last characters ("Z", "Q", "é") appear only in the test part
@@ -60,17 +41,6 @@ def write(path: Path, text: str = TEXT) -> Path:
 def char_data(tmp_path: Path, text: str = TEXT, **kwargs) -> CharTextDataModule:
     options = {"block_size": 8, "batch_size": 4, "train_batches_per_epoch": 5, **kwargs}
     return CharTextDataModule(write(tmp_path / "text.txt", text), **options)
-
-
-def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``zoo ARGV`` in-process: (exit code, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def entropy_nats(ids: torch.Tensor) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,18 @@ from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
+from tests.conftest import quiet_trainer
 from zoo.errors import ZooError
 from zoo.models import GPT, SequenceClassifier, ViT
 from zoo.models.base import ZooModule
 from zoo.nn import transformer as ztf
 from zoo.optim import param_groups
 
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread() -> Iterator[None]:
-    # tiny models run faster (and steadier next to other jobs) on one thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seeded_one_thread")
 
 
 def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
-    return pl.Trainer(
-        **{
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "enable_checkpointing": False,
-            "default_root_dir": tmp_path,
-            "num_sanity_val_steps": 0,
-            **kwargs,
-        }
-    )
+    return quiet_trainer(default_root_dir=tmp_path, num_sanity_val_steps=0, **kwargs)
 
 
 def _attention_by_hand(
@@ -567,21 +549,13 @@ def test_gpt_round_trip_without_the_cli(tmp_path: Path) -> None:
 def test_gpt_validates_then_fits_with_exact_perplexity():
     """trainer.validate (inference mode) and then fit (no_grad validation) on one model; the
     logged perplexity is exp of the token-weighted mean loss."""
-    import lightning.pytorch as pl
-
     from zoo.data.loader import TensorLoader
 
     torch.manual_seed(0)
     model = GPT(vocab="abcde", input_shape=[8], n_layer=1, n_head=2, n_embd=16)
     ids = torch.randint(0, 5, (10, 9))
     loader = TensorLoader(ids[:, :-1], ids[:, 1:], batch_size=4)  # batches of 4, 4, 2 sequences
-    trainer = pl.Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=2)
     before = trainer.validate(model, loader, verbose=False)[0]
     with torch.no_grad():
         nll = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())

@@ -13,13 +13,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from tests.conftest import QUIET, read_metrics
+from tests.conftest import QUIET, quiet_trainer, read_metrics
 from zoo.data import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
@@ -339,13 +338,7 @@ def test_trainer_augments_training_batches_only(tmp_path: Path):
         return transform(x, train)
 
     dm.transform = recording
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
     assert {train for stage, train in calls if stage == "train"} == {True}
