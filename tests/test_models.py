@@ -322,3 +322,27 @@ def test_fit_regression_reports_original_units(tmp_path: Path) -> None:
     assert results["test/loss"] == pytest.approx(results["test/mse"] / std**2, rel=1e-3)
     loaded = MLP.load_from_checkpoint(results["best_checkpoint"])
     assert loaded.target_stats == pytest.approx((mean, std))
+
+
+def test_epoch_metrics_cover_every_batch_and_survive_validate_then_fit() -> None:
+    """val/acc and val/f1 are computed over the whole epoch (uneven batches), logged once, reset
+    between runs, and trainer.validate (inference mode) followed by fit works."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    from tests.conftest import quiet_trainer
+    from zoo.data.loader import TensorLoader
+
+    torch.manual_seed(0)
+    model = MLP(num_classes=3, input_shape=[4], hidden_sizes=[8])
+    x, y = torch.randn(23, 4), torch.randint(0, 3, (23,))
+    loader = TensorLoader(x, y, batch_size=10)  # batches of 10, 10 and 3
+    trainer = quiet_trainer(max_epochs=2)
+    with torch.no_grad():
+        pred = model(x).argmax(-1)
+    for _ in range(2):  # the second run must not see the first run's counts
+        metrics = trainer.validate(model, loader, verbose=False)[0]
+        assert metrics["val/acc"] == pytest.approx((pred == y).float().mean().item())
+        f1 = multiclass_f1_score(pred, y, num_classes=3, average="macro").item()
+        assert metrics["val/f1"] == pytest.approx(f1)
+    trainer.fit(model, loader, loader)
+    assert {"train/acc", "val/acc", "val/f1", "val/loss"} <= set(trainer.callback_metrics)

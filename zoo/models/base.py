@@ -257,14 +257,30 @@ class ZooModule(pl.LightningModule):
         x, y = batch
         outputs = self.shape_outputs(self(x), y)
         loss = self.compute_loss(outputs, y)
-        metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
-        metrics.update(self.predictions(outputs.detach()), y)
+        self._stage_metrics(stage).update(self.predictions(outputs.detach()), y)
         on_step = stage == "train"
         self.log(
             f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y)
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
         return loss
+
+    def _stage_metrics(self, stage: str) -> torchmetrics.MetricCollection:
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log the stage's metrics over the whole epoch, once, and reset them.
+
+        Updating every step but logging once per epoch keeps Lightning's logging (about a
+        millisecond per ``self.log`` call) out of the per-step path.
+        """
+        metrics = self._stage_metrics(stage)
+        if not any(m.update_called for m in metrics.values()):
+            return
+        self.log_dict(metrics.compute(), prog_bar=stage != "train")
+        # fresh states made outside inference mode stay updatable by a later fit (whose validation
+        # runs under no_grad) after trainer.validate or trainer.test (which run under inference mode)
+        with torch.inference_mode(False):
+            metrics.reset()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -274,6 +290,15 @@ class ZooModule(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
