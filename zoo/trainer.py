@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,19 @@ class ZooTrainer(pl.Trainer):
         results = self.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         metrics: dict[str, Any] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
         metrics["best_checkpoint"] = best
-        if self.is_global_zero and self.log_dir is not None:
-            path = Path(self.log_dir) / METRICS_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(metrics, indent=2) + "\n")
+        log_dir = self.log_dir  # a collective under DDP: every rank must ask, not rank 0 alone
+        if self.is_global_zero and log_dir is not None:
+            write_json_atomic(Path(log_dir) / METRICS_FILE, metrics)
         return metrics
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it into place, so
+    that a kill during the write never leaves a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _number(value: Any) -> float | None:

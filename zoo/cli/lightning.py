@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS
 from zoo.data.base import ZooDataModule
@@ -119,13 +120,19 @@ class ZooCLI(LightningCLI):
         _STARTED.append(self)
 
     def discard_run_dir(self) -> None:
-        """Remove the run directory this invocation created (after a failure)."""
+        """Remove the run directory this invocation created (after a failure); on rank 0 only, so
+        that another rank's error never removes the directory rank 0 writes."""
+        if rank_zero_only.rank != 0:
+            return
         if getattr(self, "_new_log_dir", None) is not None and self._new_log_dir.exists():
             shutil.rmtree(self._new_log_dir, ignore_errors=True)
 
     def train(self, model: ZooModule, datamodule: ZooDataModule, ckpt_path: str | None = None) -> None:
         metrics = self.trainer.train(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        if not metrics or not self.trainer.is_global_zero:
+        if not metrics:
+            return
+        log_dir = Path(self.trainer.log_dir)  # a collective under DDP: asked on every rank
+        if not self.trainer.is_global_zero:
             return
         best = metrics.pop("best_checkpoint")
         width = max(len(k) for k in metrics)
@@ -134,7 +141,6 @@ class ZooCLI(LightningCLI):
             f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan"
             for k, v in sorted(metrics.items())
         ]
-        log_dir = Path(self.trainer.log_dir)
         lines += ["", f"Run directory:   {log_dir}", f"  config:        {log_dir / 'config.yaml'}"]
         lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
         if best:

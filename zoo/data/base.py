@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from zoo.data.loader import TensorLoader
+from zoo.distributed import distributed_position
 from zoo.errors import ZooError
 
 TaskOrAuto = Literal["auto", "multiclass", "binary", "regression"]
@@ -263,13 +264,29 @@ class ZooDataModule(pl.LightningDataModule):
         """The tensor the loaders serve for a split's features (float32 here)."""
         return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
 
-    def _loader(self, name: str, train: bool = False) -> TensorLoader:
+    def distributed_position(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this process; the loaders serve this rank's shard."""
+        return distributed_position(self.trainer)
+
+    def _loader(self, name: str, train: bool = False, targets: bool = True) -> TensorLoader:
+        """A split's loader: training shuffles per epoch and gives every rank as many rows (padding
+        as ``DistributedSampler`` does); evaluation counts each example once across ranks."""
         self.setup()
         x, y = self._tensors[name]
         bs = self.batch_size if train else self.eval_batch_size
+        rank, world = self.distributed_position()
         # a last training batch of one example would break batch norm: drop it
-        drop_last = train and len(y) % bs == 1
-        return TensorLoader(x, y, batch_size=bs, shuffle=train, drop_last=drop_last, seed=self.seed)
+        per_rank = -(-len(y) // world) if train else len(y)
+        drop_last = train and per_rank % bs == 1
+        return TensorLoader(
+            *((x, y) if targets else (x,)),
+            batch_size=bs,
+            shuffle=train,
+            drop_last=drop_last,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
 
     def train_dataloader(self) -> TensorLoader:
         return self._loader("train", train=True)
@@ -281,8 +298,7 @@ class ZooDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> TensorLoader:
-        self.setup()
-        return TensorLoader(self._tensors["test"][0], batch_size=self.eval_batch_size)
+        return self._loader("test", targets=False)
 
     @property
     def vocab(self) -> str | None:

@@ -1,8 +1,18 @@
-"""Whole-batch loading for data that fits in memory.
+"""Whole-batch loading for data that fits in memory, sharded over distributed ranks.
 
 Instead of one ``__getitem__`` per sample followed by a collate, :class:`TensorLoader` slices
 whole batches out of tensors with one index operation each, which for small models is many times
 faster than a ``DataLoader`` (see ``benchmarks/``).
+
+Under several processes (DDP, FSDP, ``torchrun``) each rank must see its own part of the data.
+:class:`ShardSampler` decides which rows a rank reads in an epoch, the way ``DataLoader`` +
+``DistributedSampler`` do: for training, one permutation per epoch drawn from ``(seed, epoch)``
+alone (so every rank draws the same one), padded by wrapping around to a multiple of the world
+size and dealt out round-robin, so every rank gets the same number of rows and the ranks together
+see every row; for evaluation, the rows dealt round-robin without padding, so each example is
+counted exactly once across ranks. Lightning's loops call ``loader.sampler.set_epoch(epoch)``
+before every epoch, as they do for a ``DataLoader``, so a resumed run draws the order of the
+epoch it resumes at.
 """
 
 from __future__ import annotations
@@ -11,16 +21,90 @@ from collections.abc import Iterator
 
 import torch
 
+from zoo.distributed import derive_seed
+
+
+class ShardSampler:
+    """The rows one rank reads in one epoch.
+
+    Args:
+        num_rows: rows of the whole dataset.
+        shuffle: a new permutation every epoch, drawn from ``(seed, epoch)``; else rows in order.
+        seed: seeds the permutations; the same on every rank.
+        rank: this process's rank.
+        world_size: number of processes.
+        even: pad (by wrapping around to the first rows of the epoch's order) so that every rank
+            gets ``ceil(num_rows / world_size)`` rows, as ``DistributedSampler`` does; training
+            needs this, since a rank with fewer batches would leave the others waiting in a
+            collective. ``False`` (evaluation): no padding, each row counted once; the ranks'
+            counts differ by at most one.
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = True,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
+        self.num_rows = num_rows
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.even = even
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the order of epoch ``epoch`` next (Lightning calls this before every epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.even:
+            return -(-self.num_rows // self.world_size)
+        return len(range(self.rank, self.num_rows, self.world_size))
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's row indices for ``epoch`` (default: the current one), as an int64 tensor."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            order = torch.randperm(self.num_rows, generator=generator)
+        else:
+            order = torch.arange(self.num_rows)
+        if self.world_size == 1:
+            return order
+        if self.even:
+            total = len(self) * self.world_size
+            if total > self.num_rows:
+                order = order.repeat(-(-total // self.num_rows))[:total]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        """Yields the indices of the current epoch and moves on to the next epoch, so that plain
+        loops (without ``set_epoch``) get a new order every pass, as Lightning's loops do."""
+        indices = self.indices()
+        self.epoch += 1
+        return iter(indices.tolist())
+
 
 class TensorLoader:
-    """Iterate over aligned tensors in batches of ``batch_size`` rows.
+    """Iterate over aligned tensors in batches of ``batch_size`` rows of this rank's shard.
 
     Args:
         tensors: tensors with the same first dimension, e.g. ``(x, y)``.
-        batch_size: rows per batch.
-        shuffle: draw a new permutation for every pass (epoch).
+        batch_size: rows per batch (per rank, as for a ``DataLoader``).
+        shuffle: draw a new permutation for every epoch from ``(seed, epoch)``.
         drop_last: skip a final batch smaller than ``batch_size``.
-        seed: seeds the permutation generator, so a run's batch order is reproducible.
+        seed: seeds the permutations, so a run's batch order is reproducible.
+        rank: this process's rank (see :func:`distributed_position`).
+        world_size: number of processes sharing the data.
+        even: every rank gets the same number of rows (padding with repeated rows); for
+            training. ``None``: when shuffling. See :class:`ShardSampler`.
     """
 
     def __init__(
@@ -30,6 +114,9 @@ class TensorLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool | None = None,
     ) -> None:
         if not tensors:
             raise ValueError("TensorLoader needs at least one tensor")
@@ -40,25 +127,44 @@ class TensorLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tensors = tensors
         self.batch_size = batch_size
-        self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(seed)
+        #: which rows this rank reads each epoch; Lightning's loops call ``sampler.set_epoch``
+        self.sampler = ShardSampler(
+            n,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            even=shuffle if even is None else even,
+        )
+
+    #: batches are sliced here, not drawn by a batch sampler (Lightning looks for this attribute
+    #: on anything with a ``sampler``, as on a ``DataLoader``)
+    batch_sampler = None
+
+    @property
+    def shuffle(self) -> bool:
+        return self.sampler.shuffle
 
     @property
     def num_rows(self) -> int:
-        return self.tensors[0].shape[0]
+        """Rows this rank reads per epoch."""
+        return len(self.sampler)
 
     def __len__(self) -> int:
         full, rest = divmod(self.num_rows, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        sampler = self.sampler
+        whole = not sampler.shuffle and sampler.world_size == 1
+        order = None if whole else sampler.indices().to(self.tensors[0].device)
+        sampler.epoch += 1
         n = self.num_rows
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             if order is None:
                 yield tuple(t[sl] for t in self.tensors)
             else:
-                idx = order[sl].to(self.tensors[0].device)
+                idx = order[sl]
                 yield tuple(t[idx] for t in self.tensors)

@@ -23,6 +23,7 @@ import torch
 
 from zoo.data.base import ArraySplit, Loaded, ZooDataModule, _split_count
 from zoo.data.loader import TensorLoader
+from zoo.distributed import derive_seed
 from zoo.errors import ZooError
 
 #: the character that stands for validation/test characters never seen in training
@@ -110,44 +111,68 @@ class RandomWindowLoader:
     from a generator seeded with ``(seed, k)``, so runs with the same seed see the same windows
     and every epoch sees new ones.
 
+    **Several processes.** An epoch stays ``num_batches * batch_size`` windows in all: each step
+    draws ``world_size * batch_size`` offsets from the shared generator and rank ``r`` takes rows
+    ``r, r + world_size, ...``, so every rank trains on different windows, the ranks take
+    ``ceil(num_batches / world_size)`` steps each, and two ranks with ``batch_size`` B read
+    exactly the windows one process with ``2B`` reads.
+
     Args:
         tokens: 1-D token ids, at least ``block_size + 1`` of them.
         block_size: tokens per example.
-        batch_size: windows per batch.
-        num_batches: batches per pass.
+        batch_size: windows per batch (per rank).
+        num_batches: batches of ``batch_size`` windows per pass, over all ranks together.
         seed: seeds the offsets.
+        rank: this process's rank.
+        world_size: number of processes.
     """
 
     def __init__(
-        self, tokens: torch.Tensor, block_size: int, batch_size: int, num_batches: int, seed: int = 0
+        self,
+        tokens: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        num_batches: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if tokens.ndim != 1 or len(tokens) < block_size + 1:
             raise ValueError(
                 f"need a 1-D sequence of at least {block_size + 1} tokens, got {tuple(tokens.shape)}"
             )
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
         self.num_batches = num_batches
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self._offsets = torch.arange(block_size)
 
     def __len__(self) -> int:
-        return self.num_batches
+        return -(-self.num_batches // self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass draw the windows of epoch ``epoch`` (e.g. when resuming a run)."""
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> RandomWindowLoader:
+        """The loader is its own sampler: Lightning's loops call ``loader.sampler.set_epoch(epoch)``
+        before every epoch, as for a ``DataLoader``."""
+        return self
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        state = np.random.SeedSequence([self.seed % 2**64, self.epoch]).generate_state(2, np.uint32)
-        generator = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
         self.epoch += 1
         starts_high = len(self.tokens) - self.block_size  # offsets 0 .. len - block_size - 1
-        for _ in range(self.num_batches):
-            starts = torch.randint(starts_high, (self.batch_size, 1), generator=generator)
-            index = starts + self._offsets
+        for _ in range(len(self)):
+            starts = torch.randint(starts_high, (self.world_size * self.batch_size, 1), generator=generator)
+            index = starts[self.rank :: self.world_size] + self._offsets
             yield self.tokens[index], self.tokens[index + 1]
 
 
@@ -375,25 +400,33 @@ class CharTextDataModule(ZooDataModule):
         self.prepare()
 
     def train_dataloader(self) -> RandomWindowLoader:
+        rank, world = self.distributed_position()
         return RandomWindowLoader(
             self.split_tokens("train"),
             self.block_size,
             self.batch_size,
             self.train_batches_per_epoch,
             seed=self.seed,
+            rank=rank,
+            world_size=world,
         )
 
-    def _windows(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return contiguous_windows(self.split_tokens(name), self.block_size)
+    def _windows_loader(self, name: str, targets: bool = True) -> TensorLoader:
+        """The split's consecutive windows in order, each counted once across ranks."""
+        x, y = contiguous_windows(self.split_tokens(name), self.block_size)
+        rank, world = self.distributed_position()
+        return TensorLoader(
+            *((x, y) if targets else (x,)), batch_size=self.eval_batch_size, rank=rank, world_size=world
+        )
 
     def val_dataloader(self) -> TensorLoader:
-        return TensorLoader(*self._windows("val"), batch_size=self.eval_batch_size)
+        return self._windows_loader("val")
 
     def test_dataloader(self) -> TensorLoader:
-        return TensorLoader(*self._windows("test"), batch_size=self.eval_batch_size)
+        return self._windows_loader("test")
 
     def predict_dataloader(self) -> TensorLoader:
-        return TensorLoader(self._windows("test")[0], batch_size=self.eval_batch_size)
+        return self._windows_loader("test", targets=False)
 
 
 # ---------------------------------------------------------------------------- synthetic sequence tasks

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from zoo.distributed import derive_seed
+
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad each image of ``x`` (N, C, H, W) by ``padding`` pixels on every side and cut an
@@ -46,7 +48,10 @@ class ImageBatchTransform:
         std: per-channel standard deviation in ``[0, 1]`` units.
         crop_padding: random crop with this much zero padding (0: no crop).
         hflip: random horizontal flips.
-        seed: seeds the augmentation's random generator (one per device), so runs repeat.
+        seed: seeds the augmentation's random generator (one per device and rank), so runs
+            repeat and, under several processes, each rank draws its own crops and flips.
+        rank: the rank whose generator :meth:`augment` uses (the DataModule sets it from the
+            Trainer).
     """
 
     def __init__(
@@ -56,13 +61,15 @@ class ImageBatchTransform:
         crop_padding: int = 0,
         hflip: bool = False,
         seed: int = 0,
+        rank: int = 0,
     ) -> None:
         self.mean = [float(m) for m in mean]
         self.std = [float(s) for s in std]
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self.rank = rank
+        self._generators: dict[tuple[torch.device, int], torch.Generator] = {}
         self._scales: dict[tuple[torch.device, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -70,9 +77,13 @@ class ImageBatchTransform:
         return self.crop_padding > 0 or self.hflip
 
     def generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
+        """The generator of this rank on ``device``, seeded from ``(seed, rank)`` on first use."""
+        key = (device, self.rank)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(
+                derive_seed(self.seed, self.rank)
+            )
+        return self._generators[key]
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random crop and flip, same dtype and shape as ``x``."""

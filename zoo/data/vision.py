@@ -101,6 +101,9 @@ class ImageDataModule(ZooDataModule):
         if x.dtype != torch.uint8:
             return batch
         training = self.trainer is not None and self.trainer.training
+        if self.trainer is not None:
+            self.prepare()
+            self.transform.rank = self.trainer.global_rank  # each rank draws its own augmentation
         return (self.transform_batch(x, train=training), *rest)
 
 

@@ -19,6 +19,7 @@ import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from zoo.distributed import derive_seed
 from zoo.errors import ZooError
 from zoo.losses import BCEWithLogits, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
@@ -259,8 +260,15 @@ class ZooModule(pl.LightningModule):
         loss = self.compute_loss(outputs, y)
         self._stage_metrics(stage).update(self.predictions(outputs.detach()), y)
         on_step = stage == "train"
+        # epoch values are reduced over ranks (a weighted mean), so every rank's callbacks agree
         self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y)
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=not on_step,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=not on_step,
         )
         return loss
 
@@ -276,7 +284,9 @@ class ZooModule(pl.LightningModule):
         metrics = self._stage_metrics(stage)
         if not any(m.update_called for m in metrics.values()):
             return
-        self.log_dict(metrics.compute(), prog_bar=stage != "train")
+        # compute() gathers the states of every rank; sync_dist only tells Lightning so (the
+        # values are already equal on all ranks, so its mean over ranks changes nothing)
+        self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=True)
         # fresh states made outside inference mode stay updatable by a later fit (whose validation
         # runs under no_grad) after trainer.validate or trainer.test (which run under inference mode)
         with torch.inference_mode(False):
@@ -290,6 +300,14 @@ class ZooModule(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_fit_start(self) -> None:
+        """Under several processes, give each rank its own random stream (dropout and other
+        random layers): ``seed_everything`` seeds every rank alike, so each would otherwise drop
+        the same units. The weights were already made equal by the strategy (DDP broadcasts them)."""
+        world = self.trainer.world_size
+        if world > 1:
+            torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")

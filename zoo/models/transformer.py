@@ -277,7 +277,15 @@ class GPT(ZooModule):
         if stage == "train":
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
             return loss
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=tokens)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=tokens,
+            sync_dist=True,
+        )
         nll = F.cross_entropy(logits.detach().float(), targets)
         for kind in ("ppl", "bpc"):
             metric = self.lm_metrics[f"{stage}_{kind}"]

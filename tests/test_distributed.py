@@ -1,0 +1,221 @@
+"""Runs over several processes: the zoo's loaders shard by rank, evaluation counts each example
+once, random streams differ per rank, and `zoo train` on two CPU processes (DDP over gloo) ends
+like one process fed the same examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import QUIET, quiet_trainer, zoo_executable
+
+from zoo.data import ImageBatchTransform, RandomWindowLoader, SklearnDataModule, TensorLoader
+from zoo.data.loader import ShardSampler
+from zoo.distributed import derive_seed
+
+# ----------------------------------------------------------------------------- shards
+
+
+@pytest.mark.parametrize(("n", "world"), [(12, 2), (13, 2), (10, 3), (2, 3)])
+def test_training_shards_cover_the_epoch_in_equal_parts(n: int, world: int) -> None:
+    shards = [
+        ShardSampler(n, shuffle=True, seed=5, rank=r, world_size=world).indices(epoch=3) for r in range(world)
+    ]
+    size = -(-n // world)
+    assert [len(s) for s in shards] == [size] * world  # no rank waits for another in a collective
+    together = torch.cat(shards)
+    assert set(together.tolist()) == set(range(n))  # every example, in one epoch
+    repeated = len(together) - n  # padding repeats as few examples as DistributedSampler does
+    assert repeated == size * world - n
+    if n % world == 0:
+        assert len(set(together.tolist())) == n  # disjoint
+    # the ranks interleave one permutation: rank r holds its positions r, r + world, ...
+    order = ShardSampler(n, shuffle=True, seed=5).indices(epoch=3)
+    padded = order.repeat(world)[: size * world]
+    for r, shard in enumerate(shards):
+        assert torch.equal(shard, padded[r::world])
+
+
+def test_training_order_is_new_each_epoch_and_reproducible_for_a_seed() -> None:
+    def shard(seed: int, epoch: int, rank: int) -> torch.Tensor:
+        return ShardSampler(100, shuffle=True, seed=seed, rank=rank, world_size=2).indices(epoch)
+
+    assert torch.equal(shard(0, 4, 1), shard(0, 4, 1))
+    assert not torch.equal(shard(0, 4, 1), shard(0, 5, 1))
+    assert not torch.equal(shard(0, 4, 1), shard(1, 4, 1))
+    assert not torch.equal(shard(0, 4, 0), shard(0, 4, 1))
+    # seed 0 at epoch 1 is not seed 1 at epoch 0 (as it would be with seed + epoch)
+    assert not torch.equal(shard(0, 1, 0), shard(1, 0, 0))
+    assert derive_seed(0, 1) != derive_seed(1, 0) and 0 <= derive_seed(2**70, -1) < 2**63
+
+
+def test_sampler_moves_to_the_next_epoch_unless_told_which() -> None:
+    sampler = ShardSampler(30, shuffle=True, seed=2)
+    first, second = list(sampler), list(sampler)
+    assert first == sampler.indices(0).tolist() and second == sampler.indices(1).tolist()
+    sampler.set_epoch(7)  # what Lightning's fit loop does before every epoch, also after a resume
+    assert list(sampler) == sampler.indices(7).tolist()
+
+
+@pytest.mark.parametrize(("n", "world"), [(11, 2), (10, 3), (2, 3)])
+def test_evaluation_shards_count_every_example_once(n: int, world: int) -> None:
+    shards = [ShardSampler(n, rank=r, world_size=world, even=False).indices() for r in range(world)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(n))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_sampler_rejects_a_rank_outside_the_world() -> None:
+    with pytest.raises(ValueError, match=r"rank must be in \[0, world_size\)"):
+        ShardSampler(10, rank=2, world_size=2)
+
+
+def test_two_ranks_of_batch_b_read_what_one_process_of_batch_2b_reads() -> None:
+    x = torch.arange(48)
+    single = list(TensorLoader(x, batch_size=8, shuffle=True, seed=3))
+    ranks = [list(TensorLoader(x, batch_size=4, shuffle=True, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single) == 6
+    for i, (batch,) in enumerate(single):
+        assert sorted(batch.tolist()) == sorted(torch.cat([ranks[0][i][0], ranks[1][i][0]]).tolist())
+
+
+def fake_trainer(rank: int, world: int) -> SimpleNamespace:
+    return SimpleNamespace(global_rank=rank, world_size=world, training=True)
+
+
+def test_datamodule_loaders_shard_by_the_trainers_rank() -> None:
+    def loaders(rank: int) -> SklearnDataModule:
+        dm = SklearnDataModule("digits", batch_size=32, eval_batch_size=50, seed=1)
+        dm.trainer = fake_trainer(rank, 2)
+        return dm
+
+    dms = [loaders(0), loaders(1)]
+    single = SklearnDataModule("digits", batch_size=32, eval_batch_size=50, seed=1)
+    single.setup()
+    x_train, _ = single._tensors["train"]
+    n = len(x_train)
+    rows = [torch.cat([b[0] for b in dm.train_dataloader()]) for dm in dms]
+    assert len(rows[0]) == len(rows[1]) == -(-n // 2)
+    assert len(dms[0].train_dataloader()) == len(dms[1].train_dataloader())
+    # the two shards together are the training set (rows matched by value)
+    seen = {tuple(r.tolist()) for r in torch.cat(rows)}
+    assert seen == {tuple(r.tolist()) for r in x_train}
+    assert not torch.equal(rows[0][:32], rows[1][:32])
+    for stage in ("val", "test"):
+        parts = [torch.cat([b[1] for b in getattr(dm, f"{stage}_dataloader")()]) for dm in dms]
+        expected = single._tensors[stage][1]
+        assert len(parts[0]) + len(parts[1]) == len(expected)  # each example once across ranks
+        assert sorted(torch.cat(parts).tolist()) == sorted(expected.tolist())
+
+
+def test_random_windows_two_ranks_of_b_are_one_process_of_2b() -> None:
+    tokens = torch.arange(500)
+    single = RandomWindowLoader(tokens, block_size=8, batch_size=6, num_batches=5, seed=4)
+    ranks = [
+        RandomWindowLoader(tokens, block_size=8, batch_size=3, num_batches=10, seed=4, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
+    assert len(ranks[0]) == len(ranks[1]) == 5  # an epoch is 10 batches of 3 over both ranks
+    for (xs, ys), (x0, y0), (x1, y1) in zip(single, *ranks, strict=True):
+        torch.testing.assert_close(xs[0::2], x0)
+        torch.testing.assert_close(xs[1::2], x1)
+        torch.testing.assert_close(ys, torch.stack([y0, y1], 1).flatten(0, 1))
+    odd = RandomWindowLoader(tokens, block_size=8, batch_size=3, num_batches=5, seed=4, rank=1, world_size=2)
+    assert len(odd) == len(list(odd)) == 3  # ceil(5 / 2): the ranks stay in step
+
+
+def test_augmentation_differs_per_rank_and_repeats_per_rank() -> None:
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+
+    def crops(rank: int) -> torch.Tensor:
+        transform = ImageBatchTransform([0.5], [0.5], crop_padding=2, hflip=True, seed=0, rank=rank)
+        return transform(images, train=True)
+
+    assert torch.equal(crops(1), crops(1))
+    assert not torch.equal(crops(0), crops(1))
+
+
+def test_each_rank_gets_its_own_dropout_stream() -> None:
+    from zoo.models import MLP
+
+    def draws(rank: int, world: int, fit_start: bool = True) -> torch.Tensor:
+        torch.manual_seed(123)  # seed_everything: the same seed on every rank
+        model = MLP(task="multiclass", num_classes=3, input_shape=[4], dropout=0.5)
+        model._trainer = fake_trainer(rank, world)
+        if fit_start:
+            model.on_fit_start()
+        return torch.rand(8)
+
+    assert not torch.equal(draws(0, 2), draws(1, 2))
+    assert torch.equal(draws(1, 2), draws(1, 2))
+    assert not torch.equal(draws(1, 2), draws(1, 2, fit_start=False))
+    # one process: the user's seed is left alone
+    assert torch.equal(draws(0, 1), draws(0, 1, fit_start=False))
+
+
+# ----------------------------------------------------------------------------- two processes
+
+# SGD without a schedule, no dropout and no batch norm: two ranks of 64 examples per step must
+# then train exactly as one process of 128. 1280 training examples split evenly (no padding).
+DDP_RUN = (
+    "-c", "mlp_digits", *QUIET,
+    "--trainer.accelerator", "cpu", "--trainer.max_epochs", "2",
+    "--model.dropout", "0", "--model.optimizer", "SGD", "--model.optimizer.lr", "0.05",
+    "--model.optimizer.momentum", "0.9", "--model.lr_scheduler", "null",
+    "--data.val_size", "247",
+)  # fmt: skip
+
+
+def _zoo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [zoo_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_zoo_train_on_two_processes_matches_one_process_of_twice_the_batch(tmp_path: Path) -> None:
+    ddp = _zoo(
+        tmp_path,
+        "train", *DDP_RUN, "-c", "trainer/ddp", "--trainer.devices", "2",
+        "--data.batch_size", "64", "--trainer.default_root_dir", "ddp",
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    assert ddp.stdout.count("Test metrics of the best checkpoint") == 1  # rank 0 alone reports
+    assert "Traceback" not in ddp.stderr
+    runs = sorted(p.name for p in (tmp_path / "ddp").iterdir())
+    assert runs == ["version_0"]  # one run directory, made by rank 0
+    run = tmp_path / "ddp" / "version_0"
+    metrics = json.loads((run / "test_metrics.json").read_text())
+
+    # global steps: half those of one process with the same per-process batch
+    data = SklearnDataModule("digits", batch_size=64, val_size=247, test_size=0.15, seed=0)
+    assert data.split_sizes()["train"] == 1280
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2 * len(data.train_dataloader()) // 2 == 20
+
+    # one process with batch 128 on the same examples ends with the same weights
+    from zoo.cli import main
+
+    main(["fit", *DDP_RUN, "--data.batch_size", "128", "--trainer.default_root_dir", str(tmp_path / "one")])
+    one = _weights(tmp_path / "one" / "version_0" / "checkpoints" / "last.ckpt")
+    two = last["state_dict"]
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)
+    assert metrics["test/acc"] > 0.9  # and it learned
+
+    # the test metrics of two ranks are those of one process testing the same checkpoint
+    from zoo.models import ZooModule
+
+    model = ZooModule.load_from_checkpoint(tmp_path / metrics["best_checkpoint"])
+    single = quiet_trainer().test(model, datamodule=data, verbose=False)[0]
+    for key in ("test/acc", "test/f1", "test/loss"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-6), key
