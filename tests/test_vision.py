@@ -4,6 +4,7 @@ augmentation and normalization."""
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import shutil
 import struct
@@ -12,6 +13,7 @@ import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -263,6 +265,81 @@ def test_image_folder_errors(tmp_path: Path):
     (tmp_path / "mixed" / "cat" / "wide.png").unlink()
     with pytest.raises(ZooError, match="data.test_root: .* has classes"):
         ImageFolderDataModule(root=tmp_path / "mixed", test_root=tmp_path / "other").prepare()
+
+
+def _batches(loader) -> list[tuple[torch.Tensor, ...]]:
+    return [tuple(b) if isinstance(b, (list, tuple)) else (b,) for b in loader]
+
+
+def _assert_same_batches(a, b) -> None:
+    a, b = _batches(a), _batches(b)
+    assert len(a) == len(b) > 0
+    for batch_a, batch_b in zip(a, b, strict=True):
+        for ta, tb in zip(batch_a, batch_b, strict=True):
+            assert ta.dtype == tb.dtype and torch.equal(ta, tb)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streaming_image_folder_serves_the_batches_of_the_in_memory_form(tmp_path: Path, workers: int):
+    write_png_tree(tmp_path / "tree", per_class=10)
+    options = {"root": tmp_path / "tree", "val_size": 3, "test_size": 6, "seed": 1, "batch_size": 4}
+    memory = ImageFolderDataModule(**options)
+    stream = ImageFolderDataModule(**options, in_memory=False, num_workers=workers)
+    assert stream.split_sizes() == memory.split_sizes() == {"train": 21, "val": 3, "test": 6}
+    assert stream.input_shape == memory.input_shape == [3, 12, 12]
+    assert stream._splits["train"].x.shape == (21, 1)  # file indices, not pixels
+    np.testing.assert_allclose(stream.channel_mean, memory.channel_mean, rtol=1e-12)
+    np.testing.assert_allclose(stream.channel_std, memory.channel_std, rtol=1e-12)
+    for epoch in (0, 3):  # the same shuffled batches, epoch by epoch
+        a, b = memory.train_dataloader(), stream.train_dataloader()
+        a.sampler.set_epoch(epoch), b.sampler.set_epoch(epoch)
+        _assert_same_batches(a, b)
+    _assert_same_batches(memory.val_dataloader(), stream.val_dataloader())
+    _assert_same_batches(memory.test_dataloader(), stream.test_dataloader())
+    _assert_same_batches(memory.predict_dataloader(), stream.predict_dataloader())
+    # and the same shard of each rank under two processes
+    for dm in (memory, stream):
+        dm.trainer = SimpleNamespace(global_rank=1, world_size=2)
+    _assert_same_batches(memory.train_dataloader(), stream.train_dataloader())
+    _assert_same_batches(memory.test_dataloader(), stream.test_dataloader())
+
+
+def test_streaming_image_folder_trains_with_workers_and_keeps_its_sampler(tmp_path: Path):
+    from zoo.data.loader import ShardSampler
+
+    write_png_tree(tmp_path / "tree", per_class=12)
+    dm = ImageFolderDataModule(
+        root=tmp_path / "tree",
+        val_size=6,
+        test_size=6,
+        batch_size=8,
+        in_memory=False,
+        num_workers=2,
+        hflip=True,
+    )
+    model = ConvNet(widths=[4], task=dm.task, num_classes=dm.num_classes, input_shape=dm.input_shape)
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(model, datamodule=dm)
+    assert isinstance(trainer.train_dataloader.sampler, ShardSampler)  # Lightning kept the zoo's shard
+    assert trainer.global_step == 2 * 3  # 24 training images in batches of 8
+    result = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert 0.0 <= result["test/acc"] <= 1.0 and math.isfinite(result["test/loss"])
+
+
+def test_streaming_image_folder_errors(tmp_path: Path):
+    write_png_tree(tmp_path / "mixed", per_class=3)
+    from PIL import Image
+
+    Image.new("RGB", (16, 9)).save(tmp_path / "mixed" / "cat" / "wide.png")
+    with pytest.raises(ZooError, match=r"differ in size \(12x12 in .*, 16x9 in .*wide.png\)"):
+        ImageFolderDataModule(root=tmp_path / "mixed", in_memory=False).prepare()
+    resized = ImageFolderDataModule(root=tmp_path / "mixed", in_memory=False, image_size=8, stratify=False)
+    assert resized.input_shape == [3, 8, 8]
+    (tmp_path / "mixed" / "cat" / "wide.png").write_bytes(b"not a png")
+    with pytest.raises(ZooError, match="cannot read the image .*wide.png"):
+        ImageFolderDataModule(root=tmp_path / "mixed", in_memory=False).prepare()
+    with pytest.raises(ZooError, match="data.num_workers must be an integer >= 0"):
+        ImageFolderDataModule(root=tmp_path / "mixed", num_workers=-1)
 
 
 # ---------------------------------------------------------------------------- per-batch transforms

@@ -20,12 +20,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch.utils.data.distributed import DistributedSampler
 
 from zoo.distributed import derive_seed
 
 
-class ShardSampler:
-    """The rows one rank reads in one epoch.
+class ShardSampler(DistributedSampler):
+    r"""The rows one rank reads in one epoch.
+
+    A ``DistributedSampler`` (same attributes and ``set_epoch``; Lightning leaves it in place
+    instead of injecting its own) whose permutations are drawn from a generator seeded by
+    :func:`~zoo.distributed.derive_seed` ``(seed, epoch)`` and which can also shard evaluation
+    data without repeating examples. Serves :class:`TensorLoader` and file-backed ``DataLoader``\ s
+    alike, so both read the same rows in the same order.
 
     Args:
         num_rows: rows of the whole dataset.
@@ -49,15 +56,23 @@ class ShardSampler:
         world_size: int = 1,
         even: bool = True,
     ) -> None:
+        # DistributedSampler.__init__ wants a dataset only for its length: set its attributes here
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
         self.num_rows = num_rows
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
-        self.world_size = world_size
+        self.num_replicas = world_size
         self.even = even
+        self.drop_last = False
         self.epoch = 0
+        self.num_samples = len(self)
+        self.total_size = self.num_samples * world_size if even else num_rows
+
+    @property
+    def world_size(self) -> int:
+        return self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """Serve the order of epoch ``epoch`` next (Lightning calls this before every epoch)."""

@@ -10,6 +10,7 @@ pixels travel as bytes and are cropped, flipped and scaled there.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,18 +67,13 @@ class ImageDataModule(ZooDataModule):
         if type(self).mean:
             self.channel_mean, self.channel_std = tuple(self.mean), tuple(self.std)
             return
-        x = splits["train"].x
-        total = np.zeros(x.shape[1])
-        squares = np.zeros(x.shape[1])
-        for start in range(0, len(x), 4096):  # in chunks: a float64 copy of all pixels could be large
-            chunk = x[start : start + 4096].astype(np.float64) / 255.0
-            total += chunk.sum(axis=(0, 2, 3))
-            squares += np.square(chunk).sum(axis=(0, 2, 3))
-        count = x.shape[0] * x.shape[2] * x.shape[3]
-        mean = total / count
-        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-        self.channel_mean = tuple(float(m) for m in mean)
-        self.channel_std = tuple(float(s) if s > 1e-6 else 1.0 for s in std)
+        self.channel_mean, self.channel_std = channel_statistics(self._train_pixel_chunks(splits["train"]))
+
+    def _train_pixel_chunks(self, train: ArraySplit) -> Iterator[np.ndarray]:
+        """The training images as uint8 ``(n, C, H, W)`` chunks (a float64 copy of all pixels at
+        once could be large)."""
+        for start in range(0, len(train.x), 4096):
+            yield train.x[start : start + 4096]
 
     def prepare(self) -> None:
         super().prepare()
@@ -211,6 +207,21 @@ class TorchvisionDataModule(ImageDataModule):
         )
 
 
+def channel_statistics(chunks: Iterable[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation in ``[0, 1]`` units of uint8 image chunks
+    ``(n, C, H, W)``, accumulated in float64 (a constant channel gets std 1, not 0)."""
+    total = squares = None
+    count = 0
+    for chunk in chunks:
+        scaled = np.asarray(chunk, dtype=np.float64) / 255.0
+        sums, sq = scaled.sum(axis=(0, 2, 3)), np.square(scaled).sum(axis=(0, 2, 3))
+        total, squares = (sums, sq) if total is None else (total + sums, squares + sq)
+        count += scaled.shape[0] * scaled.shape[2] * scaled.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(v) if v > 1e-6 else 1.0 for v in std)
+
+
 def _pixels(data: Any) -> np.ndarray:
     """torchvision's ``.data`` as uint8 ``(N, C, H, W)``: MNIST's (N, H, W), CIFAR's (N, H, W, C)."""
     array = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
@@ -304,9 +315,17 @@ class CIFAR10DataModule(TorchvisionDataModule):
 class ImageFolderDataModule(ImageDataModule):
     """A folder with one sub-folder of images per class: ``root/<class>/<image>.png``.
 
-    The images are decoded once into memory (resized to ``image_size`` if given), and split into
-    seeded, stratified train/val/test sets. Class names are the sub-folder names, in sorted order.
-    Normalization statistics are fit on the training split.
+    Class names are the sub-folder names, in sorted order. The images are split into seeded,
+    stratified train/val/test sets; normalization statistics are fit on the training split.
+
+    **In memory** (``in_memory: true``, the default) every image is decoded once into one uint8
+    array and served in whole-batch slices, the fastest form for data that fits. **Streaming**
+    (``in_memory: false``) keeps only the file list: each image is decoded when a batch needs it,
+    in ``num_workers`` DataLoader worker processes, so a folder larger than memory trains in
+    constant memory. Both forms make the same splits, fit the same statistics (streaming reads the
+    training images once for them) and serve the same batches in the same order for the same seed
+    (a :class:`~zoo.data.loader.ShardSampler`, also under several processes); augmentation and
+    normalization run per batch on the device in both.
 
     Args:
         root: the folder of class sub-folders.
@@ -315,6 +334,8 @@ class ImageFolderDataModule(ImageDataModule):
         image_size: resize every image to ``image_size x image_size`` (required when the
             images differ in size).
         grayscale: load one channel instead of three (RGB).
+        in_memory: decode everything once into memory (``true``) or stream from the files.
+        num_workers: worker processes that decode images when streaming (0: in the main process).
         **kwargs: augmentation, split and batch options of :class:`ImageDataModule`.
     """
 
@@ -324,15 +345,26 @@ class ImageFolderDataModule(ImageDataModule):
         test_root: str | Path | None = None,
         image_size: int | None = None,
         grayscale: bool = False,
+        in_memory: bool = True,
+        num_workers: int = 2,
         **kwargs: Any,
     ) -> None:
         if image_size is not None and (isinstance(image_size, bool) or image_size < 1):
             raise ZooError(f"data.image_size must be a positive number of pixels; got {image_size!r}.")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ZooError(
+                f"data.num_workers must be an integer >= 0 (0: decode in the main process); "
+                f"got {num_workers!r}."
+            )
         super().__init__(**kwargs)
         self.root = Path(root)
         self.test_root = Path(test_root) if test_root is not None else None
         self.image_size = image_size
         self.grayscale = grayscale
+        self.in_memory = in_memory
+        self.num_workers = num_workers
+        self._paths: list[str] = []  # streaming: every file; the splits hold indices into it
+        self._image_shape: list[int] = []
 
     def load(self) -> Loaded:
         x, y, classes = self._read(self.root, "root")
@@ -345,15 +377,26 @@ class ImageFolderDataModule(ImageDataModule):
                     f"but data.root has {classes}; "
                     "both need the same class sub-folders."
                 )
-            if x_test.shape[1:] != x.shape[1:]:
+            if self._shape_of(x_test) != self._shape_of(x):
+                shape, test_shape = self._shape_of(x), self._shape_of(x_test)
                 raise ZooError(
-                    f"data.test_root: its images are {x_test.shape[2]}x{x_test.shape[3]}, those of data.root "
-                    f"{x.shape[2]}x{x.shape[3]}; set data.image_size to resize both."
+                    f"data.test_root: its images are {test_shape[2]}x{test_shape[1]}, those of data.root "
+                    f"{shape[2]}x{shape[1]}; set data.image_size to resize both."
                 )
             test = ArraySplit(x_test, y_test)
+        if not self.in_memory:
+            self._image_shape = list(self._shape_of(x))
         return Loaded(ArraySplit(x, y), test=test, task="multiclass", classes=classes)
 
+    def _shape_of(self, x: np.ndarray) -> tuple[int, ...]:
+        """``(C, H, W)`` of the images that ``x`` holds (pixels) or indexes (streaming)."""
+        if self.in_memory:
+            return tuple(x.shape[1:])
+        return self._file_shapes[int(x[0, 0])]
+
     def _read(self, root: Path, option: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The folder's images (uint8 ``(N, C, H, W)``; streaming: their indices in
+        :attr:`_paths`, as ``(N, 1)``), labels and class names."""
         from torchvision.datasets import ImageFolder
 
         if not root.is_dir():
@@ -366,31 +409,144 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{root}/<class>/<image>.png"
             ) from None
         paths = [path for path, _ in listing.samples]
+        labels = np.asarray([label for _, label in listing.samples], dtype=np.int64)
+        if self.in_memory:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                images = list(pool.map(self._decode, paths))
+            self._check_sizes(root, paths, [img.shape for img in images])
+            return np.stack(images), labels, list(listing.classes)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            images = list(pool.map(self._decode, paths))
-        first = images[0].shape[1:] if images else None
-        odd = next((i for i, img in enumerate(images) if img.shape[1:] != first), None)
+            shapes = list(pool.map(self._header_shape, paths))
+        self._check_sizes(root, paths, shapes)
+        if not hasattr(self, "_file_shapes"):
+            self._file_shapes: dict[int, tuple[int, ...]] = {}
+        first = len(self._paths)
+        self._paths += paths
+        self._file_shapes[first] = shapes[0]
+        return np.arange(first, first + len(paths), dtype=np.int64)[:, None], labels, list(listing.classes)
+
+    def _check_sizes(self, root: Path, paths: list[str], shapes: list[tuple[int, ...]]) -> None:
+        odd = next((i for i, shape in enumerate(shapes) if shape[1:] != shapes[0][1:]), None)
         if odd is not None:
             raise ZooError(
-                f"data: the images in {root} differ in size ({_size(images[0])} in {paths[0]}, "
-                f"{_size(images[odd])} in {paths[odd]}); set data.image_size to resize them all."
+                f"data: the images in {root} differ in size ({_size(shapes[0])} in {paths[0]}, "
+                f"{_size(shapes[odd])} in {paths[odd]}); set data.image_size to resize them all."
             )
-        labels = np.asarray([label for _, label in listing.samples], dtype=np.int64)
-        return np.stack(images), labels, list(listing.classes)
 
     def _decode(self, path: str) -> np.ndarray:
+        return decode_image(path, self.grayscale, self.image_size)
+
+    def _header_shape(self, path: str) -> tuple[int, ...]:
+        """``(C, H, W)`` the decoded image will have, read from the file's header alone."""
         from PIL import Image, UnidentifiedImageError
 
+        channels = 1 if self.grayscale else 3
+        if self.image_size is not None:
+            return (channels, self.image_size, self.image_size)
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if self.grayscale else "RGB")
-                if self.image_size is not None:
-                    img = img.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                width, height = img.size
         except (UnidentifiedImageError, OSError) as err:
             raise ZooError(f"data: cannot read the image {path} ({err}).") from None
-        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        return (channels, height, width)
+
+    # ------------------------------------------------------------------ streaming
+
+    @property
+    def input_shape(self) -> list[int]:
+        if self.in_memory:
+            return super().input_shape
+        self.prepare()
+        return list(self._image_shape)
+
+    def _check_features(self, x: np.ndarray) -> None:
+        if self.in_memory:
+            super()._check_features(x)
+
+    def _files(self, part: ArraySplit, targets: bool = True) -> ImageFiles:
+        paths = [self._paths[i] for i in part.x[:, 0].tolist()]
+        return ImageFiles(paths, part.y if targets else None, self.grayscale, self.image_size)
+
+    def _train_pixel_chunks(self, train: ArraySplit) -> Iterator[np.ndarray]:
+        if self.in_memory:
+            yield from super()._train_pixel_chunks(train)
+            return
+        from torch.utils.data import DataLoader
+
+        files = self._files(train, targets=False)
+        for batch in DataLoader(files, batch_size=1024, num_workers=self.num_workers):
+            yield batch.numpy()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.in_memory:
+            super().setup(stage)
+        else:
+            self.prepare()
+
+    def _loader(self, name: str, train: bool = False, targets: bool = True) -> Any:
+        if self.in_memory:
+            return super()._loader(name, train=train, targets=targets)
+        from torch.utils.data import DataLoader
+
+        from zoo.data.loader import ShardSampler
+
+        self.prepare()
+        part = self._splits[name]
+        bs = self.batch_size if train else self.eval_batch_size
+        rank, world = self.distributed_position()
+        sampler = ShardSampler(
+            len(part), shuffle=train, seed=self.seed, rank=rank, world_size=world, even=train
+        )
+        return DataLoader(
+            self._files(part, targets=targets),
+            batch_size=bs,
+            sampler=sampler,
+            drop_last=train and len(sampler) % bs == 1,  # as in memory: no batch of one (batch norm)
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
 
-def _size(image: np.ndarray) -> str:
-    return f"{image.shape[2]}x{image.shape[1]}"
+def decode_image(path: str, grayscale: bool = False, image_size: int | None = None) -> np.ndarray:
+    """One image file as uint8 ``(C, H, W)``: RGB (or one grey channel), resized with bilinear
+    filtering to ``image_size x image_size`` if given. An unreadable file is a :class:`ZooError`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if grayscale else "RGB")
+            if image_size is not None:
+                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            array = np.array(img, dtype=np.uint8)  # a copy: PIL's buffer is read-only
+    except (UnidentifiedImageError, OSError) as err:
+        raise ZooError(f"data: cannot read the image {path} ({err}).") from None
+    return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Images decoded from their files on each access (in DataLoader workers): item ``i`` is
+    ``(uint8 (C, H, W) tensor, label)``, or the image alone when there are no labels."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray | None,
+        grayscale: bool = False,
+        image_size: int | None = None,
+    ) -> None:
+        self.paths = paths
+        self.labels = labels
+        self.grayscale = grayscale
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Any:
+        image = torch.from_numpy(decode_image(self.paths[index], self.grayscale, self.image_size))
+        return image if self.labels is None else (image, int(self.labels[index]))
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[2]}x{shape[1]}"
