@@ -423,3 +423,111 @@ def test_sequence_classifier_trains_on_reverse(tmp_path: Path):
     assert 0.0 <= metrics["test/acc"] <= 1.0
     preds = torch.cat(trainer.predict(model, datamodule=dm))
     assert preds.shape[:2] == (60, 8)
+
+
+# ---------------------------------------------------------------------------- CharText: memory-mapped
+
+
+def write_corpus(folder: Path) -> Path:
+    """Files that exercise the reader: CRLF and CR line endings, a byte-order mark, a file without
+    a final newline, characters beyond ASCII, and a character that only validation/test hold."""
+    folder.mkdir(parents=True)
+    (folder / "a.txt").write_bytes(("héllo wörld\r\n" * 300 + "café\rnaïve\n").encode())
+    (folder / "b.txt").write_bytes("\ufeff".encode() + ("def f(x):\n    return x * 2\n" * 200).encode())
+    (folder / "c.txt").write_bytes(("no newline at the end λ" * 50).encode())
+    (folder / "d.txt").write_bytes(("tail ✓ only here " * 40).encode())
+    return folder
+
+
+def _assert_same_text_data(memory: CharTextDataModule, mapped: CharTextDataModule) -> None:
+    assert mapped.vocab == memory.vocab and mapped.unknown_id == memory.unknown_id
+    assert mapped.split_sizes() == memory.split_sizes()
+    assert mapped.tokens.dtype == torch.uint16
+    assert torch.equal(mapped.tokens.long(), memory.tokens)
+    for epoch in (0, 2):
+        a, b = memory.train_dataloader(), mapped.train_dataloader()
+        a.set_epoch(epoch), b.set_epoch(epoch)
+        for (xa, ya), batch in zip(a, b, strict=True):
+            xb, yb = mapped.on_after_batch_transfer(batch, 0)
+            assert xb.dtype == torch.int64 and torch.equal(xa, xb) and torch.equal(ya, yb)
+    for name in ("val_dataloader", "test_dataloader"):
+        for (xa, ya), batch in zip(getattr(memory, name)(), getattr(mapped, name)(), strict=True):
+            xb, yb = mapped.on_after_batch_transfer(batch, 0)
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_memory_mapped_text_gives_the_ids_and_batches_of_the_in_memory_form(tmp_path: Path):
+    corpus = write_corpus(tmp_path / "corpus")
+    options = {
+        "block_size": 16,
+        "batch_size": 8,
+        "train_batches_per_epoch": 4,
+        "val_size": 0.1,
+        "test_size": 0.1,
+    }
+    memory = CharTextDataModule(corpus, **options)
+    # chunks of 7 characters: every boundary case of the chunked reader (CRLF split, BOM, ends)
+    mapped = CharTextDataModule(corpus, memory_map=True, chunk_chars=7, **options)
+    _assert_same_text_data(memory, mapped)
+    assert "✓" not in memory.vocab  # only in the test split: its id is U+FFFD's
+    token_file = corpus / ".zoo-tokens" / "tokens.bin"
+    assert token_file.stat().st_size == 2 * len(memory.tokens)
+    assert not [p for p in (corpus / ".zoo-tokens").iterdir() if p.name.startswith(".")]  # no scratch left
+
+    # unchanged corpus: the file is reused; a changed file: tokenized again
+    before = token_file.stat().st_mtime_ns
+    CharTextDataModule(corpus, memory_map=True, **options).prepare()
+    assert token_file.stat().st_mtime_ns == before
+    (corpus / "b.txt").write_text("def g(y):\n    return y + 1\n" * 200)
+    memory = CharTextDataModule(corpus, **options)
+    mapped = CharTextDataModule(corpus, memory_map=True, **options)
+    _assert_same_text_data(memory, mapped)
+    assert token_file.stat().st_mtime_ns != before
+
+
+def test_memory_mapped_default_corpus_matches_and_honours_max_chars(tmp_path: Path):
+    memory = CharTextDataModule(max_chars=200_000, block_size=32)
+    mapped = CharTextDataModule(max_chars=200_000, block_size=32, memory_map=True, token_dir=tmp_path / "tok")
+    assert len(mapped.tokens) == 200_000
+    _assert_same_text_data(memory, mapped)
+
+
+def test_memory_mapped_text_trains_in_constant_memory(tmp_path: Path):
+    import tracemalloc
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghij klmnop\n"))
+    for i in range(24):  # 24 files of 500,000 characters: 12 M characters in all
+        (folder / f"{i:02d}.txt").write_text("".join(rng.choice(letters, 499_999)) + "\n")
+    dm = CharTextDataModule(folder, memory_map=True, chunk_chars=100_000, block_size=64, batch_size=32)
+    tracemalloc.start()
+    try:
+        dm.prepare()
+        for _, (x, _y) in zip(range(5), dm.train_dataloader(), strict=False):
+            assert x.shape == (32, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(dm.tokens) == 12_000_000
+    # in memory the text alone would be 12 MB as str, 48 MB as code points and 96 MB as int64 ids;
+    # chunks of 100,000 characters keep the peak near a few of them
+    print(f"peak traced memory {peak / 1e6:.2f} MB")
+    assert peak < 6_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_memory_mapped_text_errors(tmp_path: Path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("fine text\n" * 100)
+    (folder / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1") * 10)
+    with pytest.raises(ZooError, match=r"data.path: .*latin1.txt is not UTF-8 text"):
+        CharTextDataModule(folder, memory_map=True, block_size=4).prepare()
+    assert not list((folder / ".zoo-tokens").glob("*"))  # nothing half-written
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    with pytest.raises(ZooError, match="data.token_dir: cannot create .*file-not-folder/sub"):
+        CharTextDataModule(
+            folder, glob="ok.txt", memory_map=True, block_size=4, token_dir=blocked / "sub"
+        ).prepare()

@@ -213,6 +213,15 @@ class CharTextDataModule(ZooDataModule):
     every id is valid for a model whose ``num_classes`` is ``len(vocab)``. The whole text is
     stored once as one int64 tensor of ids (:attr:`tokens`); the splits are views of it.
 
+    **Text larger than memory** (``memory_map: true``): the text is read in chunks of
+    ``chunk_chars`` characters and tokenized once into a file of ``uint16`` ids (``uint32`` for
+    vocabularies over 65,536 characters) in ``token_dir``, with its vocabulary and split bounds
+    in ``meta.json`` beside it (see :mod:`zoo.data.token_file`); :attr:`tokens` is then a
+    memory map of that file, and windows read only their own pages. A later run with the same
+    files (paths, sizes, modification times) and options reuses the file. The ids, splits and
+    batches are those of the in-memory form; batches leave the loaders in the file's integer type
+    and become int64 on the device (:meth:`on_after_batch_transfer`).
+
     **Batches** ``(x, y)``: int64 ``(N, block_size)`` with ``y`` = ``x`` shifted by one character.
     Training draws ``batch_size`` windows at random offsets of the training text,
     ``train_batches_per_epoch`` batches per epoch, seeded by ``seed`` and the epoch (see
@@ -232,6 +241,11 @@ class CharTextDataModule(ZooDataModule):
         max_chars: read at most this many characters; ``None``: the whole of ``path``, or
             :data:`DEFAULT_CORPUS_CHARS` of the default corpus.
         seed: seeds the training windows.
+        memory_map: tokenize into a file once and memory-map it, for corpora larger than memory.
+        token_dir: where the token file is kept; ``None``: beside the data (``<file>.zoo-tokens/``
+            for a file, ``<folder>/.zoo-tokens/`` for a folder, ``~/.cache/lightning-zoo/`` for
+            the default corpus).
+        chunk_chars: characters read and encoded at a time when ``memory_map`` is set.
     """
 
     def __init__(
@@ -246,8 +260,12 @@ class CharTextDataModule(ZooDataModule):
         train_batches_per_epoch: int = 200,
         max_chars: int | None = None,
         seed: int = 0,
+        memory_map: bool = False,
+        token_dir: str | Path | None = None,
+        chunk_chars: int = 1 << 22,
     ) -> None:
         _positive_int(block_size, "block_size", " (characters per example)")
+        _positive_int(chunk_chars, "chunk_chars")
         _positive_int(batch_size, "batch_size")
         _positive_int(train_batches_per_epoch, "train_batches_per_epoch")
         if max_chars is not None:
@@ -268,6 +286,9 @@ class CharTextDataModule(ZooDataModule):
         self.block_size = block_size
         self.train_batches_per_epoch = train_batches_per_epoch
         self.max_chars = max_chars
+        self.memory_map = memory_map
+        self.token_dir = Path(token_dir) if token_dir is not None else None
+        self.chunk_chars = chunk_chars
         self._tokens: torch.Tensor | None = None
         self._bounds: dict[str, tuple[int, int]] = {}
         self._vocab = ""
@@ -305,9 +326,43 @@ class CharTextDataModule(ZooDataModule):
 
     # ------------------------------------------------------------------ preparation
 
+    def token_folder(self) -> Path:
+        """Where ``memory_map`` keeps the token file (see ``token_dir``)."""
+        if self.token_dir is not None:
+            return self.token_dir
+        if self.path is None:
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            return cache / "lightning-zoo" / "stdlib-chars"
+        if self.path.is_file():
+            return self.path.with_name(self.path.name + ".zoo-tokens")
+        return self.path / ".zoo-tokens"
+
+    def _prepare_memory_map(self) -> None:
+        from zoo.data.token_file import prepare_token_file
+
+        default = self.path is None
+        meta = prepare_token_file(
+            self.files(),
+            self.token_folder(),
+            self._split_bounds,
+            max_chars=DEFAULT_CORPUS_CHARS if default and self.max_chars is None else self.max_chars,
+            errors="replace" if default else "strict",
+            chunk_chars=self.chunk_chars,
+            options={"val_size": self.val_size, "test_size": self.test_size},
+        )
+        # copy-on-write: writable for torch, never written back to the file
+        ids = np.memmap(meta["tokens"], dtype=meta["dtype"], mode="c", shape=(meta["length"],))
+        self._tokens = torch.from_numpy(ids)
+        self._bounds = self._split_bounds(meta["length"])  # also checks block_size against the splits
+        self._vocab, self._unknown_id = meta["vocab"], meta["unknown_id"]
+        self._task, self._classes, self._num_classes = "multiclass", None, len(self._vocab)
+
     def prepare(self) -> None:
         """Read the text, build the vocabulary from the training part and encode it (once)."""
         if self._tokens is not None:
+            return
+        if self.memory_map:
+            self._prepare_memory_map()
             return
         text = self.read_text()
         where = "the standard library's source" if self.path is None else str(self.path)
@@ -427,6 +482,13 @@ class CharTextDataModule(ZooDataModule):
 
     def predict_dataloader(self) -> TensorLoader:
         return self._windows_loader("test", targets=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Ids read from a token file travel as uint16 (a quarter of int64's bytes) and become
+        int64 on the device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.long()
+        return type(batch)(t.long() for t in batch) if isinstance(batch, (list, tuple)) else batch
 
 
 # ---------------------------------------------------------------------------- synthetic sequence tasks
