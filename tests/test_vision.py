@@ -182,6 +182,37 @@ def test_missing_files_say_where_they_are_expected(tmp_path: Path):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_torchvision_facts_need_no_files(tmp_path: Path):
+    import torchvision.datasets as tvd
+
+    for dm, shape in ((MNISTDataModule, [1, 28, 28]), (CIFAR10DataModule, [3, 32, 32])):
+        data = dm(data_dir=tmp_path / "nowhere")
+        assert (data.task, data.num_classes, data.input_shape) == ("multiclass", 10, shape)
+    assert MNISTDataModule(data_dir=tmp_path).classes == tvd.MNIST.classes
+    assert FashionMNISTDataModule(data_dir=tmp_path).classes == tvd.FashionMNIST.classes
+    assert CIFAR10DataModule(data_dir=tmp_path).classes == CIFAR_CLASSES  # torchvision reads them from a file
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_trainer_unpacks_in_prepare_data_once_and_reads_in_setup(tmp_path: Path, monkeypatch):
+    write_mnist(tmp_path, gz=True)
+    dm = MNISTDataModule(data_dir=tmp_path, val_size=20, batch_size=40)
+    calls = []
+    original = MNISTDataModule.prepare_data
+
+    def counted(self):
+        calls.append(self.trainer is not None)
+        original(self)
+
+    monkeypatch.setattr(MNISTDataModule, "prepare_data", counted)
+    model = ConvNet(widths=[4], task=dm.task, num_classes=dm.num_classes, input_shape=dm.input_shape)
+    assert not (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()  # the model needed no file
+    quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, datamodule=dm)
+    assert calls[0] is True  # Lightning's hook ran first and unpacked the files
+    assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert dm.split_sizes() == {"train": 100, "val": 20, "test": 40}
+
+
 def test_corrupt_cifar_files_are_reported(tmp_path: Path):
     write_cifar10(tmp_path)  # real md5 checks on: our files don't match
     with pytest.raises(ZooError, match="incomplete or corrupted"):

@@ -114,6 +114,11 @@ class TorchvisionDataModule(ImageDataModule):
     raise one message that says where they are expected. Compressed copies (``.gz`` files, the
     CIFAR archive) found there are unpacked without a download.
 
+    Unpacking and downloading happen in :meth:`prepare_data`, which Lightning runs once per node
+    before any process reads; reading happens in ``setup``. The facts the model needs (task,
+    classes, image shape) are class attributes, so building a model from the DataModule reads
+    no file, and several processes started at once (torchrun, SLURM) never download together.
+
     Args:
         data_dir: the folder torchvision reads and downloads into.
         download: fetch the files if they are not in ``data_dir`` (needs internet).
@@ -128,6 +133,9 @@ class TorchvisionDataModule(ImageDataModule):
     files: ClassVar[tuple[str, ...]] = ()
     #: an archive in ``data_dir`` that holds ``folder`` (CIFAR); else each file may be ``<name>.gz``
     archive: ClassVar[str] = ""
+    #: the class names, in label order, and the shape of one image: known without the files
+    class_names: ClassVar[tuple[str, ...]] = ()
+    image_shape: ClassVar[tuple[int, int, int]] = (1, 1, 1)
 
     def __init__(
         self,
@@ -139,6 +147,22 @@ class TorchvisionDataModule(ImageDataModule):
         super().__init__(val_size=val_size, **kwargs)
         self.data_dir = Path(data_dir)
         self.download = download
+
+    @property
+    def task(self) -> str:
+        return "multiclass"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.image_shape)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.class_names)
 
     @property
     def files_dir(self) -> Path:
@@ -163,7 +187,9 @@ class TorchvisionDataModule(ImageDataModule):
         packed = f"{self.archive} in {self.data_dir}" if self.archive else "the same names with .gz"
         return f"{self.files_dir} (expected {', '.join(self.files)}; or {packed})"
 
-    def _fetch(self, dataset_class: type) -> None:
+    def prepare_data(self) -> None:
+        """Unpack local archives, or download (with ``download=True``), when files are missing;
+        once per node under several processes. Raises :class:`ZooError` when the files can't be had."""
         if not self._missing():
             return
         self._unpack_local_copies()
@@ -174,9 +200,11 @@ class TorchvisionDataModule(ImageDataModule):
                 f"data: {self.dataset_name} files not found in {self._where()}. Add --data.download true "
                 f"to download them (needs internet), or copy them there; --data.data_dir sets the folder."
             )
+        import torchvision.datasets
+
         created = _new_paths_guard(self.data_dir)
         try:
-            dataset_class(str(self.data_dir), train=True, download=True)
+            getattr(torchvision.datasets, self.dataset_name)(str(self.data_dir), train=True, download=True)
         except (OSError, RuntimeError) as err:  # URLError is an OSError
             created.remove_new()
             reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
@@ -189,7 +217,7 @@ class TorchvisionDataModule(ImageDataModule):
         import torchvision.datasets
 
         dataset_class = getattr(torchvision.datasets, self.dataset_name)
-        self._fetch(dataset_class)
+        self.prepare_data()  # without a Trainer nobody called it: does nothing when the files are there
         try:
             train = dataset_class(str(self.data_dir), train=True)
             test = dataset_class(str(self.data_dir), train=False)
@@ -199,11 +227,18 @@ class TorchvisionDataModule(ImageDataModule):
                 f"({err}). "
                 "Delete them and run again with --data.download true, or copy good files there."
             ) from None
+        x_train, x_test = _pixels(train.data), _pixels(test.data)
+        if x_train.shape[1:] != self.image_shape or len(train.classes) != len(self.class_names):
+            found, expected = "x".join(map(str, x_train.shape[1:])), "x".join(map(str, self.image_shape))
+            raise ZooError(
+                f"data: the {self.dataset_name} files in {self.files_dir} hold {len(train.classes)} classes "
+                f"of {found} images, not {len(self.class_names)} of {expected}; copy the original files."
+            )
         return Loaded(
-            ArraySplit(_pixels(train.data), np.asarray(train.targets, dtype=np.int64)),
-            test=ArraySplit(_pixels(test.data), np.asarray(test.targets, dtype=np.int64)),
+            ArraySplit(x_train, np.asarray(train.targets, dtype=np.int64)),
+            test=ArraySplit(x_test, np.asarray(test.targets, dtype=np.int64)),
             task="multiclass",
-            classes=list(train.classes),
+            classes=list(self.class_names),
         )
 
 
@@ -256,6 +291,9 @@ _MNIST_FILES = (
 )
 
 
+_DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
 class MNISTDataModule(TorchvisionDataModule):
     """MNIST handwritten digits: 60,000 training and 10,000 test images, 1x28x28, 10 classes.
 
@@ -265,6 +303,8 @@ class MNISTDataModule(TorchvisionDataModule):
     dataset_name = "MNIST"
     folder = "MNIST/raw"
     files = _MNIST_FILES
+    class_names = tuple(f"{d} - {name}" for d, name in enumerate(_DIGIT_NAMES))
+    image_shape = (1, 28, 28)
     mean = (0.1307,)
     std = (0.3081,)
 
@@ -278,6 +318,19 @@ class FashionMNISTDataModule(TorchvisionDataModule):
     dataset_name = "FashionMNIST"
     folder = "FashionMNIST/raw"
     files = _MNIST_FILES
+    class_names = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
+    image_shape = (1, 28, 28)
     mean = (0.2860,)
     std = (0.3530,)
 
@@ -293,6 +346,8 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
     archive = "cifar-10-python.tar.gz"
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    image_shape = (3, 32, 32)
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
 
