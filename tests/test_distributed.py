@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -181,18 +182,26 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_zoo_train_on_two_processes_matches_one_process_of_twice_the_batch(tmp_path: Path) -> None:
-    ddp = _zoo(
-        tmp_path,
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`zoo train` on two CPU processes with `trainer/ddp`: the folder it ran in and its result."""
+    cwd = tmp_path_factory.mktemp("ddp")
+    proc = _zoo(
+        cwd,
         "train", *DDP_RUN, "-c", "trainer/ddp", "--trainer.devices", "2",
         "--data.batch_size", "64", "--trainer.default_root_dir", "ddp",
     )  # fmt: skip
+    return cwd, proc
+
+
+def test_zoo_train_on_two_processes_matches_one_process_of_twice_the_batch(ddp_run, tmp_path: Path) -> None:
+    cwd, ddp = ddp_run
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     assert ddp.stdout.count("Test metrics of the best checkpoint") == 1  # rank 0 alone reports
     assert "Traceback" not in ddp.stderr
-    runs = sorted(p.name for p in (tmp_path / "ddp").iterdir())
+    runs = sorted(p.name for p in (cwd / "ddp").iterdir())
     assert runs == ["version_0"]  # one run directory, made by rank 0
-    run = tmp_path / "ddp" / "version_0"
+    run = cwd / "ddp" / "version_0"
     metrics = json.loads((run / "test_metrics.json").read_text())
 
     # global steps: half those of one process with the same per-process batch
@@ -215,7 +224,24 @@ def test_zoo_train_on_two_processes_matches_one_process_of_twice_the_batch(tmp_p
     # the test metrics of two ranks are those of one process testing the same checkpoint
     from zoo.models import ZooModule
 
-    model = ZooModule.load_from_checkpoint(tmp_path / metrics["best_checkpoint"])
+    model = ZooModule.load_from_checkpoint(cwd / metrics["best_checkpoint"])
     single = quiet_trainer().test(model, datamodule=data, verbose=False)[0]
     for key in ("test/acc", "test/f1", "test/loss"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_zoo_test_and_predict_on_two_processes(ddp_run) -> None:
+    cwd, ddp = ddp_run
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    metrics = json.loads(next((cwd / "ddp").rglob("test_metrics.json")).read_text())
+    common = (*DDP_RUN, "-c", "trainer/ddp", "--trainer.devices", "2", "--trainer.default_root_dir", "eval")
+    tested = _zoo(cwd, "test", *common, "--ckpt_path", metrics["best_checkpoint"])
+    assert tested.returncode == 0, tested.stderr[-4000:]
+    # Lightning's table (rank 0 prints it): each example counted once, so the numbers of `zoo train`
+    table = dict(re.findall(r"(test/\w+)\s*\S\s*([0-9.]+)", tested.stdout))
+    assert table.keys() >= {"test/acc", "test/f1", "test/loss"}, tested.stdout
+    for key, value in table.items():
+        assert float(value) == pytest.approx(metrics[key], abs=1e-6), key
+    predicted = _zoo(cwd, "predict", *common, "--ckpt_path", metrics["best_checkpoint"])
+    assert predicted.returncode == 0, predicted.stderr[-4000:]
+    assert "Traceback" not in tested.stderr + predicted.stderr
