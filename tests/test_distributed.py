@@ -245,3 +245,85 @@ def test_zoo_test_and_predict_on_two_processes(ddp_run) -> None:
     predicted = _zoo(cwd, "predict", *common, "--ckpt_path", metrics["best_checkpoint"])
     assert predicted.returncode == 0, predicted.stderr[-4000:]
     assert "Traceback" not in tested.stderr + predicted.stderr
+
+
+def _digits_mlp(data: SklearnDataModule):
+    from functools import partial
+
+    from zoo.models import MLP
+
+    torch.manual_seed(0)
+    return MLP(
+        task=data.task,
+        num_classes=data.num_classes,
+        input_shape=data.input_shape,
+        hidden_sizes=[32],
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+    )
+
+
+def test_python_users_own_trainer_shards_too(tmp_path: Path) -> None:
+    """A Python user's Trainer (here ddp_spawn: processes started from Python, not a command)
+    gets the same sharding: 2 x 32 examples per step train as 1 x 64."""
+    from zoo.trainer import ZooTrainer
+
+    options = {"accelerator": "cpu", "max_epochs": 1, "logger": False, "enable_checkpointing": False}
+    options |= {"enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0}
+    two = _digits_mlp(SklearnDataModule("digits", batch_size=32, val_size=247, seed=0))
+    ZooTrainer(devices=2, strategy="ddp_spawn", **options).fit(
+        two, SklearnDataModule("digits", batch_size=32, val_size=247, seed=0)
+    )
+    one = _digits_mlp(SklearnDataModule("digits", batch_size=64, val_size=247, seed=0))
+    ZooTrainer(devices=1, **options).fit(
+        one, SklearnDataModule("digits", batch_size=64, val_size=247, seed=0)
+    )
+    initial = _digits_mlp(SklearnDataModule("digits", batch_size=64, val_size=247, seed=0)).state_dict()
+    for name, weight in one.state_dict().items():
+        assert not torch.equal(weight, initial[name]), f"{name} did not train"
+        torch.testing.assert_close(two.state_dict()[name], weight, rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_torchrun_launches_python_m_zoo(tmp_path: Path) -> None:
+    """The multi-node path of docs/distributed.md, on one node: torchrun starts the ranks and
+    Lightning joins them instead of launching its own."""
+    torchrun = Path(zoo_executable()).with_name("torchrun")
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "zoo",
+            "train", *DDP_RUN, "-c", "trainer/ddp", "--trainer.devices", "2",
+            "--trainer.default_root_dir", "runs",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("Test metrics of the best checkpoint") == 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["version_0"]
+    last = torch.load(
+        tmp_path / "runs/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
+    assert last["global_step"] == 20  # 2 epochs of 640 examples per rank in batches of 64
+
+
+@pytest.mark.slow
+def test_gpt_on_two_processes_from_a_memory_mapped_corpus(tmp_path: Path) -> None:
+    proc = _zoo(
+        tmp_path,
+        "fit", "-c", "gpt_chars", "-c", "trainer/ddp", *QUIET,
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.max_steps", "40", "--trainer.limit_train_batches", "20",
+        "--trainer.limit_val_batches", "4",
+        "--model.lr_scheduler", "null", "--data.memory_map", "true", "--data.token_dir", "tokens",
+        "--data.max_chars", "300000", "--trainer.default_root_dir", "runs",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = (tmp_path / "runs/version_0/metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    losses = [
+        float(r.split(",")[header.index("val/loss")])
+        for r in rows[1:]
+        if r.split(",")[header.index("val/loss")]
+    ]
+    assert len(losses) == 2 and losses[1] < losses[0] < 4.6  # it learns (ln 97 = 4.57 is a uniform guess)
+    assert (tmp_path / "tokens" / "tokens.bin").stat().st_size == 2 * 300_000

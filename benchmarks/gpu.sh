@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The GPU checks, as one script for a lent GPU machine (see DEVELOPERS' notes: 15 device minutes a task).
+#
+#   bash benchmarks/gpu.sh [OUT_DIR]            # on the GPU machine, from the repository root
+#   DEVICE=cpu QUICK=1 bash benchmarks/gpu.sh   # a dry run of every step on a CPU, tiny sizes
+#
+# Runs the zoo from the source tree (PYTHONPATH=.), so the machine needs torch, lightning,
+# torchmetrics, torchvision and the zoo's other dependencies importable (carry wheels for what it
+# lacks and put them on PYTHONPATH first). Steps, each timed and logged to OUT_DIR/gpu.log:
+#   1. the card and the versions;
+#   2. `zoo train -c mlp_digits` on the GPU (fp32), then the best checkpoint reloaded on the GPU
+#      and tested again: the metrics must match;
+#   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
+#   4. the benchmarks: mlp_digits, resnet_cifar10 (bf16, channels_last) and ddp (one process).
+# A failing step is reported and the script goes on; it exits non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${1:-${OUT:-gpu-out}}"
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu.log"
+DEVICE="${DEVICE:-cuda}"
+QUICK="${QUICK:-0}"
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
+PY="${PYTHON:-python3}"
+ZOO=("$PY" -m zoo)
+if [ "$DEVICE" = cuda ]; then ACCEL=gpu; else ACCEL=cpu; fi
+if [ "$QUICK" = 1 ]; then
+  EPOCHS=(--trainer.max_epochs 2); BENCH_EPOCHS=2; IMAGES=512
+else
+  EPOCHS=(); BENCH_EPOCHS=20; IMAGES=20480
+fi
+RUNS="$OUT_DIR/runs"
+failed=0
+
+step() {
+  local name="$1"; shift
+  echo "=== $name: $*" | tee -a "$LOG"
+  local start=$SECONDS
+  if "$@" >>"$LOG" 2>&1; then
+    echo "=== $name: ok in $((SECONDS - start)) s" | tee -a "$LOG"
+  else
+    echo "=== $name: FAILED (exit $?) after $((SECONDS - start)) s" | tee -a "$LOG"
+    failed=1
+  fi
+}
+
+versions() {
+  if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; fi
+  "$PY" -c "import torch, lightning, torchmetrics, torchvision, jsonargparse; \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, \
+'torchmetrics', torchmetrics.__version__, 'torchvision', torchvision.__version__, 'jsonargparse', jsonargparse.__version__)"
+}
+
+train_and_reload() {
+  "${ZOO[@]}" train -c mlp_digits --trainer.accelerator "$ACCEL" --trainer.default_root_dir "$RUNS/mlp" \
+    --trainer.enable_progress_bar false "${EPOCHS[@]}" || return 1
+  "$PY" - "$RUNS/mlp" "$DEVICE" <<'EOF'
+import json, sys
+from pathlib import Path
+import lightning.pytorch as pl
+from zoo.data import SklearnDataModule
+from zoo.models import ZooModule
+root, device = Path(sys.argv[1]), sys.argv[2]
+saved = json.loads(next(root.rglob("test_metrics.json")).read_text())
+model = ZooModule.load_from_checkpoint(saved["best_checkpoint"], map_location=device)
+assert next(model.parameters()).device.type == device, next(model.parameters()).device
+data = SklearnDataModule("digits", batch_size=64, val_size=0.15, test_size=0.15, seed=0)
+trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False, enable_progress_bar=False)
+again = trainer.test(model, datamodule=data, verbose=False)[0]
+print("reloaded on", device, {k: round(v, 6) for k, v in again.items()}, "saved", saved["test/acc"])
+assert abs(again["test/acc"] - saved["test/acc"]) < 1e-6, (again, saved)
+EOF
+}
+
+bf16_train() {
+  if [ "$DEVICE" = cuda ]; then
+    "${ZOO[@]}" train -c convnet_digits -c trainer/gpu_bf16 --trainer.default_root_dir "$RUNS/bf16" \
+      --trainer.enable_progress_bar false "${EPOCHS[@]}"
+  else
+    "${ZOO[@]}" train -c convnet_digits --trainer.accelerator cpu --trainer.precision bf16-mixed \
+      --trainer.default_root_dir "$RUNS/bf16" --trainer.enable_progress_bar false "${EPOCHS[@]}"
+  fi
+}
+
+: >"$LOG"
+step versions versions
+step train-and-reload train_and_reload
+step bf16 bf16_train
+step bench-mlp "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
+step bench-resnet "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2
+step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
+  $([ "$QUICK" = 1 ] && echo --rows 2048)
+grep -E "^=== |ms/epoch|images/s|examples/s|ratio|speed-up|reloaded|test/acc" "$LOG" >"$OUT_DIR/summary.txt"
+cat "$OUT_DIR/summary.txt"
+exit $failed
