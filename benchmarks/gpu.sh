@@ -11,6 +11,8 @@
 #   2. `zoo train -c mlp_digits` on the GPU (fp32), then the best checkpoint reloaded on the GPU
 #      and tested again: the metrics must match;
 #   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
+#   3b. (GPU only) `zoo fit -c gpt_chars -c trainer/fsdp`, a short run, then its checkpoint loaded
+#      on the CPU without FSDP;
 #   4. the benchmarks: mlp_digits, resnet_cifar10 (bf16, channels_last) and ddp (one process).
 # A failing step is reported and the script goes on; it exits non-zero if any step failed.
 set -uo pipefail
@@ -82,10 +84,27 @@ bf16_train() {
   fi
 }
 
+fsdp_train_and_reload() {
+  # trainer/fsdp on the GPUs there are (one is enough to run the wrapping, the bf16 shards and the
+  # full-state-dict checkpoint); the checkpoint must load on one device without FSDP
+  "${ZOO[@]}" fit -c gpt_chars -c trainer/fsdp --trainer.default_root_dir "$RUNS/fsdp" \
+    --trainer.enable_progress_bar false --trainer.max_steps 60 --trainer.limit_train_batches 30 \
+    --trainer.limit_val_batches 5 --model.lr_scheduler null || return 1
+  "$PY" -c "
+import sys, pathlib, torch
+from zoo.models import GPT
+path = next(pathlib.Path('$RUNS/fsdp').rglob('last.ckpt'))
+model = GPT.load_from_checkpoint(path, map_location='cpu')
+print('fsdp checkpoint reloaded:', path, sum(p.numel() for p in model.parameters()), 'parameters')
+print(model.generate('def ', max_new_tokens=40, seed=0))
+"
+}
+
 : >"$LOG"
 step versions versions
 step train-and-reload train_and_reload
 step bf16 bf16_train
+if [ "$DEVICE" = cuda ]; then step fsdp fsdp_train_and_reload; fi
 step bench-mlp "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
 step bench-resnet "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2
 step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
