@@ -1,11 +1,15 @@
 """The callbacks of the zoo's pipeline: early stopping and best/last checkpointing on ``val/loss``.
 
-Lightning provides both; these functions only fix the zoo's defaults in one place, for the CLI
-and for Python users building their own Trainer.
+Lightning provides both; these functions fix the zoo's defaults in one place, for the CLI and
+for Python users building their own Trainer, and :class:`BestAndLastCheckpoint` keeps
+``last.ckpt`` current, which Lightning's ``ModelCheckpoint`` does not.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10}
@@ -23,6 +27,40 @@ def early_stopping(**overrides: object) -> EarlyStopping:
     return EarlyStopping(**{**EARLY_STOPPING_DEFAULTS, **overrides})
 
 
-def best_and_last_checkpoint(**overrides: object) -> ModelCheckpoint:
-    """Keep the checkpoint with the lowest ``val/loss`` (``best-epoch=NNN.ckpt``) and ``last.ckpt``."""
-    return ModelCheckpoint(**{**CHECKPOINT_DEFAULTS, **overrides})
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at every save point.
+
+    Lightning (2.6) writes ``last.ckpt`` only when a top-k checkpoint is written at the same
+    step, so with ``save_top_k=1`` a run killed after the best epoch resumes from that epoch,
+    not from the last one. Here, at each point where a checkpoint may be saved (the end of every
+    training epoch or validation, and every ``every_n_train_steps`` steps when set), ``last.ckpt``
+    is written whether or not the monitored value improved. Lightning's writes are atomic, so a
+    kill during a write leaves the previous file.
+    """
+
+    def _keep_last_current(self, trainer: pl.Trainer) -> None:
+        # skipped when something was already saved at this step (then last.ckpt was written too)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        every = self._every_n_train_steps
+        if every >= 1 and trainer.global_step % every == 0:
+            self._keep_last_current(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+
+def best_and_last_checkpoint(**overrides: object) -> BestAndLastCheckpoint:
+    """Keep the checkpoint with the lowest ``val/loss`` (``best-epoch=NNN.ckpt``) and a
+    ``last.ckpt`` that is current at every save point (see :class:`BestAndLastCheckpoint`)."""
+    return BestAndLastCheckpoint(**{**CHECKPOINT_DEFAULTS, **overrides})
