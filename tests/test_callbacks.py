@@ -6,10 +6,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from conftest import quiet_trainer
 
+from tests.conftest import QUIET, quiet_trainer
+from tests.test_cli import run_main
 from zoo.callbacks import BestAndLastCheckpoint, best_and_last_checkpoint
 from zoo.data import TensorLoader
+from zoo.models import MLP
 
 
 class Worsening(pl.LightningModule):
@@ -70,3 +72,36 @@ def test_last_checkpoint_follows_every_n_train_steps(tmp_path: Path) -> None:
     # step 3 is mid-epoch 1, step 6 ends epoch 2; val/loss never improves, so no top-k file is
     # written at either, yet last.ckpt holds them
     assert seen == {3: (1, 3), 6: (2, 6)}
+
+
+class DivergesAtStep5(MLP):
+    """An MLP whose training loss turns NaN from step 5 on (as a too-high learning rate would)."""
+
+    def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = super().compute_loss(outputs, targets)
+        return loss * float("nan") if self.training and self.trainer.global_step >= 5 else loss
+
+
+def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    root = tmp_path / "runs"
+    code, out, err = run_main(
+        [
+            "train", "-c", "mlp_digits", *QUIET, "--model.class_path", "tests.test_callbacks.DivergesAtStep5",
+            "--data.batch_size", "512", "--trainer.default_root_dir", str(root),
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("zoo: error:")]
+    last = root / "version_0" / "checkpoints" / "last.ckpt"
+    assert errors == [
+        f"zoo: error: the training loss is nan at step 5 (epoch 1): training diverged and stopped. Lower the "
+        f"learning rate (--model.optimizer.lr) or clip gradients (--trainer.gradient_clip_val 1.0); the last "
+        f"good checkpoint is {last}."
+    ], err
+    assert "Traceback" not in err
+    # 1257 training rows in batches of 512: epoch 0 is steps 0-2; its checkpoint stays, and is sound
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 3)
+    assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
+    assert not list(root.rglob("test_metrics.json"))

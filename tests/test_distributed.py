@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import QUIET, quiet_trainer, zoo_executable
 
+from tests.conftest import QUIET, quiet_trainer, zoo_executable
 from zoo.data import ImageBatchTransform, RandomWindowLoader, SklearnDataModule, TensorLoader
 from zoo.data.loader import ShardSampler
 from zoo.distributed import derive_seed

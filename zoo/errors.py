@@ -10,6 +10,16 @@ from __future__ import annotations
 class ZooError(ValueError):
     """Bad user input: the message names the option and what would be valid."""
 
+    #: keep the run directory the command made (its checkpoints are still good)
+    keep_run = False
+
+
+class NonFiniteLossError(ZooError):
+    """Training produced a NaN or infinite loss and stopped; the checkpoints written before it
+    are kept."""
+
+    keep_run = True
+
 
 class UnknownNameError(ZooError, KeyError):
     """A name that is not in a registry."""

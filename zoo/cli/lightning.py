@@ -166,8 +166,9 @@ def run(argv: list[str]) -> None:
         cause = _zoo_error_in(err)
         if cause is None:
             raise
-        for cli in _STARTED:
-            cli.discard_run_dir()
+        if not cause.keep_run:
+            for cli in _STARTED:
+                cli.discard_run_dir()
         raise cause from None
     finally:
         sys.argv = saved_argv

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from zoo.distributed import derive_seed
-from zoo.errors import ZooError
+from zoo.errors import NonFiniteLossError, ZooError
 from zoo.losses import BCEWithLogits, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
 from zoo.registry import LOSSES
@@ -293,7 +293,9 @@ class ZooModule(pl.LightningModule):
             metrics.reset()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        self._stop_if_not_finite(loss)
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -308,6 +310,23 @@ class ZooModule(pl.LightningModule):
         world = self.trainer.world_size
         if world > 1:
             torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
+
+    def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
+        """Raise :class:`~zoo.errors.NonFiniteLossError` for a NaN or infinite training loss (on any
+        rank), before the backward pass and the optimizer step could spoil the weights."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self.trainer.world_size > 1:  # every rank stops together, or the others would wait forever
+            finite = not self.trainer.strategy.reduce_boolean_decision(not finite, all=False)
+        if finite:
+            return
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+        kept = f"; the last good checkpoint is {last}" if last else ""
+        value = loss.item() if loss.numel() == 1 else "not finite"
+        raise NonFiniteLossError(
+            f"the training loss is {value} at step {self.trainer.global_step} (epoch {self.current_epoch}): "
+            "training diverged and stopped. Lower the learning rate (--model.optimizer.lr) or clip "
+            f"gradients (--trainer.gradient_clip_val 1.0){kept}."
+        )
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
