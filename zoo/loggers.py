@@ -7,13 +7,22 @@ Lightning's loggers need a ``save_dir``; these take ``None`` to mean "the Traine
 
 from __future__ import annotations
 
+import csv
+import os
+from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch import loggers
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
 class CSVLogger(loggers.CSVLogger):
     """``metrics.csv`` and ``hparams.yaml`` in ``save_dir/name/version_N``.
+
+    Unlike Lightning's, it writes each row as it is logged, so the metrics on disk never lag
+    behind the checkpoints of a run that is killed, and a resumed run (:meth:`continue_after`)
+    appends to the rows of the run it continues instead of deleting them.
 
     Args:
         save_dir: ``None`` for the run's ``trainer.default_root_dir``.
@@ -23,6 +32,53 @@ class CSVLogger(loggers.CSVLogger):
 
     def __init__(self, save_dir: str | None = None, name: str = "", **kwargs: Any) -> None:
         super().__init__(save_dir=save_dir or ".", name=name, **kwargs)
+        self._continue_after: tuple[int, int] | None = None
+
+    def continue_after(self, epoch: int, step: int) -> None:
+        """Continue the run in this logger's directory from a checkpoint of ``(epoch, step)``: the
+        rows logged up to it are kept, later ones (logged before the run stopped) dropped."""
+        self._continue_after = (epoch, step)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None and self._continue_after is not None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(self.log_dir, *self._continue_after)
+        return super().experiment
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+        self.save()  # Lightning otherwise writes every 100 steps: rows would die with a killed run
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Keeps the ``metrics.csv`` rows of a run up to ``(epoch, step)`` and appends after them."""
+
+    def __init__(self, log_dir: str, epoch: int, step: int) -> None:
+        self._keep_through = (epoch, step)
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields, rows = list(reader.fieldnames or []), list(reader)
+        epoch, step = self._keep_through
+
+        def kept(row: dict[str, str]) -> bool:
+            row_epoch, row_step = int(float(row.get("epoch") or 0)), int(float(row.get("step") or 0))
+            return row_epoch < epoch or (row_epoch == epoch and row_step <= step)
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(row for row in rows if kept(row))
+        os.replace(tmp, path)
+        self.metrics_keys = fields
 
 
 class WandbLogger(loggers.WandbLogger):

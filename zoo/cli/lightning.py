@@ -13,8 +13,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS, BestAndLastCheckpoint
+from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
+from zoo.loggers import CSVLogger
 from zoo.models.base import ZooModule
 from zoo.trainer import METRICS_FILE, ZooTrainer
 
@@ -60,7 +62,8 @@ def concise(message: str) -> str:
 
 
 class ZooSaveConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` in the run directory and records the full config in W&B runs."""
+    """Saves ``config.yaml`` in the run directory and records the full config in W&B runs. A
+    resumed run keeps the ``config.yaml`` it continues and saves its own as ``config.resume.yaml``."""
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from lightning.pytorch.loggers import WandbLogger
@@ -108,15 +111,60 @@ class ZooCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
-        for logger in loggers:
-            init = getattr(logger, "init_args", None)
-            if getattr(logger, "class_path", "").startswith("zoo.loggers.") and init.get("save_dir") is None:
-                init.save_dir = trainer.default_root_dir
+        zoo_loggers = [lg for lg in loggers if getattr(lg, "class_path", "").startswith("zoo.loggers.")]
+        for logger in zoo_loggers:
+            if logger.init_args.get("save_dir") is None:
+                logger.init_args.save_dir = trainer.default_root_dir
+        self._resume_at: tuple[int, int] | None = None
+        if self.subcommand in ("fit", "train") and config.get("ckpt_path"):
+            self._prepare_resume(config, zoo_loggers)
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path last`` is the newest ``last.ckpt`` under the run root; any checkpoint is
+        read without running code and refused, in one line, when it is missing, not a checkpoint,
+        or names classes outside the allow-list, before LightningCLI takes the model's
+        hyper-parameters from it (which imports the classes they name)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return
+        config = self.config[subcommand]
+        path = config.ckpt_path
+        if path == "last":
+            path = find_last(config.trainer.default_root_dir)
+            if rank_zero_only.rank == 0:
+                verb = "resuming from" if subcommand in ("fit", "train") else "using"
+                print(f"zoo: {verb} {path}", file=sys.stderr)
+        checkpoint = read_checkpoint(path)
+        check_named_classes(checkpoint, path, "--ckpt_path")
+        config.ckpt_path = str(path)
+        self._checkpoint_meta = {k: checkpoint.get(k, 0) for k in ("epoch", "global_step")}
+        super()._parse_ckpt_path()
+
+    def _prepare_resume(self, config: Any, zoo_loggers: list[Any]) -> None:
+        """Continue the checkpoint's run directory (the same ``version_N``, its metrics appended)
+        rather than starting a new one."""
+        path = config.ckpt_path
+        checkpoint = self._checkpoint_meta
+        run_dir = run_directory(path)
+        if run_dir is None:
+            return
+        for logger in zoo_loggers:
+            if logger.class_path == "zoo.loggers.CSVLogger":
+                logger.init_args.save_dir, logger.init_args.name = str(run_dir.parent), ""
+                logger.init_args.version = run_dir.name
+        self._resume_at = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         log_dir = self.trainer.log_dir
         self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
+        if getattr(self, "_resume_at", None) is not None:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    logger.continue_after(*self._resume_at)
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, ZooSaveConfig) and log_dir and Path(log_dir, "config.yaml").exists():
+                    callback.config_filename, callback.overwrite = "config.resume.yaml", True
         _STARTED.append(self)
 
     def discard_run_dir(self) -> None:

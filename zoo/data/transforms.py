@@ -85,6 +85,17 @@ class ImageBatchTransform:
             )
         return self._generators[key]
 
+    def random_state(self) -> dict[str, torch.Tensor]:
+        """The states of this rank's generators, by device (for an exact resume)."""
+        return {
+            str(device): g.get_state() for (device, rank), g in self._generators.items() if rank == self.rank
+        }
+
+    def set_random_state(self, states: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`random_state` returned."""
+        for device, state in states.items():
+            self.generator(torch.device(device)).set_state(state)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random crop and flip, same dtype and shape as ``x``."""
         g = self.generator(x.device)

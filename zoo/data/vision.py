@@ -87,6 +87,16 @@ class ImageDataModule(ZooDataModule):
 
     # ------------------------------------------------------------------ per-batch transform
 
+    def random_state(self) -> dict[str, Any]:
+        """The augmentation generators' states on this rank (stored in checkpoints for resuming)."""
+        return {"augment": self.transform.random_state() if self.transform is not None else {}}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        self.prepare()
+        if self.trainer is not None:
+            self.transform.rank = self.trainer.global_rank
+        self.transform.set_random_state(state.get("augment", {}))
+
     def transform_batch(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
         """Normalize a batch of uint8 images (and augment it, if ``train``), on its own device."""
         self.prepare()

@@ -17,9 +17,11 @@ import lightning.pytorch as pl
 import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from zoo.distributed import derive_seed
+from zoo.checkpoints import check_named_classes, read_checkpoint
+from zoo.distributed import derive_seed, gather_objects, rng_state, set_rng_state
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.losses import BCEWithLogits, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
@@ -40,6 +42,7 @@ _LOSS_TASKS = {
 _PLAIN = (str, int, float, bool, type(None))
 
 CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
+RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoint
 
 
 def _is_plain(value: Any) -> bool:
@@ -53,11 +56,8 @@ def _is_plain(value: Any) -> bool:
     return False
 
 
-def _stored_subclass(cls: type, checkpoint_path: Any) -> type:
+def _stored_subclass(cls: type, checkpoint: dict[str, Any]) -> type:
     """The imported subclass of ``cls`` named by a checkpoint's ``_class_path``, else ``cls``."""
-    if not isinstance(checkpoint_path, (str, os.PathLike)):
-        return cls
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
     # LightningCLI stores the class it built; ZooModule.on_save_checkpoint stores the saving class
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path") or checkpoint.get(CLASS_KEY)
     if not isinstance(class_path, str) or "." not in class_path:
@@ -153,15 +153,53 @@ class ZooModule(pl.LightningModule):
         on a base class: ``ZooModule.load_from_checkpoint(path)`` returns the user's ``TheirModel``
         (the class is recorded by the CLI and by :meth:`on_save_checkpoint`).
 
-        Only an already imported subclass of ``cls`` is used, so loading a file runs no new code.
+        Loading a file runs no new code: it is read with ``weights_only=True``, only an already
+        imported subclass of ``cls`` is used, and a file whose stored configuration names classes
+        outside the zoo, torch, lightning and torchmetrics (and not already imported) is refused
+        with :class:`~zoo.errors.ZooError` before anything imports them.
         """
-        target = _stored_subclass(cls, checkpoint_path)
+        if not isinstance(checkpoint_path, (str, os.PathLike)):
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        checkpoint = read_checkpoint(checkpoint_path, option="checkpoint")
+        check_named_classes(checkpoint, checkpoint_path, option="checkpoint")
+        target = _stored_subclass(cls, checkpoint)
+        del checkpoint
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self._trainer is None:
+            return
+        # what an exact resume needs beyond Lightning's own state: every rank's random generators
+        # (dropout) and the data's (augmentation); gathered, since rank 0 alone writes the file
+        local = rng_state()
+        data = getattr(self.trainer, "datamodule", None)
+        if hasattr(data, "random_state"):
+            local["data"] = data.random_state()
+        checkpoint[RNG_KEY] = gather_objects(local, self.trainer.world_size)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._saved_rng = checkpoint.get(RNG_KEY)
+
+    def on_train_start(self) -> None:
+        """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
+        they were when the checkpoint was written, so the run goes on as if never stopped."""
+        states, self._saved_rng = getattr(self, "_saved_rng", None), None
+        if not states or self.trainer.ckpt_path is None:
+            return
+        if len(states) != self.trainer.world_size:
+            rank_zero_warn(
+                f"the checkpoint holds the random states of {len(states)} processes, this run has "
+                f"{self.trainer.world_size}: it resumes, but not bit for bit."
+            )
+            return
+        state = states[self.trainer.global_rank]
+        set_rng_state(state)
+        data = getattr(self.trainer, "datamodule", None)
+        if "data" in state and hasattr(data, "set_random_state"):
+            data.set_random_state(state["data"])
 
     # ------------------------------------------------------------------ construction helpers
 

@@ -1,0 +1,131 @@
+"""Hostile checkpoints: no door of the zoo imports a module or builds a class that a file names
+unless it is on the allow-list, and every bad file is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import quiet_trainer
+from tests.test_cli import run_main
+from zoo.checkpoints import is_trusted, named_classes
+from zoo.data import SklearnDataModule
+from zoo.errors import ZooError
+from zoo.models import MLP, ZooModule
+
+PAYLOAD = "zoo_test_payload_module"
+
+
+@pytest.fixture
+def payload(tmp_path: Path, monkeypatch) -> Path:
+    """A module on sys.path that leaves a marker file when anything imports it."""
+    marker = tmp_path / "imported.marker"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / f"{PAYLOAD}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('code ran')\n"
+        "import torch\nclass Boom(torch.nn.Module):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return marker
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint as `zoo train` writes it: hyper-parameters with LightningCLI's class path."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    data = SklearnDataModule("digits", batch_size=256)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[16])
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model, datamodule=data)
+    path = folder / "good.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"] |= {
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+        "_class_path": "zoo.models.MLP",
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+def _hostile(good: Path, folder: Path) -> Path:
+    """The good checkpoint with a nested class path into the payload module."""
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["hyper_parameters"]["loss"] = {"class_path": f"{PAYLOAD}.Boom", "init_args": {}}
+    path = folder / "hostile.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_the_allow_list() -> None:
+    assert named_classes({"a": {"class_path": "x.Y", "init_args": {"b": [{"_class_path": "z.W"}]}}}) == [
+        "x.Y",
+        "z.W",
+    ]
+    assert is_trusted("zoo.models.MLP") and is_trusted("torch.optim.AdamW") and is_trusted("pathlib.Path")
+    assert not is_trusted(f"{PAYLOAD}.Boom") and not is_trusted("Boom")
+
+
+def test_a_good_checkpoint_loads_through_every_door(good_checkpoint: Path, capsys) -> None:
+    assert type(ZooModule.load_from_checkpoint(good_checkpoint)) is MLP
+    assert type(MLP.load_from_checkpoint(good_checkpoint)) is MLP
+
+
+@pytest.mark.parametrize("door", ["ZooModule.load_from_checkpoint", "MLP.load_from_checkpoint"])
+def test_load_from_checkpoint_refuses_a_class_the_file_names(
+    good_checkpoint, tmp_path, payload, door
+) -> None:
+    hostile = _hostile(good_checkpoint, tmp_path)
+    cls = ZooModule if door.startswith("ZooModule") else MLP
+    with pytest.raises(ZooError, match=rf"checkpoint: {hostile} names classes outside .*\({PAYLOAD}\.Boom\)"):
+        cls.load_from_checkpoint(hostile)
+    assert not payload.exists(), "the file's module was imported"
+
+
+@pytest.mark.parametrize("command", ["test", "fit", "generate"])
+def test_commands_refuse_a_class_the_file_names(good_checkpoint, tmp_path, payload, capsys, command) -> None:
+    hostile = _hostile(good_checkpoint, tmp_path)
+    root = tmp_path / "runs"
+    if command == "generate":
+        argv = ["generate", str(hostile)]
+        option = "checkpoint"
+    else:
+        argv = [
+            command,
+            "-c",
+            "mlp_digits",
+            "--trainer.default_root_dir",
+            str(root),
+            "--ckpt_path",
+            str(hostile),
+        ]
+        option = "--ckpt_path"
+    code, _, err = run_main(argv, capsys)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("zoo: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"zoo: error: {option}: {hostile} names classes outside"
+    ), err
+    assert "Traceback" not in err
+    assert not payload.exists(), "the file's module was imported"
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("kind", ["pickled-code", "truncated", "not-a-checkpoint"])
+def test_generate_and_loading_refuse_bad_files(good_checkpoint, tmp_path, capsys, kind) -> None:
+    path = tmp_path / "bad.ckpt"
+    if kind == "pickled-code":
+        torch.save({"state_dict": {}, "hook": quiet_trainer}, path)  # a function: pickled code
+        expected = "holds more than tensors and plain values"
+    elif kind == "truncated":
+        path.write_bytes(good_checkpoint.read_bytes()[:5000])
+        expected = "is not a readable PyTorch checkpoint"
+    else:
+        torch.save({"weights": torch.zeros(2)}, path)
+        expected = "is a PyTorch file but not a Lightning checkpoint"
+    with pytest.raises(ZooError, match=f"checkpoint: {path} {expected}"):
+        ZooModule.load_from_checkpoint(path)
+    code, _, err = run_main(["generate", str(path)], capsys)
+    assert code == 2 and err.startswith(f"zoo: error: checkpoint: {path} {expected}"), err

@@ -1,0 +1,125 @@
+"""Durable runs: a run killed with SIGKILL and resumed with --ckpt_path ends as if never stopped,
+in its own run directory; --ckpt_path last finds the run; bad checkpoint paths are refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from tests.conftest import QUIET, zoo_executable
+from tests.test_cli import run_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class KillAtEpoch(pl.Callback):
+    """SIGKILL this process when epoch ``epoch`` starts: no handler, no cleanup, as a killed job."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# dropout on, a per-step schedule and early-stopping state: all of it must come back
+RUN = (
+    "train", "-c", "mlp_digits", *QUIET, "--trainer.max_epochs", "7", "--data.batch_size", "256",
+    "--trainer.accelerator", "cpu",
+)  # fmt: skip
+
+
+def _zoo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [zoo_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _epoch_values(run: Path, key: str) -> list[tuple[str, str]]:
+    return [(row["epoch"], row[key]) for row in _rows(run) if row.get(key)]
+
+
+@pytest.mark.parametrize("kill_at", [3])
+def test_a_killed_run_resumes_bit_for_bit_in_its_own_directory(tmp_path: Path, kill_at: int) -> None:
+    whole = _zoo(tmp_path, *RUN, "--trainer.default_root_dir", "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    killed = _zoo(
+        tmp_path, *RUN, "--trainer.default_root_dir", "cut",
+        "--trainer.callbacks+=tests.test_resume.KillAtEpoch", f"--trainer.callbacks.epoch={kill_at}",
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    last = tmp_path / "cut" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == kill_at - 1
+
+    resumed = _zoo(tmp_path, *RUN, "--trainer.default_root_dir", "cut", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"zoo: resuming from {Path('cut/version_0/checkpoints/last.ckpt')}" in resumed.stderr
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["version_0"]  # the same run directory
+
+    a, b = tmp_path / "whole" / "version_0", tmp_path / "cut" / "version_0"
+    final_a = torch.load(a / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    final_b = torch.load(b / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final_a["global_step"] == final_b["global_step"]
+    for name, weight in final_a["state_dict"].items():
+        assert torch.equal(weight, final_b["state_dict"][name]), name  # bit for bit
+    for key in ("val/loss", "val/acc", "train/acc"):
+        assert _epoch_values(a, key) == _epoch_values(b, key), key  # every epoch's row, once
+    metrics_a = json.loads((a / "test_metrics.json").read_text())
+    metrics_b = json.loads((b / "test_metrics.json").read_text())
+    assert Path(metrics_a.pop("best_checkpoint")).name == Path(metrics_b.pop("best_checkpoint")).name
+    assert metrics_a == metrics_b
+    assert (b / "config.yaml").is_file() and (b / "config.resume.yaml").is_file()
+
+
+def test_ckpt_path_last_without_a_run_is_an_error(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "runs"
+    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(root), "--ckpt_path", "last"], capsys)
+    assert code == 2
+    assert err.strip().splitlines()[0] == (
+        f"zoo: error: --ckpt_path last: there is no last.ckpt under {root} (trainer.default_root_dir); "
+        "train without --ckpt_path first, or give the path of a checkpoint."
+    )
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"not a checkpoint at all", "is not a readable PyTorch checkpoint"),
+        ("pickled", "holds more than tensors and plain values"),
+        ("tensor", "is a PyTorch file but not a Lightning checkpoint"),
+    ],
+    ids=["missing", "garbage", "pickled-code", "not-lightning"],
+)
+def test_bad_ckpt_path_is_one_clear_error(tmp_path: Path, capsys, content, message) -> None:
+    path = tmp_path / "model.ckpt"
+    if content == "pickled":
+        torch.save({"state_dict": {}, "evil": KillAtEpoch(0)}, path)  # an object: pickled code
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif content is not None:
+        path.write_bytes(content)
+    root = tmp_path / "runs"
+    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(root), "--ckpt_path", str(path)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"zoo: error: --ckpt_path: {path} {message}"), err
+    assert "Traceback" not in err
+    assert not root.exists()  # nothing half-written
