@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from common import training_only_trainer
 
 FEATURES, CLASSES, HIDDEN = 256, 10, [1024, 1024]
 
@@ -98,7 +99,6 @@ def zoo_worker(args: argparse.Namespace, rank: int, world: int) -> float | None:
 
     from zoo.data import ArrayDataModule
     from zoo.models import MLP
-    from zoo.trainer import ZooTrainer
 
     class EpochClock(pl.Callback):
         def __init__(self) -> None:
@@ -129,17 +129,11 @@ def zoo_worker(args: argparse.Namespace, rank: int, world: int) -> float | None:
         optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
     )
     clock = EpochClock()
-    trainer = ZooTrainer(
+    trainer = training_only_trainer(
         accelerator=args.device,
         devices=world,
         strategy="ddp" if world > 1 else "auto",
         max_epochs=args.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         callbacks=[clock],
     )
     trainer.fit(model, data)

@@ -13,6 +13,7 @@ import argparse
 import time
 
 import torch
+from common import training_only_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -50,7 +51,6 @@ def zoo_fit(epochs: int, batch_size: int, device: str) -> float:
 
     from zoo.data import SklearnDataModule
     from zoo.models import MLP
-    from zoo.trainer import ZooTrainer
 
     pl.seed_everything(0, verbose=False)
     data = SklearnDataModule("digits", batch_size=batch_size, val_size=10, test_size=10)
@@ -63,16 +63,7 @@ def zoo_fit(epochs: int, batch_size: int, device: str) -> float:
         norm="layer",
         optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3),
     )
-    trainer = ZooTrainer(
-        max_epochs=epochs,
-        accelerator=device,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = training_only_trainer(max_epochs=epochs, accelerator=device)
     start = time.perf_counter()
     trainer.fit(model, data)
     return (time.perf_counter() - start) / epochs

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import training_only_trainer
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -144,7 +145,6 @@ def zoo_fit(x, y, epochs, batch_size, device, precision) -> float:
 
     from zoo.data import ArraySplit, ImageDataModule, Loaded
     from zoo.models import ResNet
-    from zoo.trainer import ZooTrainer
 
     class Synthetic(ImageDataModule):
         mean, std = MEAN, STD
@@ -174,18 +174,8 @@ def zoo_fit(x, y, epochs, batch_size, device, precision) -> float:
         optimizer=make_optimizer,
     )
     clock = Clock()
-    trainer = ZooTrainer(
-        max_epochs=epochs + 1,
-        accelerator=device,
-        devices=1,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[clock],
+    trainer = training_only_trainer(
+        max_epochs=epochs + 1, accelerator=device, devices=1, precision=precision, callbacks=[clock]
     )
     trainer.fit(model, data)
     _sync(device)

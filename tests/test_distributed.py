@@ -230,6 +230,7 @@ def test_zoo_train_on_two_processes_matches_one_process_of_twice_the_batch(ddp_r
         assert metrics[key] == pytest.approx(single[key], abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_zoo_test_and_predict_on_two_processes(ddp_run) -> None:
     cwd, ddp = ddp_run
     assert ddp.returncode == 0, ddp.stderr[-2000:]

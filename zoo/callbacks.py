@@ -7,6 +7,7 @@ for Python users building their own Trainer, and :class:`BestAndLastCheckpoint` 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -38,6 +39,30 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     kill during a write leaves the previous file.
     """
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning restores the best score, the top-k files and ``last.ckpt``'s path only when the
+        stored ``dirpath`` string equals this run's; a run resumed from another working folder, or
+        with an absolute instead of a relative root, names the same folder differently, and would
+        then forget its best score and write ``last-v1.ckpt``. Paths into the same folder are
+        rewritten to this run's spelling first."""
+        stored = state_dict.get("dirpath")
+        if stored and self.dirpath and stored != self.dirpath and _same_folder(stored, self.dirpath):
+
+            def here(path: Any) -> Any:
+                if not isinstance(path, str) or not path:
+                    return path
+                return os.path.join(
+                    self.dirpath, os.path.relpath(os.path.normpath(path), os.path.normpath(stored))
+                )
+
+            state_dict = dict(state_dict, dirpath=self.dirpath)
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = here(state_dict[key])
+            if isinstance(state_dict.get("best_k_models"), dict):
+                state_dict["best_k_models"] = {here(k): v for k, v in state_dict["best_k_models"].items()}
+        super().load_state_dict(state_dict)
+
     def _keep_last_current(self, trainer: pl.Trainer) -> None:
         # skipped when something was already saved at this step (then last.ckpt was written too)
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
@@ -58,6 +83,19 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
+
+
+def _same_folder(stored: str, current: str) -> bool:
+    """Whether a stored checkpoint folder is this run's: the same folder, or a relative path (from
+    wherever the earlier run was started) that ends this run's absolute one."""
+    try:
+        if os.path.samefile(stored, current):
+            return True
+    except OSError:
+        pass
+    if os.path.isabs(stored):
+        return False
+    return os.path.abspath(current).endswith(os.sep + os.path.normpath(stored))
 
 
 def best_and_last_checkpoint(**overrides: object) -> BestAndLastCheckpoint:

@@ -16,6 +16,12 @@ def derive_seed(*keys: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+def check_rank(rank: int, world_size: int) -> None:
+    """Raise ``ValueError`` unless ``0 <= rank < world_size``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
+
+
 def distributed_position(trainer: Any = None) -> tuple[int, int]:
     """``(rank, world_size)`` of this process: from the Trainer when there is one, else from an
     initialized ``torch.distributed`` process group, else ``(0, 1)``."""

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from zoo.distributed import derive_seed
+from zoo.distributed import check_rank, derive_seed
 
 
 class ShardSampler(DistributedSampler):
@@ -57,8 +57,7 @@ class ShardSampler(DistributedSampler):
         even: bool = True,
     ) -> None:
         # DistributedSampler.__init__ wants a dataset only for its length: set its attributes here
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
+        check_rank(rank, world_size)
         self.num_rows = num_rows
         self.shuffle = shuffle
         self.seed = seed

@@ -23,7 +23,7 @@ import torch
 
 from zoo.data.base import ArraySplit, Loaded, ZooDataModule, _split_count
 from zoo.data.loader import TensorLoader
-from zoo.distributed import derive_seed
+from zoo.distributed import check_rank, derive_seed
 from zoo.errors import ZooError
 
 #: the character that stands for validation/test characters never seen in training
@@ -141,8 +141,7 @@ class RandomWindowLoader:
             raise ValueError(
                 f"need a 1-D sequence of at least {block_size + 1} tokens, got {tuple(tokens.shape)}"
             )
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
+        check_rank(rank, world_size)
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
