@@ -132,3 +132,25 @@ def test_bad_ckpt_path_is_one_clear_error(tmp_path: Path, capsys, content, messa
     assert lines[0].startswith(f"zoo: error: --ckpt_path: {path} {message}"), err
     assert "Traceback" not in err
     assert not root.exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """Every rank's random state comes back: two DDP processes with dropout, both killed at an
+    epoch boundary, resumed, end as the run that was never stopped."""
+    ddp = (*RUN, "-c", "trainer/ddp", "--trainer.devices", "2")
+    assert _zoo(tmp_path, *ddp, "--trainer.default_root_dir", "whole").returncode == 0
+    killed = _zoo(
+        tmp_path, *ddp, "--trainer.default_root_dir", "cut",
+        "--trainer.callbacks+=tests.test_resume.KillAtEpoch", "--trainer.callbacks.epoch=2",
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _zoo(tmp_path, *ddp, "--trainer.default_root_dir", "cut", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = tmp_path / "whole" / "version_0", tmp_path / "cut" / "version_0"
+    final_a = torch.load(a / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    final_b = torch.load(b / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert len(final_b["zoo_rng_states"]) == 2  # one per rank
+    for name, weight in final_a["state_dict"].items():
+        assert torch.equal(weight, final_b["state_dict"][name]), name
+    assert _epoch_values(a, "val/loss") == _epoch_values(b, "val/loss")
