@@ -154,3 +154,72 @@ def test_a_killed_two_process_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     for name, weight in final_a["state_dict"].items():
         assert torch.equal(weight, final_b["state_dict"][name]), name
     assert _epoch_values(a, "val/loss") == _epoch_values(b, "val/loss")
+
+
+def test_run_root_that_is_a_file_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs").write_text("not a folder")
+    for root, where in ((tmp_path / "runs", "is a file"), (tmp_path / "runs" / "sub", "lies under the file")):
+        code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(root)], capsys)
+        assert code == 2 and "Traceback" not in err
+        assert f"zoo: error: trainer.default_root_dir: {root} {where}" in err, err
+
+
+def test_run_root_must_be_writable(tmp_path: Path, capsys, monkeypatch) -> None:
+    import zoo.cli.lightning as cli
+
+    real = os.access
+    # the suite may run as root, who may write anywhere: say the folder is not writable
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False if mode & os.W_OK else real(path, mode))
+    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and f"zoo: error: trainer.default_root_dir: {tmp_path} is not writable" in err, err
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    from tests.conftest import quiet_trainer
+    from zoo.data import SklearnDataModule
+    from zoo.models import MLP
+
+    data = SklearnDataModule("digits", batch_size=256)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[8])
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model, datamodule=data)
+    path = tmp_path_factory.mktemp("digits") / "digits.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected"),
+    [
+        ("mlp_breast_cancer", "task 'multiclass', but the data of this command gives 'binary'"),
+        ("convnet_digits", "input shape [64], but the data of this command gives [1, 8, 8]"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_data_is_one_clear_error(
+    digits_checkpoint: Path, tmp_path: Path, capsys, recipe: str, expected: str
+) -> None:
+    root = tmp_path / "runs"
+    argv = [
+        "test",
+        "-c",
+        recipe,
+        "--ckpt_path",
+        str(digits_checkpoint),
+        "--trainer.default_root_dir",
+        str(root),
+    ]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"zoo: error: --ckpt_path: {digits_checkpoint} was trained with {expected}" in err, err
+    assert not root.exists()
+
+
+def test_zoo_test_takes_a_checkpoint_written_from_python(
+    digits_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Its hyper-parameters (hidden_sizes=[8], not the recipe's) rebuild the model it holds."""
+    argv = ["test", "-c", "mlp_digits", *QUIET, "--ckpt_path", str(digits_checkpoint)]
+    code, out, err = run_main([*argv, "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 0, err[-3000:]
+    assert "test/acc" in out

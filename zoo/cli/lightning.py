@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
 from zoo.loggers import CSVLogger
-from zoo.models.base import ZooModule
+from zoo.models.base import CLASS_KEY, ZooModule
 from zoo.trainer import METRICS_FILE, ZooTrainer
 
 # facts of the data that the model needs; the CLI passes them on so no recipe states them twice
@@ -111,6 +112,7 @@ class ZooCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        check_run_root(trainer.default_root_dir)
         zoo_loggers = [lg for lg in loggers if getattr(lg, "class_path", "").startswith("zoo.loggers.")]
         for logger in zoo_loggers:
             if logger.init_args.get("save_dir") is None:
@@ -138,7 +140,22 @@ class ZooCLI(LightningCLI):
         check_named_classes(checkpoint, path, "--ckpt_path")
         config.ckpt_path = str(path)
         self._checkpoint_meta = {k: checkpoint.get(k, 0) for k in ("epoch", "global_step")}
-        super()._parse_ckpt_path()
+        stored = checkpoint.get("hyper_parameters", {})
+        self._checkpoint_facts = {k: stored.get(k) for k in DATA_TO_MODEL if k in stored}
+        self._checkpoint_path = str(path)
+        self._apply_checkpoint_hparams(subcommand, checkpoint)
+
+    def _apply_checkpoint_hparams(self, subcommand: str, checkpoint: dict[str, Any]) -> None:
+        """What LightningCLI's ``_parse_ckpt_path`` does (the model's stored hyper-parameters
+        become its config), also for checkpoints written from Python, which carry the class in
+        ``zoo_class_path`` rather than LightningCLI's ``_class_path``."""
+        hparams = dict(checkpoint.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None) or checkpoint.get(CLASS_KEY)
+        if not hparams or not isinstance(class_path, str):
+            return
+        model = {"class_path": class_path, "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def _prepare_resume(self, config: Any, zoo_loggers: list[Any]) -> None:
         """Continue the checkpoint's run directory (the same ``version_N``, its metrics appended)
@@ -156,6 +173,7 @@ class ZooCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        self._check_checkpoint_fits_data()
         log_dir = self.trainer.log_dir
         self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
         if getattr(self, "_resume_at", None) is not None:
@@ -166,6 +184,32 @@ class ZooCLI(LightningCLI):
                 if isinstance(callback, ZooSaveConfig) and log_dir and Path(log_dir, "config.yaml").exists():
                     callback.config_filename, callback.overwrite = "config.resume.yaml", True
         _STARTED.append(self)
+
+    def _check_checkpoint_fits_data(self) -> None:
+        """A checkpoint given with ``--ckpt_path`` must have been trained on data like the data of
+        this command (task, classes, input shape, vocabulary), or its weights cannot load."""
+        stored = getattr(self, "_checkpoint_facts", None)
+        if not stored:
+            return
+        names = {
+            "task": "task",
+            "num_classes": "classes",
+            "input_shape": "input shape",
+            "vocab": "vocabulary",
+        }
+        for key, label in names.items():
+            if key not in stored:
+                continue
+            theirs, ours = stored[key], getattr(self.model.hparams, key, None)
+            if isinstance(theirs, (list, tuple)) and isinstance(ours, (list, tuple)):
+                theirs, ours = list(theirs), list(ours)
+            if theirs != ours:
+                shown = (lambda v: f"{len(v)} characters") if key == "vocab" and theirs and ours else repr
+                raise ZooError(
+                    f"--ckpt_path: {self._checkpoint_path} was trained with {label} {shown(theirs)}, but the "
+                    f"data of this command gives {shown(ours)}; use the data (or the config.yaml) it was "
+                    "trained with."
+                )
 
     def discard_run_dir(self) -> None:
         """Remove the run directory this invocation created (after a failure); on rank 0 only, so
@@ -197,6 +241,23 @@ class ZooCLI(LightningCLI):
         if last:
             lines += [f"  last ckpt:     {last}"]
         print("\n".join(lines))
+
+
+def check_run_root(root: str | Path | None) -> None:
+    """Raise :class:`ZooError` unless ``root`` is, or can become, a folder this process can write."""
+    if root is None:
+        return
+    path = Path(root)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise ZooError(f"trainer.default_root_dir: {path} {where}; name a folder for the runs.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ZooError(
+            f"trainer.default_root_dir: {existing} is not writable by this user; name a folder you can write."
+        )
 
 
 def run(argv: list[str]) -> None:
