@@ -93,6 +93,41 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--data.test_size", "5000"],
         ["data.test_size=5000", "leaves none"],
     ),
+    "fraction above 1": (["-c", "mlp_digits", "--data.val_size", "1.5"], ["data.val_size", "(0, 1)", "1.5"]),
+    "batch of zero": (["-c", "mlp_digits", "--data.batch_size", "0"], ["data.batch_size must be >= 1"]),
+    "dropout of 1.5": (["-c", "mlp_digits", "--model.dropout", "1.5"], ["model.dropout must be in [0, 1)"]),
+    "zero-width layer": (["-c", "mlp_digits", "--model.hidden_sizes", "[0]"], ["model.hidden_sizes", ">= 1"]),
+    "negative L1 penalty": (
+        ["-c", "mlp_digits", "--model.l1_lambda", "-1"],
+        ["model.l1_lambda must be >= 0"],
+    ),
+    "trainer value Lightning refuses": (
+        ["-c", "mlp_digits", "--trainer.max_epochs", "-5"],
+        ["trainer:", "max_epochs", "non-negative"],
+    ),
+    "unknown precision": (
+        ["-c", "mlp_digits", "--trainer.precision", "12"],
+        ["trainer.precision", "bf16-mixed"],
+    ),
+    "text block of zero": (
+        ["-c", "gpt_chars", "--data.block_size", "0"],
+        ["data.block_size must be an integer >= 1"],
+    ),
+    "missing text file": (
+        ["-c", "gpt_chars", "--data.path", "no/such.txt"],
+        ["data.path: no such file or folder"],
+    ),
+    "missing image folder": (
+        [
+            "--model",
+            "zoo.models.ConvNet",
+            "--data",
+            "zoo.data.ImageFolderDataModule",
+            "--data.root",
+            "no/such",
+        ],
+        ["data.root: no such folder: no/such"],
+    ),
 }
 
 
@@ -135,6 +170,28 @@ def test_csv_missing_target_column(capsys, tmp_path: Path):
     assert code == 2 and "Traceback" not in err
     assert "data.target 'class' is not a column" in err and "a, b, label" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (None, "data.path: no such file: "),
+        (["a,b,label"], "needs a header row and at least one data row"),
+        (["a,b,label", "1,2,0", "nan,3,1", "4,5,0", "6,7,1"], "features must be finite numbers"),
+        (["a,b,label", "1,x,0", "2,y,1"], "d.csv must be numeric; found 'x'"),
+    ],
+    ids=["missing", "empty", "nan-feature", "text-feature"],
+)
+def test_bad_csv_files_are_one_clear_error(capsys, tmp_path: Path, rows, message):
+    csv = tmp_path / "d.csv"
+    if rows is not None:
+        write_csv(csv, rows)
+    root = tmp_path / "runs"
+    argv = ["train", *CSV_ARGS, "--data.path", str(csv), "--data.target", "label"]
+    code, _, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 2 and "Traceback" not in err and err.count("zoo: error:") == 1, err
+    assert message in err, err
+    assert not root.exists()
 
 
 def test_csv_labels_out_of_range_for_binary(capsys, tmp_path: Path):

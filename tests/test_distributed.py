@@ -263,6 +263,7 @@ def _digits_mlp(data: SklearnDataModule):
     )
 
 
+@pytest.mark.slow
 def test_python_users_own_trainer_shards_too(tmp_path: Path) -> None:
     """A Python user's Trainer (here ddp_spawn: processes started from Python, not a command)
     gets the same sharding: 2 x 32 examples per step train as 1 x 64."""

@@ -12,6 +12,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS, BestAndLastCheckpoint
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
@@ -170,6 +171,13 @@ class ZooCLI(LightningCLI):
                 logger.init_args.save_dir, logger.init_args.name = str(run_dir.parent), ""
                 logger.init_args.version = run_dir.name
         self._resume_at = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Lightning's own checks of Trainer arguments become one ``zoo: error:`` line."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:
+            raise ZooError(f"trainer: {err}") from None
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

@@ -48,6 +48,11 @@ class MLP(ZooModule):
             raise ZooError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ZooError(f"model.dropout must be in [0, 1); got {dropout}.")
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden_sizes):
+            widths = list(hidden_sizes)
+            raise ZooError(
+                f"model.hidden_sizes must be widths >= 1, e.g. [256, 128] ([] for none); got {widths}."
+            )
         self.net = znn.MLP(
             self.num_inputs,
             list(hidden_sizes),
