@@ -317,3 +317,12 @@ def test_users_subclass_trains_and_reloads(zoo, tmp_path: Path, monkeypatch):
     model.eval(), generic.eval()
     torch.testing.assert_close(model(x), generic(x))
     assert not torch.allclose(model.log_temperature.exp(), torch.tensor(3.0))  # it was trained
+
+
+def test_unknown_command_lists_the_valid_ones(capsys):
+    code, out, err = run_main(["trian", "-c", "mlp_digits"], capsys)
+    assert code == 2 and out == ""
+    assert err == (
+        "zoo: error: unknown command 'trian'; valid commands: train, fit, validate, test, predict, "
+        "generate, recipes, models.\n"
+    )
