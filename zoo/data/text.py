@@ -23,6 +23,7 @@ import torch
 
 from zoo.data.base import ArraySplit, Loaded, ZooDataModule, _split_count
 from zoo.data.loader import TensorLoader
+from zoo.data.token_file import code_points
 from zoo.distributed import check_rank, derive_seed
 from zoo.errors import ZooError
 
@@ -91,11 +92,6 @@ def _join(paths: list[Path], max_chars: int | None, errors: str) -> str:
             break
     joined = "".join(parts)
     return joined[:max_chars] if max_chars is not None else joined
-
-
-def _code_points(text: str) -> np.ndarray:
-    """The Unicode code points of ``text`` as a uint32 array (one per character)."""
-    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
 
 
 # ---------------------------------------------------------------------------- loaders
@@ -368,7 +364,7 @@ class CharTextDataModule(ZooDataModule):
         if not text:
             raise ZooError(f"data.path: {where} holds no text (0 characters).")
         bounds = self._split_bounds(len(text))
-        points = _code_points(text)
+        points = code_points(text)
         train_points = points[: bounds["train"][1]]
         chars = np.union1d(np.unique(train_points), [ord(UNKNOWN_CHAR)]).astype(np.int64)
         self._vocab = "".join(map(chr, chars.tolist()))

@@ -71,7 +71,8 @@ def iter_text_chunks(
                 return
 
 
-def _code_points(text: str) -> np.ndarray:
+def code_points(text: str) -> np.ndarray:
+    """The Unicode code points of ``text`` as a uint32 array (one per character)."""
     return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
 
 
@@ -121,7 +122,7 @@ def prepare_token_file(
         length = 0
         with open(codes_path, "wb") as out:
             for text in iter_text_chunks(files, max_chars, errors, chunk_chars):
-                points = _code_points(text)
+                points = code_points(text)
                 out.write(points.tobytes())
                 length += len(points)
         if length == 0:
