@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]            # on the GPU machine, from the repository root
 #   DEVICE=cpu QUICK=1 bash benchmarks/gpu.sh   # a dry run of every step on a CPU, tiny sizes
+#   STEPS="versions fsdp" bash benchmarks/gpu.sh # only the named steps (a rerun after a fix)
 #
 # Runs the zoo from the source tree (PYTHONPATH=.), so the machine needs torch, lightning,
 # torchmetrics, torchvision and the zoo's other dependencies importable (carry wheels for what it
@@ -22,6 +23,7 @@ mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu.log"
 DEVICE="${DEVICE:-cuda}"
 QUICK="${QUICK:-0}"
+STEPS=" ${STEPS:-versions train-and-reload bf16 fsdp bench-mlp bench-resnet bench-ddp} "
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
 PY="${PYTHON:-python3}"
 ZOO=("$PY" -m zoo)
@@ -36,6 +38,7 @@ failed=0
 
 step() {
   local name="$1"; shift
+  [[ "$STEPS" == *" $name "* ]] || return 0
   echo "=== $name: $*" | tee -a "$LOG"
   local start=$SECONDS
   if "$@" >>"$LOG" 2>&1; then

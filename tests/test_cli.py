@@ -109,6 +109,10 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--trainer.precision", "12"],
         ["trainer.precision", "bf16-mixed"],
     ),
+    "fsdp on a cpu": (
+        ["-c", "gpt_chars", "-c", "trainer/fsdp", "--trainer.accelerator", "cpu"],
+        ["trainer:", "fsdp", "requires a GPU accelerator"],
+    ),
     "text block of zero": (
         ["-c", "gpt_chars", "--data.block_size", "0"],
         ["data.block_size must be an integer >= 1"],

@@ -329,3 +329,35 @@ def test_gpt_on_two_processes_from_a_memory_mapped_corpus(tmp_path: Path) -> Non
     ]
     assert len(losses) == 2 and losses[1] < losses[0] < 4.6  # it learns (ln 97 = 4.57 is a uniform guess)
     assert (tmp_path / "tokens" / "tokens.bin").stat().st_size == 2 * 300_000
+
+
+def test_sharded_strategies_get_no_summary_forward_outside_the_fsdp_root() -> None:
+    # Lightning's model summary runs example_input_array through the unwrapped module; under FSDP that
+    # initialises the wrapped blocks as roots and the first step fails (seen on an H200 with trainer/fsdp)
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    from zoo.models import GPT
+
+    model = GPT(vocab="abc", input_shape=[8], n_layer=1, n_head=2, n_embd=16)
+    model.trainer = SimpleNamespace(strategy=DDPStrategy())
+    model.setup("fit")
+    assert model.example_input_array is not None
+    model.trainer = SimpleNamespace(strategy=FSDPStrategy())
+    model.setup("fit")
+    assert model.example_input_array is None
+
+
+def test_fsdp_clips_the_gradient_norm_with_fsdps_own_reduction() -> None:
+    # Lightning's FSDPPrecision refuses gradient_clip_algorithm="norm"; the gpt recipes clip at 1.0
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from zoo.models import GPT
+
+    calls = []
+    model = GPT(vocab="abc", input_shape=[8], n_layer=1, n_head=2, n_embd=16)
+    root = SimpleNamespace(clip_grad_norm_=calls.append)
+    model.trainer = SimpleNamespace(
+        strategy=FSDPStrategy(), model=root, gradient_clip_val=1.0, gradient_clip_algorithm="norm"
+    )
+    model.configure_gradient_clipping(None, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    assert calls == [1.0]

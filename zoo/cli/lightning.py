@@ -176,7 +176,7 @@ class ZooCLI(LightningCLI):
         """Lightning's own checks of Trainer arguments become one ``zoo: error:`` line."""
         try:
             return super().instantiate_trainer(**kwargs)
-        except MisconfigurationException as err:
+        except (MisconfigurationException, ValueError) as err:  # e.g. fsdp asked for on a CPU
             raise ZooError(f"trainer: {err}") from None
 
     def instantiate_classes(self) -> None:

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
@@ -167,6 +168,28 @@ class ZooModule(pl.LightningModule):
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        # Lightning's model summary runs ``example_input_array`` through the unwrapped module. Under a
+        # sharding strategy that forward calls the wrapped blocks outside their root, which breaks
+        # FSDP's lazy initialisation ("Non-root FSDP instance's `_is_root` should not have been set")
+        # at the first real step, so the summary lists no shapes there.
+        if isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
+            self.example_input_array = None
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # under FSDP the gradient norm spans every rank's shard: Lightning's precision plugin refuses
+        # to clip it ("not supported for FSDPPrecision"), FSDP's own clip_grad_norm_ reduces it first
+        sharded = isinstance(self.trainer.strategy, FSDPStrategy)
+        if sharded and gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm":
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
