@@ -31,6 +31,17 @@ class KillAtEpoch(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillAtStep(pl.Callback):
+    """SIGKILL this process as training step ``step`` (global) starts, mid-epoch."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 # dropout on, a per-step schedule and early-stopping state: all of it must come back
 RUN = (
     "train", "-c", "mlp_digits", *QUIET, "--trainer.max_epochs", "5", "--data.batch_size", "512",
@@ -54,25 +65,36 @@ def _epoch_values(run: Path, key: str) -> list[tuple[str, str]]:
     return [(row["epoch"], row[key]) for row in _rows(run) if row.get(key)]
 
 
-@pytest.mark.parametrize("kill_at", [2])
+# 3 training batches an epoch (1,257 rows, batch 512): killed at the start of epoch 2, or in
+# epoch 1 after its first batch, where the step checkpoint (every 4 steps) was written
+KILLS = {
+    "epoch-boundary": ([], "KillAtEpoch", "epoch=2", (1, 6)),
+    "mid-epoch": (["--checkpoint.every_n_train_steps", "4"], "KillAtStep", "step=5", (1, 4)),
+}
+
+
+@pytest.mark.parametrize("kill", list(KILLS))
 def test_a_killed_run_resumes_bit_for_bit_in_its_own_directory(
-    tmp_path: Path, kill_at: int, seeded_one_thread, capsys
+    tmp_path: Path, kill: str, seeded_one_thread, capsys
 ) -> None:
     # the uninterrupted and the resumed run in-process (one thread, as the killed one), the
     # killed one in a process of its own
-    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(tmp_path / "whole")], capsys)
+    extra, callback, argument, (last_epoch, last_step) = KILLS[kill]
+    run = (*RUN, *extra)
+    code, _, err = run_main([*run, "--trainer.default_root_dir", str(tmp_path / "whole")], capsys)
     assert code == 0, err[-3000:]
 
     killed = _zoo(
-        tmp_path, *RUN, "--trainer.default_root_dir", "cut",
-        "--trainer.callbacks+=tests.test_resume.KillAtEpoch", f"--trainer.callbacks.epoch={kill_at}",
+        tmp_path, *run, "--trainer.default_root_dir", "cut",
+        f"--trainer.callbacks+=tests.test_resume.{callback}", f"--trainer.callbacks.{argument}",
     )  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     last = tmp_path / "cut" / "version_0" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == kill_at - 1
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (last_epoch, last_step)
 
     code, _, err = run_main(
-        [*RUN, "--trainer.default_root_dir", str(tmp_path / "cut"), "--ckpt_path", "last"], capsys
+        [*run, "--trainer.default_root_dir", str(tmp_path / "cut"), "--ckpt_path", "last"], capsys
     )
     assert code == 0, err[-3000:]
     assert f"zoo: resuming from {last}" in err
@@ -223,3 +245,55 @@ def test_zoo_test_takes_a_checkpoint_written_from_python(
     code, out, err = run_main([*argv, "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
     assert code == 0, err[-3000:]
     assert "test/acc" in out
+
+
+# ---------------------------------------------------------------- loaders that resume mid-epoch
+
+
+def _loaders() -> dict[str, object]:
+    from torch.utils.data import TensorDataset
+
+    from zoo.data import RandomWindowLoader, TensorLoader
+    from zoo.data.loader import ShardedDataLoader, ShardSampler
+
+    rows = torch.arange(70).float().unsqueeze(1)
+    return {
+        "tensor": lambda: TensorLoader(rows, batch_size=8, shuffle=True, seed=3),
+        "windows": lambda: RandomWindowLoader(torch.arange(500), block_size=4, batch_size=3, num_batches=9),
+        "files": lambda: ShardedDataLoader(
+            TensorDataset(rows), batch_size=8, sampler=ShardSampler(70, shuffle=True, seed=3, even=True)
+        ),
+        "files-2-workers": lambda: ShardedDataLoader(
+            TensorDataset(rows), batch_size=8, num_workers=2,
+            sampler=ShardSampler(70, shuffle=True, seed=3, even=True),
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["tensor", "windows", "files", "files-2-workers"])
+def test_a_loader_restored_from_its_state_serves_the_rest_of_the_epoch(kind: str) -> None:
+    make = _loaders()[kind]
+    whole = make()
+    whole.sampler.set_epoch(2)
+    expected = [batch[0].clone() for batch in whole]
+    assert len(expected) == len(whole) >= 5
+
+    cut = make()
+    cut.sampler.set_epoch(2)
+    served = iter(cut)
+    for _ in range(3):
+        next(served)
+    state = cut.state_dict()
+    assert state == {"epoch": 2, "batches": 3}
+
+    resumed = make()  # a new process: the loader is built again, then Lightning hands the state back
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)
+    rest = [batch[0] for batch in resumed]
+    assert len(rest) == len(expected) - 3
+    for got, want in zip(rest, expected[3:]):
+        assert torch.equal(got, want)
+    assert resumed.state_dict() == {"epoch": 2, "batches": len(expected)}
+    # the position applies to that epoch only: the next one is whole and in its own order
+    resumed.sampler.set_epoch(3)
+    assert sum(1 for _ in resumed) == len(expected)

@@ -13,16 +13,59 @@ see every row; for evaluation, the rows dealt round-robin without padding, so ea
 counted exactly once across ranks. Lightning's loops call ``loader.sampler.set_epoch(epoch)``
 before every epoch, as they do for a ``DataLoader``, so a resumed run draws the order of the
 epoch it resumes at.
+
+:class:`ResumableIteration` makes a training loader resumable mid-epoch: Lightning stores the
+``state_dict()`` of every training loader that has one in each checkpoint (the epoch in progress
+and the batches it has served) and hands it back through ``load_state_dict`` when a run resumes,
+so the epoch goes on at the next batch of the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from zoo.distributed import check_rank, derive_seed
+
+
+class ResumableIteration:
+    """The position of a loader in its epochs, which Lightning saves and restores.
+
+    Lightning treats a training loader with ``state_dict`` and ``load_state_dict`` as stateful: it
+    stores ``state_dict()`` in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and,
+    when a run resumes, passes it to ``load_state_dict`` before the first batch. The state is the
+    epoch in progress and how many of its batches were served; as each epoch's order is drawn
+    from ``(seed, epoch)`` alone, that is all it takes to serve the rest of the epoch. A run
+    resumed from a checkpoint written every N steps then sees the batches an uninterrupted one
+    sees, not the epoch's first batches again.
+
+    Subclasses call :meth:`_batches_to_skip` as an epoch's iteration starts and record each batch
+    they hand out with :meth:`_served`.
+    """
+
+    _position: tuple[int, int] = (0, 0)
+    _resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state.get("epoch", -1)), int(state.get("batches", 0)))
+
+    def _batches_to_skip(self, epoch: int) -> int:
+        """The batches of ``epoch`` served before the checkpoint this run resumed from (else 0)."""
+        resume, self._resume_at = self._resume_at, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
+        self._position = (epoch, skip)
+        return skip
+
+    def _served(self, epoch: int, batches: int) -> None:
+        self._position = (epoch, batches)
 
 
 class ShardSampler(DistributedSampler):
@@ -101,12 +144,37 @@ class ShardSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         """Yields the indices of the current epoch and moves on to the next epoch, so that plain
         loops (without ``set_epoch``) get a new order every pass, as Lightning's loops do."""
-        indices = self.indices()
+        indices = self.indices()[self.skip :]
         self.epoch += 1
+        self.skip = 0
         return iter(indices.tolist())
 
+    #: indices of the next epoch to leave out at its start (set by :class:`ShardedDataLoader` when
+    #: a run resumes mid-epoch)
+    skip = 0
 
-class TensorLoader:
+
+class ShardedDataLoader(ResumableIteration, DataLoader):
+    """A ``DataLoader`` over a :class:`ShardSampler` (per-example loading, e.g. image files decoded in
+    worker processes) that resumes mid-epoch like :class:`TensorLoader`.
+
+    Iteration starts when the first batch is asked for, after Lightning's ``set_epoch``, so worker
+    processes never read ahead in another epoch's order.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler = self.sampler
+        if not isinstance(sampler, ShardSampler):
+            raise TypeError(f"ShardedDataLoader needs a ShardSampler, got {type(sampler).__name__}")
+        epoch = sampler.epoch
+        skip = self._batches_to_skip(epoch)
+        sampler.skip = skip * self.batch_size
+        for i, batch in enumerate(super().__iter__(), start=skip):
+            self._served(epoch, i + 1)
+            yield batch
+
+
+class TensorLoader(ResumableIteration):
     """Iterate over aligned tensors in batches of ``batch_size`` rows of this rank's shard.
 
     Args:
@@ -171,12 +239,15 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         sampler = self.sampler
+        epoch = sampler.epoch
+        skip = self._batches_to_skip(epoch)
         whole = not sampler.shuffle and sampler.world_size == 1
         order = None if whole else sampler.indices().to(self.tensors[0].device)
         sampler.epoch += 1
         n = self.num_rows
-        for i in range(len(self)):
+        for i in range(skip, len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            self._served(epoch, i + 1)
             if order is None:
                 yield tuple(t[sl] for t in self.tensors)
             else:

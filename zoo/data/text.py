@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from zoo.data.base import ArraySplit, Loaded, ZooDataModule, _split_count
-from zoo.data.loader import TensorLoader
+from zoo.data.loader import ResumableIteration, TensorLoader
 from zoo.data.token_file import code_points
 from zoo.distributed import check_rank, derive_seed
 from zoo.errors import ZooError
@@ -97,7 +97,7 @@ def _join(paths: list[Path], max_chars: int | None, errors: str) -> str:
 # ---------------------------------------------------------------------------- loaders
 
 
-class RandomWindowLoader:
+class RandomWindowLoader(ResumableIteration):
     """Batches of random windows of a token sequence, for language-model training.
 
     Each batch holds ``batch_size`` windows of ``block_size + 1`` consecutive tokens starting at
@@ -162,11 +162,16 @@ class RandomWindowLoader:
         return self
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        epoch = self.epoch
+        skip = self._batches_to_skip(epoch)  # resumed mid-epoch: draw and drop the served batches
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         self.epoch += 1
         starts_high = len(self.tokens) - self.block_size  # offsets 0 .. len - block_size - 1
-        for _ in range(len(self)):
+        for i in range(len(self)):
             starts = torch.randint(starts_high, (self.world_size * self.batch_size, 1), generator=generator)
+            if i < skip:
+                continue
+            self._served(epoch, i + 1)
             index = starts[self.rank :: self.world_size] + self._offsets
             yield self.tokens[index], self.tokens[index + 1]
 

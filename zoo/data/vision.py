@@ -551,9 +551,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _loader(self, name: str, train: bool = False, targets: bool = True) -> Any:
         if self.in_memory:
             return super()._loader(name, train=train, targets=targets)
-        from torch.utils.data import DataLoader
-
-        from zoo.data.loader import ShardSampler
+        from zoo.data.loader import ShardedDataLoader, ShardSampler
 
         self.prepare()
         part = self._splits[name]
@@ -562,7 +560,7 @@ class ImageFolderDataModule(ImageDataModule):
         sampler = ShardSampler(
             len(part), shuffle=train, seed=self.seed, rank=rank, world_size=world, even=train
         )
-        return DataLoader(
+        return ShardedDataLoader(
             self._files(part, targets=targets),
             batch_size=bs,
             sampler=sampler,

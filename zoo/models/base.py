@@ -18,6 +18,7 @@ import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
@@ -66,6 +67,33 @@ def _stored_subclass(cls: type, checkpoint: dict[str, Any]) -> type:
     module_name, name = class_path.rsplit(".", 1)
     found = getattr(sys.modules.get(module_name), name, None)
     return found if isinstance(found, type) and issubclass(found, cls) else cls
+
+
+def _moved(value: Any, device: Any) -> Any:
+    """A metric state (a tensor or a list of tensors) on ``device``."""
+    return [t.to(device) for t in value] if isinstance(value, list) else value.to(device)
+
+
+def _metric_states(metrics: torchmetrics.MetricCollection) -> dict[str, Any]:
+    """Each metric's accumulated state (tensors, or lists of tensors) and update count."""
+    return {
+        name: {
+            "count": metric._update_count,
+            "state": {k: _moved(v, "cpu") for k, v in metric.metric_state.items()},
+        }
+        for name, metric in metrics.items(keep_base=True)
+    }
+
+
+def _set_metric_states(metrics: torchmetrics.MetricCollection, saved: dict[str, Any], device: Any) -> None:
+    """Put back what :func:`_metric_states` took, as if the updates had happened in this process."""
+    for name, metric in metrics.items(keep_base=True):
+        if name not in saved:
+            continue
+        for key, value in saved[name]["state"].items():
+            setattr(metric, key, _moved(value, device))
+        metric._update_count = saved[name]["count"]
+        metric._computed = None
 
 
 class ZooModule(pl.LightningModule):
@@ -201,7 +229,17 @@ class ZooModule(pl.LightningModule):
         data = getattr(self.trainer, "datamodule", None)
         if hasattr(data, "random_state"):
             local["data"] = data.random_state()
+        if self._mid_training_epoch():
+            # the epoch's train metrics so far, so that the resumed epoch's row counts every batch
+            local["train_metrics"] = _metric_states(self.train_metrics)
         checkpoint[RNG_KEY] = gather_objects(local, self.trainer.world_size)
+
+    def _mid_training_epoch(self) -> bool:
+        trainer = self.trainer
+        if trainer.state.fn != TrainerFn.FITTING:
+            return False
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return 0 < done < trainer.num_training_batches
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._saved_rng = checkpoint.get(RNG_KEY)
@@ -209,6 +247,7 @@ class ZooModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
         they were when the checkpoint was written, so the run goes on as if never stopped."""
+        self._restore_loader_positions()
         states, self._saved_rng = getattr(self, "_saved_rng", None), None
         if not states or self.trainer.ckpt_path is None:
             return
@@ -223,6 +262,18 @@ class ZooModule(pl.LightningModule):
         data = getattr(self.trainer, "datamodule", None)
         if "data" in state and hasattr(data, "set_random_state"):
             data.set_random_state(state["data"])
+        if "train_metrics" in state:
+            _set_metric_states(self.train_metrics, state["train_metrics"], self.device)
+
+    def _restore_loader_positions(self) -> None:
+        # Lightning hands the saved loader positions to the training loaders when it first builds
+        # them; if ``trainer.estimated_stepping_batches`` was read before the checkpoint was
+        # restored (per-step schedules read it in configure_optimizers), the loaders were built
+        # then and the positions are never handed over (Lightning issue 20550). Hand them over
+        # here: still before the first batch, and the zoo's loaders start iterating only then.
+        loop = self.trainer.fit_loop
+        if loop.restarting and getattr(loop, "_combined_loader_states_to_load", None):
+            loop._load_combined_loader_states()
 
     # ------------------------------------------------------------------ construction helpers
 
