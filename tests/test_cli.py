@@ -94,6 +94,10 @@ BAD_INPUTS = {
         ["data.test_size=5000", "leaves none"],
     ),
     "fraction above 1": (["-c", "mlp_digits", "--data.val_size", "1.5"], ["data.val_size", "(0, 1)", "1.5"]),
+    "split that is no number": (
+        ["-c", "gpt_chars", "--data.test_size", "abc"],
+        ["zoo: error: data.test_size: must be a fraction in (0, 1) or a count >= 1; got 'abc'"],
+    ),
     "batch of zero": (["-c", "mlp_digits", "--data.batch_size", "0"], ["data.batch_size must be >= 1"]),
     "dropout of 1.5": (["-c", "mlp_digits", "--model.dropout", "1.5"], ["model.dropout must be in [0, 1)"]),
     "zero-width layer": (["-c", "mlp_digits", "--model.hidden_sizes", "[0]"], ["model.hidden_sizes", ">= 1"]),
@@ -330,3 +334,15 @@ def test_unknown_command_lists_the_valid_ones(capsys):
         "zoo: error: unknown command 'trian'; valid commands: train, fit, validate, test, predict, "
         "generate, recipes, models.\n"
     )
+
+
+def test_print_config_refuses_a_split_size_out_of_range(capsys) -> None:
+    # checked as the value is parsed, so a dry run (--print_config) does not show a config that fails
+    argv = ["train", "-c", "mlp_digits", "--print_config", "--data.val_size"]
+    code, out, err = run_main([*argv, "1.5"], capsys)
+    assert code == 2 and "val_size:" not in out
+    assert err.splitlines()[0] == (
+        "zoo: error: data.val_size: must be a fraction in (0, 1) or a count >= 1; got '1.5'"
+    )
+    code, out, _ = run_main([*argv, "200"], capsys)
+    assert code == 0 and "val_size: 200\n" in out  # a count stays an int

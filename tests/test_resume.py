@@ -247,6 +247,21 @@ def test_zoo_test_takes_a_checkpoint_written_from_python(
     assert "test/acc" in out
 
 
+@pytest.mark.parametrize(
+    ("command", "printed"), [("test", "test/acc"), ("validate", "val/acc"), ("predict", "")]
+)
+def test_evaluation_commands_write_no_run_directory(
+    digits_checkpoint: Path, tmp_path: Path, capsys, command: str, printed: str
+) -> None:
+    root = tmp_path / "runs"
+    argv = [command, "-c", "mlp_digits", *QUIET, "--ckpt_path", str(digits_checkpoint)]
+    code, out, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 0, err[-3000:]
+    assert printed in out
+    assert not root.exists()  # no config-only version_N, no metrics.csv, no checkpoints folder
+    assert "callbacks used to create the checkpoint" not in err
+
+
 # ---------------------------------------------------------------- loaders that resume mid-epoch
 
 
@@ -291,7 +306,7 @@ def test_a_loader_restored_from_its_state_serves_the_rest_of_the_epoch(kind: str
     resumed.sampler.set_epoch(2)
     rest = [batch[0] for batch in resumed]
     assert len(rest) == len(expected) - 3
-    for got, want in zip(rest, expected[3:]):
+    for got, want in zip(rest, expected[3:], strict=True):
         assert torch.equal(got, want)
     assert resumed.state_dict() == {"epoch": 2, "batches": len(expected)}
     # the position applies to that epoch only: the next one is whole and in its own order

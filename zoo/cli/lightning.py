@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -21,6 +23,9 @@ from zoo.errors import ZooError
 from zoo.loggers import CSVLogger
 from zoo.models.base import CLASS_KEY, ZooModule
 from zoo.trainer import METRICS_FILE, ZooTrainer
+
+#: subcommands that read a checkpoint and write no run directory
+EVALUATION_COMMANDS = ("validate", "test", "predict")
 
 # facts of the data that the model needs; the CLI passes them on so no recipe states them twice
 DATA_TO_MODEL = ("task", "num_classes", "input_shape", "target_stats", "vocab")
@@ -60,6 +65,12 @@ def concise(message: str) -> str:
         "Given value: NestedArg",
     )
     lines = [ln for ln in message.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    # a value of a checked type (split sizes...) nested in a class: one line, "data.val_size: why"
+    keys = [m.group(1) for ln in lines if (m := re.fullmatch(r'\s*(?:- )?Parser key "([^"]+)":', ln))]
+    rest = [ln.strip() for ln in lines if not re.fullmatch(r'\s*(?:- )?Parser key "[^"]+":', ln)]
+    rest = [ln for ln in rest if not ln.startswith("- Problem with given class_path")]
+    if keys and len(rest) == 1 and (why := re.fullmatch(r"Not of type \w+: (.+)", rest[0])):
+        return f"{'.'.join(keys)}: {why.group(1)}"
     return "\n".join(lines)
 
 
@@ -171,6 +182,19 @@ class ZooCLI(LightningCLI):
                 logger.init_args.save_dir, logger.init_args.name = str(run_dir.parent), ""
                 logger.init_args.version = run_dir.name
         self._resume_at = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        if self.subcommand in EVALUATION_COMMANDS:
+            # evaluation reads a checkpoint and prints what it finds: no new run directory (no
+            # logger, no config.yaml), no checkpoints, no early stopping
+            keep = lambda cb: not isinstance(cb, (ModelCheckpoint, EarlyStopping))  # noqa: E731
+            listed = config.get("callbacks") or []
+            listed = listed if isinstance(listed, list) else [listed]
+            config = {**config, "logger": False, "callbacks": [cb for cb in listed if keep(cb)]}
+            callbacks = [cb for cb in callbacks if keep(cb)]
+            self.save_config_callback = None
+            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be")
+        return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Lightning's own checks of Trainer arguments become one ``zoo: error:`` line."""

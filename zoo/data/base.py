@@ -14,6 +14,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from jsonargparse.typing import register_type
 
 from zoo.data.loader import TensorLoader
 from zoo.distributed import distributed_position
@@ -49,16 +50,44 @@ class Loaded:
     feature_names: list[str] = field(default_factory=list)
 
 
-def _split_count(size: int | float, n: int, option: str) -> int:
-    """A split size (a fraction in (0, 1) or a count >= 1) as a number of examples out of ``n``."""
+class SplitSize(float):
+    """The type of a split-size option: a fraction in (0, 1) (``0.15``) or a count >= 1 (``200``).
+
+    Plain ``int`` and ``float`` values are what the options hold; this class only tells the
+    command line (jsonargparse) how to read and check them, so that ``--data.val_size 1.5`` is
+    refused as it is parsed, also by ``--print_config``.
+    """
+
+
+def _checked_split_size(size: Any, option: str = "split size") -> int | float:
+    """``size`` as a fraction in (0, 1) or an int >= 1, else a :class:`ZooError` naming ``option``."""
     bad = ZooError(f"data.{option} must be a fraction in (0, 1) or a count >= 1; got {size!r}.")
     if isinstance(size, bool) or not isinstance(size, (int, float)):
         raise bad
     if 0 < size < 1:
-        return max(1, round(size * n))
+        return float(size)
     if size < 1 or size != int(size):
         raise bad
     return int(size)
+
+
+def _parse_split_size(value: Any) -> int | float:
+    """A split size from the command line or a config file (where ``"200"`` may be a string)."""
+    try:
+        if isinstance(value, str):
+            return _checked_split_size(float(value) if any(c in value for c in ".eE") else int(value))
+        return _checked_split_size(value)
+    except (ValueError, ZooError):
+        raise ValueError(f"must be a fraction in (0, 1) or a count >= 1; got {value!r}") from None
+
+
+register_type(SplitSize, serializer=lambda value: value, deserializer=_parse_split_size)
+
+
+def _split_count(size: int | float, n: int, option: str) -> int:
+    """A split size (a fraction in (0, 1) or a count >= 1) as a number of examples out of ``n``."""
+    size = _checked_split_size(size, option)
+    return max(1, round(size * n)) if size < 1 else size
 
 
 def infer_task(y: np.ndarray) -> str:
@@ -87,8 +116,8 @@ class ZooDataModule(pl.LightningDataModule):
         self,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        val_size: int | float = 0.15,
-        test_size: int | float = 0.15,
+        val_size: SplitSize = 0.15,
+        test_size: SplitSize = 0.15,
         seed: int = 0,
         stratify: bool = True,
         standardize: bool = True,

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from zoo.data.base import ArraySplit, Loaded, ZooDataModule, _split_count
+from zoo.data.base import ArraySplit, Loaded, SplitSize, ZooDataModule, _split_count
 from zoo.data.loader import ResumableIteration, TensorLoader
 from zoo.data.token_file import code_points
 from zoo.distributed import check_rank, derive_seed
@@ -255,8 +255,8 @@ class CharTextDataModule(ZooDataModule):
         block_size: int = 64,
         batch_size: int = 12,
         eval_batch_size: int | None = None,
-        val_size: int | float = 0.05,
-        test_size: int | float = 0.05,
+        val_size: SplitSize = 0.05,
+        test_size: SplitSize = 0.05,
         train_batches_per_epoch: int = 200,
         max_chars: int | None = None,
         seed: int = 0,
@@ -574,8 +574,8 @@ class SequenceTaskDataModule(ZooDataModule):
         num_examples: int = 10000,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        val_size: int | float = 0.1,
-        test_size: int | float = 0.1,
+        val_size: SplitSize = 0.1,
+        test_size: SplitSize = 0.1,
         seed: int = 0,
         stratify: bool = True,
     ) -> None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from zoo.data.base import ArraySplit, Loaded, ZooDataModule
+from zoo.data.base import ArraySplit, Loaded, SplitSize, ZooDataModule
 from zoo.data.transforms import ImageBatchTransform
 from zoo.errors import ZooError
 
@@ -151,7 +151,7 @@ class TorchvisionDataModule(ImageDataModule):
         self,
         data_dir: str | Path = "data",
         download: bool = False,
-        val_size: int | float = 5000,
+        val_size: SplitSize = 5000,
         **kwargs: Any,
     ) -> None:
         super().__init__(val_size=val_size, **kwargs)
