@@ -42,6 +42,7 @@ _EXPORTS = {
     "CharTextDataModule": "zoo.data",
     "SequenceTaskDataModule": "zoo.data",
     "ZooTrainer": "zoo.trainer",
+    "load": "zoo.inference",
 }
 
 __all__ = sorted(_EXPORTS)

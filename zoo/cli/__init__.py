@@ -21,7 +21,8 @@ pipeline commands (LightningCLI; `zoo <command> --help` lists every option):
   fit        Lightning's fit
   validate   Lightning's validate
   test       Lightning's test
-  predict    Lightning's predict
+  predict    `zoo predict CKPT --input PATH`: predict on new rows, arrays or images from a
+             checkpoint alone (`zoo predict --help`); with -c CONFIG, Lightning's predict
 
 other commands:
   generate   sample text from a language-model checkpoint (`zoo generate --help`)
@@ -34,6 +35,7 @@ examples:
   zoo train -c mlp_digits -c my_changes.yaml -c logger/wandb
   zoo train -c mlp_digits --model.class_path my_pkg.MyModel
   zoo train -c gpt_chars && zoo generate runs/gpt_chars/version_0/checkpoints/last.ckpt
+  zoo predict runs/mlp_digits/version_0/checkpoints/last.ckpt --input rows.csv -o predictions.csv
   zoo recipes list
 
 -c/--config takes a shipped recipe's name or a path to a YAML file; several are merged in order.
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.registry import list_models
 
             print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
+        elif command == "predict" and len(argv) > 1 and (argv[1] in ("-h", "--help") or argv[1][0] != "-"):
+            from zoo.cli.predict import main as predict_main  # zoo predict CKPT --input ...
+
+            predict_main(argv[1:])
         elif command in PIPELINE:
             from zoo.recipes import resolve_config_args
 

@@ -19,6 +19,7 @@ from jsonargparse.typing import register_type
 from zoo.data.loader import TensorLoader
 from zoo.distributed import distributed_position
 from zoo.errors import ZooError
+from zoo.inference import jsonable
 
 TaskOrAuto = Literal["auto", "multiclass", "binary", "regression"]
 
@@ -177,6 +178,26 @@ class ZooDataModule(pl.LightningDataModule):
         self.prepare()
         return self._classes
 
+    def preprocessing(self) -> dict[str, Any]:
+        """What turns raw examples into this DataModule's model inputs, and class indices back into
+        the original labels, as plain data: every zoo checkpoint stores it, so a trained model
+        predicts on new raw data from its checkpoint alone (see :mod:`zoo.inference`)."""
+        self.prepare()
+        facts: dict[str, Any] = {
+            "kind": "array",
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "classes": jsonable(self.classes),
+            "feature_names": list(getattr(self, "_feature_names", [])),
+            "target": self.target_name,
+        }
+        if self.standardize and getattr(self, "feature_mean", None) is not None:
+            facts["mean"], facts["std"] = jsonable(self.feature_mean), jsonable(self.feature_std)
+        return facts
+
+    #: the name of the target (a CSV column), for predictions in the user's terms
+    target_name: str | None = None
+
     def split_sizes(self) -> dict[str, int]:
         self.prepare()
         return {k: len(v) for k, v in self._splits.items()}
@@ -194,6 +215,7 @@ class ZooDataModule(pl.LightningDataModule):
             self._num_classes = None
         else:
             self._num_classes = len(classes) if classes is not None else int(loaded.train.y.max()) + 1
+        self._feature_names = [str(name) for name in loaded.feature_names]
         splits = self._make_splits(loaded)
         if self.standardize:
             self._standardize(splits)

@@ -136,6 +136,10 @@ class CSVDataModule(ZooDataModule):
         self.declared_task = task
         self.delimiter = delimiter
 
+    @property
+    def target_name(self) -> str:
+        return self.target
+
     def load(self) -> Loaded:
         if not self.path.is_file():
             raise ZooError(f"data.path: no such file: {self.path}")

@@ -412,6 +412,10 @@ class CharTextDataModule(ZooDataModule):
         self.prepare()
         return self._vocab
 
+    def preprocessing(self) -> dict[str, Any]:
+        """Characters become ids through the vocabulary (stored with the model)."""
+        return {"kind": "tokens", "task": self.task, "input_shape": self.input_shape, "vocab": self.vocab}
+
     @property
     def unknown_id(self) -> int:
         """The id of :data:`UNKNOWN_CHAR`, which stands for characters not seen in training."""
@@ -619,6 +623,12 @@ class SequenceTaskDataModule(ZooDataModule):
 
     def _standardize(self, splits: dict[str, ArraySplit]) -> None:
         """Token ids are categories: never scaled."""
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Token characters become ids through the vocabulary."""
+        facts = super().preprocessing()
+        facts.update(kind="tokens", vocab=self.vocab)
+        return facts
 
     def _features_tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.long)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -25,6 +26,7 @@ from torch import nn
 from zoo.checkpoints import check_named_classes, read_checkpoint
 from zoo.distributed import derive_seed, gather_objects, rng_state, set_rng_state
 from zoo.errors import NonFiniteLossError, ZooError
+from zoo.inference import PREPROCESSING_KEY, Predictor
 from zoo.losses import BCEWithLogits, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
 from zoo.registry import LOSSES
@@ -169,6 +171,9 @@ class ZooModule(pl.LightningModule):
         self.l1_lambda = l1_lambda
         self.decay_bias_and_norm = decay_bias_and_norm
         self.monitor = monitor
+        #: how raw inputs become this model's inputs and its outputs labels: set from the
+        #: DataModule when training starts, from the checkpoint when loaded (see zoo.inference)
+        self.preprocessing: dict[str, Any] | None = None
         self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight)
         self.train_metrics = self._build_metrics("train/", full=False)
         self.val_metrics = self._build_metrics("val/")
@@ -229,6 +234,8 @@ class ZooModule(pl.LightningModule):
         data = getattr(self.trainer, "datamodule", None)
         if hasattr(data, "random_state"):
             local["data"] = data.random_state()
+        if hasattr(data, "preprocessing"):
+            checkpoint[PREPROCESSING_KEY] = data.preprocessing()
         if self._mid_training_epoch():
             # the epoch's train metrics so far, so that the resumed epoch's row counts every batch
             local["train_metrics"] = _metric_states(self.train_metrics)
@@ -243,6 +250,8 @@ class ZooModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._saved_rng = checkpoint.get(RNG_KEY)
+        #: how raw inputs become this model's inputs, and outputs labels (see :mod:`zoo.inference`)
+        self.preprocessing = checkpoint.get(PREPROCESSING_KEY)
 
     def on_train_start(self) -> None:
         """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
@@ -422,6 +431,34 @@ class ZooModule(pl.LightningModule):
         world = self.trainer.world_size
         if world > 1:
             torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
+        data = getattr(self.trainer, "datamodule", None)
+        if hasattr(data, "preprocessing"):
+            self.preprocessing = data.preprocessing()
+
+    # ------------------------------------------------------------------ use
+
+    def predict(self, inputs: Any, batch_size: int = 1024) -> np.ndarray:
+        """Predictions for raw inputs, in the user's terms: class labels as trained (strings stay
+        strings) or values in the target's units.
+
+        ``inputs``: for tables, a mapping or DataFrame of columns (matched by name; others are
+        ignored), or an array/tensor/list of rows in the training data's column order; for
+        images, image file paths, a folder, or uint8 arrays ``(N, C, H, W)``. The scaling and
+        normalization of the training data are applied here (``self.preprocessing``, stored in
+        every zoo checkpoint); see :mod:`zoo.inference`.
+        """
+        return self._predictor(batch_size, lambda p: p.predict(inputs))
+
+    def predict_proba(self, inputs: Any, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for raw inputs, columns in the order of the classes."""
+        return self._predictor(batch_size, lambda p: p.predict_proba(inputs))
+
+    def _predictor(self, batch_size: int, use: Any) -> np.ndarray:
+        was_training = self.training
+        try:
+            return use(Predictor(self, batch_size=batch_size))
+        finally:
+            self.train(was_training)
 
     def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
         """Raise :class:`~zoo.errors.NonFiniteLossError` for a NaN or infinite training loss (on any

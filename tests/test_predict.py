@@ -1,0 +1,267 @@
+"""Using a trained model: checkpoints carry their preprocessing, `zoo predict CKPT --input` and
+`zoo.load(CKPT).predict(...)` turn raw rows, arrays and images into predictions in the user's
+terms, and bad input is one clear error."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from tests.conftest import quiet_trainer
+from tests.test_cli import run_main
+from tests.test_vision import write_png_tree
+from zoo.data import CSVDataModule, ImageFolderDataModule, SklearnDataModule
+from zoo.models import MLP, ConvNet
+
+CULTIVARS = np.array(["barolo", "grignolino", "barbera"])
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory) -> dict:
+    """Wine as a CSV with text labels and shifted, unscaled features, a model trained on it by
+    `zoo train`, and 28 new rows (columns in another order, an id column, no target)."""
+    from sklearn.datasets import load_wine
+
+    root = tmp_path_factory.mktemp("wine")
+    bunch = load_wine()
+    x = bunch.data * 10 + 300
+    names = [n.replace("/", "_") for n in bunch.feature_names]
+    labels = CULTIVARS[bunch.target]
+    order = np.random.default_rng(0).permutation(len(x))
+    train, new = order[:150], order[150:]
+    with (root / "wine.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*names, "cultivar"])
+        writer.writerows([*map(str, x[i]), labels[i]] for i in train)
+    with (root / "new.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", *names[::-1]])
+        writer.writerows([f"s{i}", *map(str, x[i][::-1])] for i in new)
+    torch.manual_seed(0)
+    data = CSVDataModule(str(root / "wine.csv"), target="cultivar", batch_size=32)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[32])
+    quiet_trainer(max_epochs=25).fit(model, datamodule=data)
+    checkpoint = root / "wine.ckpt"
+    model.trainer.save_checkpoint(checkpoint)
+    test_acc = quiet_trainer().test(model, datamodule=data, verbose=False)[0]["test/acc"]
+    return {
+        "root": root,
+        "model": model,
+        "checkpoint": checkpoint,
+        "names": names,
+        "new_x": x[new],
+        "new_labels": labels[new],
+        "ids": [f"s{i}" for i in new],
+        "test_acc": test_acc,
+    }
+
+
+def _read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(text.splitlines()))
+
+
+def test_the_checkpoint_alone_predicts_labels_on_new_rows(wine: dict, capsys) -> None:
+    code, out, err = run_main(
+        ["predict", str(wine["checkpoint"]), "--input", str(wine["root"] / "new.csv")], capsys
+    )
+    assert code == 0, err[-2000:]
+    rows = _read_csv(out)
+    assert list(rows[0]) == ["sample_id", "prediction", "prob_barbera", "prob_barolo", "prob_grignolino"]
+    assert [r["sample_id"] for r in rows] == wine["ids"]  # the key column, in the input's order
+    predicted = np.array([r["prediction"] for r in rows])
+    accuracy = float(np.mean(predicted == wine["new_labels"]))
+    assert accuracy >= min(0.85, wine["test_acc"] - 0.1), (accuracy, wine["test_acc"])
+    probs = np.array([[float(r[f"prob_{c}"]) for c in ("barbera", "barolo", "grignolino")] for r in rows])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    # the same numbers from Python: the in-process model and the model loaded from the file
+    columns = {name: wine["new_x"][:, i] for i, name in enumerate(wine["names"])}
+    in_process = wine["model"].predict(columns)
+    loaded = zoo.load(wine["checkpoint"])
+    assert not loaded.training
+    np.testing.assert_array_equal(loaded.predict(columns), in_process)
+    np.testing.assert_array_equal(predicted, in_process)
+    np.testing.assert_allclose(loaded.predict_proba(wine["new_x"]), probs, atol=1e-5)  # rows in column order
+    # scaling is the training split's: unscaled rows fed to the bare network would disagree
+    assert loaded.preprocessing["feature_names"] == wine["names"]
+    assert loaded.preprocessing["classes"] == ["barbera", "barolo", "grignolino"]
+
+
+def test_predictions_go_to_a_file_whole(wine: dict, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "predictions.csv"
+    argv = ["predict", str(wine["checkpoint"]), "-i", str(wine["root"] / "new.csv"), "-o", str(output)]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0 and out == "", err
+    assert len(_read_csv(output.read_text())) == len(wine["ids"])
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temporary file left
+
+
+def test_npy_in_and_out_for_a_regression_model(tmp_path: Path, capsys) -> None:
+    torch.manual_seed(0)
+    data = SklearnDataModule("diabetes", batch_size=64)
+    model = MLP(
+        task=data.task, input_shape=data.input_shape, target_stats=data.target_stats, hidden_sizes=[16]
+    )
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "diabetes.ckpt")
+    from sklearn.datasets import load_diabetes
+
+    x = load_diabetes().data[:50]
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = run_main(
+        [
+            "predict",
+            str(tmp_path / "diabetes.ckpt"),
+            "-i",
+            str(tmp_path / "x.npy"),
+            "-o",
+            str(tmp_path / "y.npy"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    predicted = np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(predicted, model.predict(x), rtol=1e-5)
+    assert 100 < predicted.mean() < 200  # in the target's units (disease progression), not standardized
+    with pytest.raises(zoo.ZooError, match="regression model predicts values"):
+        model.predict_proba(x)
+
+
+def test_image_files_and_folders(tmp_path: Path, capsys) -> None:
+    write_png_tree(tmp_path / "images", per_class=8, size=12)
+    torch.manual_seed(0)
+    data = ImageFolderDataModule(str(tmp_path / "images"), batch_size=8, val_size=3, test_size=3)
+    model = ConvNet(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape)
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "images.ckpt")
+    code, out, err = run_main(
+        ["predict", str(tmp_path / "images.ckpt"), "-i", str(tmp_path / "images")], capsys
+    )
+    assert code == 0, err
+    rows = _read_csv(out)
+    paths = sorted(str(p) for p in (tmp_path / "images").rglob("*.png"))
+    assert [r["path"] for r in rows] == paths and list(rows[0])[:2] == ["path", "prediction"]
+    assert {r["prediction"] for r in rows} <= {"cat", "dog", "emu"}
+    np.testing.assert_array_equal(
+        [r["prediction"] for r in rows], zoo.load(tmp_path / "images.ckpt").predict(paths)
+    )
+    # the images read and normalized as the DataModule does in training
+    x = data.transform_batch(torch.from_numpy(_pixels(paths)))
+    with torch.no_grad():
+        expected = model.eval()(x).argmax(1)
+    assert [r["prediction"] for r in rows] == [data.classes[i] for i in expected.tolist()]
+    assert sum(r["prediction"] == Path(r["path"]).parent.name for r in rows) >= 0.9 * len(rows)
+
+
+def _pixels(paths: list[str]) -> np.ndarray:
+    from zoo.data.vision import decode_image
+
+    return np.stack([decode_image(p) for p in paths])
+
+
+@pytest.fixture(scope="module")
+def image_checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    write_png_tree(root / "images", per_class=4, size=12)
+    data = ImageFolderDataModule(str(root / "images"), batch_size=8, val_size=3, test_size=3)
+    model = ConvNet(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape)
+    trainer = quiet_trainer(max_steps=1)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(root / "images.ckpt")
+    return root / "images.ckpt"
+
+
+def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
+    from PIL import Image
+
+    files = {}
+    files["no_column"] = root / "no_column.csv"
+    files["no_column"].write_text(",".join(wine["names"][1:]) + "\n" + ",".join(["1"] * 12) + "\n")
+    files["text_value"] = root / "text_value.csv"
+    rows = [",".join(wine["names"])] + [",".join(["1"] * 13)] * 3 + [",".join(["1"] * 12 + ["abc"])]
+    files["text_value"].write_text("\n".join(rows) + "\n")
+    files["notes"] = root / "notes.txt"
+    files["notes"].write_text("not data\n")
+    files["big_image"] = root / "big.png"
+    Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(files["big_image"])
+    files["wrong_width"] = root / "wrong_width.npy"
+    np.save(files["wrong_width"], np.zeros((4, 5)))
+    files["pickled"] = root / "pickled.npy"
+    np.save(files["pickled"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return files
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "extra", "message"),
+    [
+        ("wine", "no_column", [], "has no column 'alcohol'; the model takes the columns alcohol, malic_acid"),
+        ("wine", "text_value", [], "line 5: column 'proline' must be numeric; found 'abc'"),
+        ("wine", "notes", [], "is neither a .csv file, a .npy file, an image"),
+        ("wine", "big_image", [], "holds images, but this model takes rows of features"),
+        ("wine", "wrong_width", [], "holds examples of shape [5]; the model takes [13]"),
+        ("wine", "pickled", [], "is not a plain numeric .npy array"),
+        ("wine", "missing.csv", [], "--input: MISSING does not exist"),
+        ("wine", "new.csv", ["-o", "out.txt"], "--output: out.txt must end in .csv or .npy"),
+        ("images", "big_image", [], "big.png is 20x20 pixels; the model takes 12x12"),
+        ("images", "no_column", [], "is a table, but this model takes images"),
+        ("lm", "new.csv", [], "GPT is a language model; sample from it with `zoo generate`"),
+        ("missing.ckpt", "new.csv", [], "checkpoint: MISSING_CKPT does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_error(
+    wine: dict,
+    image_checkpoint: Path,
+    tmp_path: Path,
+    capsys,
+    model: str,
+    given: str,
+    extra: list,
+    message: str,
+) -> None:
+    from tests.test_generate import VOCAB, _trained_checkpoint
+    from zoo.models import GPT
+
+    files = _bad_files(tmp_path, wine)
+    files["new.csv"] = wine["root"] / "new.csv"
+    files["missing.csv"] = tmp_path / "missing.csv"
+    checkpoints = {
+        "wine": wine["checkpoint"],
+        "images": image_checkpoint,
+        "missing.ckpt": tmp_path / "no.ckpt",
+    }
+    if model == "lm":
+        ids = torch.randint(0, len(VOCAB), (8, 9))
+        gpt = GPT(vocab=VOCAB, input_shape=[8], n_layer=1, n_head=2, n_embd=16)
+        checkpoints["lm"] = _trained_checkpoint(tmp_path / "lm.ckpt", gpt, ids[:, :-1], ids[:, 1:])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["predict", str(checkpoints[model]), "--input", str(files[given]), *extra]
+    code, out, err = run_main(argv, capsys)
+    assert code == 2, err
+    message = message.replace("MISSING_CKPT", str(tmp_path / "no.ckpt")).replace("MISSING", str(files[given]))
+    assert err.startswith("zoo: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one line
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_checkpoint_without_preprocessing_still_predicts_with_a_warning(wine: dict, tmp_path: Path) -> None:
+    checkpoint = torch.load(wine["checkpoint"], map_location="cpu", weights_only=True)
+    del checkpoint["zoo_preprocessing"]  # as written before checkpoints carried it
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    model = zoo.load(tmp_path / "old.ckpt")
+    data = CSVDataModule(str(wine["root"] / "wine.csv"), target="cultivar")
+    data.setup()
+    scaled = data._tensors["test"][0]
+    with pytest.warns(UserWarning, match="no preprocessing facts"):
+        indices = model.predict(scaled)
+    assert set(indices.tolist()) <= {0, 1, 2}
+    np.testing.assert_array_equal(
+        np.asarray(data.classes)[indices],
+        wine["model"].predict(data._splits["test"].x * data.feature_std + data.feature_mean),
+    )

@@ -1,0 +1,291 @@
+"""Using a trained model: from raw inputs in the user's terms to predictions in the user's terms.
+
+A zoo checkpoint carries, beside the weights, what its DataModule did to the data
+(``checkpoint["zoo_preprocessing"]``, see :meth:`zoo.data.ZooDataModule.preprocessing`): the feature
+names and their order, the training split's scaling statistics, the image channels, size and
+normalization, and the original class labels. :func:`load` returns the model with those facts, and
+:class:`Predictor` applies them, so ``zoo.load(path).predict(rows)`` needs neither the DataModule
+nor the data the model was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from zoo.models.base import ZooModule
+
+#: where a checkpoint keeps its preprocessing facts
+PREPROCESSING_KEY = "zoo_preprocessing"
+
+#: file endings read as images
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> ZooModule:
+    """The model of a zoo checkpoint, in eval mode, ready for :meth:`~zoo.models.ZooModule.predict`.
+
+    The file is read without running code (see :meth:`zoo.models.ZooModule.load_from_checkpoint`);
+    its preprocessing facts come back as ``model.preprocessing``.
+    """
+    from zoo.models.base import ZooModule
+
+    model = ZooModule.load_from_checkpoint(path, map_location=map_location)
+    model.eval()
+    return model
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (numpy scalars and arrays become Python numbers and lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+class Predictor:
+    """Turns raw inputs into a model's inputs and its outputs into labels, values or probabilities.
+
+    Args:
+        model: a trained :class:`~zoo.models.ZooModule` (its ``preprocessing`` is used).
+        batch_size: examples per forward pass.
+        device: where the model runs (default: where its parameters are).
+    """
+
+    def __init__(self, model: ZooModule, batch_size: int = 1024, device: Any = None) -> None:
+        if batch_size < 1:
+            raise ZooError(f"--batch-size must be >= 1; got {batch_size}.")
+        self.model = model
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else _device_of(model)
+        self.facts: dict[str, Any] = dict(getattr(model, "preprocessing", None) or {})
+        if getattr(model, "vocab", None) is not None:
+            raise ZooError(
+                f"predict: {type(model).__name__} is a language model; sample from it with `zoo generate`."
+            )
+        if not self.facts:
+            warnings.warn(
+                "this checkpoint holds no preprocessing facts (it was written by an older zoo or without "
+                "a zoo DataModule): inputs are taken as the model's own, already scaled features, and "
+                "classes come back as indices.",
+                stacklevel=2,
+            )
+        self.task: str = model.task
+        classes = self.facts.get("classes")
+        if classes is None and self.task != "regression":
+            classes = list(range(model.num_outputs if self.task == "multiclass" else 2))
+        self.classes: list[Any] | None = classes
+        self.input_shape = list(model.input_shape or self.facts.get("input_shape") or [])
+        self.kind: str = self.facts.get("kind", "array")
+        self.feature_names: list[str] = list(self.facts.get("feature_names") or [])
+        mean, std = self.facts.get("mean"), self.facts.get("std")
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+        self.model.to(self.device).eval()
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def takes_images(self) -> bool:
+        return self.kind == "image"
+
+    def features(self, inputs: Any) -> torch.Tensor:
+        """The model's input for raw ``inputs`` (see :meth:`predict`), float32 on the CPU."""
+        if self.takes_images:
+            if _is_paths(inputs):
+                inputs = self.read_images(_image_paths(inputs))
+            return self._normalized_images(_as_array(inputs))
+        return self._scaled_rows(self.rows(inputs))
+
+    def rows(self, inputs: Any) -> np.ndarray:
+        """A table (a mapping or DataFrame of columns, an array, a tensor, a list of rows) as a
+        float64 array of examples in the model's feature order."""
+        if isinstance(inputs, Mapping) or hasattr(inputs, "columns"):
+            if not self.feature_names:
+                raise ZooError(
+                    "predict: this model was trained without feature names; give an array of rows "
+                    f"with {self._width()} values each, in the training data's column order."
+                )
+            columns = []
+            for name in self.feature_names:
+                try:
+                    column = inputs[name]
+                except (KeyError, IndexError):
+                    raise ZooError(
+                        f"input: there is no column {name!r}; the model takes the columns "
+                        f"{', '.join(self.feature_names)}."
+                    ) from None
+                columns.append(_numeric(column, name))
+            x = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+        else:
+            try:
+                x = _as_array(inputs).astype(np.float64)
+            except (TypeError, ValueError):
+                raise ZooError("input: features must be numbers.") from None
+            if x.ndim == len(self.input_shape):  # one example
+                x = x[None]
+        if list(x.shape[1:]) != self.input_shape:
+            raise ZooError(
+                f"input: examples of shape {list(x.shape[1:])}; the model takes {self.input_shape}"
+                + (f" ({', '.join(self.feature_names)})." if self.feature_names else ".")
+            )
+        if not np.all(np.isfinite(x)):
+            raise ZooError("input: features must be finite numbers (found NaN or inf).")
+        return x
+
+    def _width(self) -> int:
+        return int(np.prod(self.input_shape)) if self.input_shape else 0
+
+    def _scaled_rows(self, x: np.ndarray) -> torch.Tensor:
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+
+    def read_images(self, paths: Sequence[str]) -> np.ndarray:
+        """Image files decoded as the training data were: channels, resizing, uint8 ``(N, C, H, W)``."""
+        from zoo.data.vision import decode_image
+
+        channels = self.input_shape[0] if self.input_shape else 3
+        size = self.facts.get("image_size")
+        images = [decode_image(str(p), grayscale=channels == 1, image_size=size) for p in paths]
+        for path, image in zip(paths, images, strict=True):
+            if list(image.shape) != self.input_shape:
+                raise ZooError(
+                    f"input: {path} is {image.shape[2]}x{image.shape[1]} pixels; the model takes "
+                    f"{self.input_shape[2]}x{self.input_shape[1]} (resize the images, or train with "
+                    "data.image_size to have them resized)."
+                )
+        return np.stack(images) if images else np.zeros([0, *self.input_shape], dtype=np.uint8)
+
+    def _normalized_images(self, x: np.ndarray) -> torch.Tensor:
+        if x.ndim == len(self.input_shape):
+            x = x[None]
+        if list(x.shape[1:]) != self.input_shape:
+            raise ZooError(f"input: images of shape {list(x.shape[1:])}; the model takes {self.input_shape}.")
+        if x.dtype != np.uint8:
+            raise ZooError(f"input: images must be uint8 pixels (0-255); got {x.dtype}.")
+        pixels = torch.from_numpy(np.ascontiguousarray(x)).float() / 255.0
+        channels = x.shape[1]
+        mean = torch.tensor(_per_channel(self.facts.get("mean", [0.0]), channels)).view(1, -1, 1, 1)
+        std = torch.tensor(_per_channel(self.facts.get("std", [1.0]), channels)).view(1, -1, 1, 1)
+        return (pixels - mean) / std
+
+    # ------------------------------------------------------------------ outputs
+
+    @torch.no_grad()
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """What the model's metrics see, batch by batch: class probabilities (multiclass), the
+        positive class's probability (binary) or values in the target's units (regression)."""
+        out = []
+        for start in range(0, len(features), self.batch_size):
+            x = features[start : start + self.batch_size].to(self.device)
+            outputs = self.model(x)
+            if self.task != "multiclass" and outputs.ndim > 1 and outputs.shape[-1] == 1:
+                outputs = outputs.squeeze(-1)
+            out.append(self.model.predictions(outputs.float()).cpu())
+        if not out:
+            width = [len(self.classes)] if self.task == "multiclass" and self.classes else []
+            return torch.zeros([0, *width])
+        return torch.cat(out)
+
+    def probabilities(self, scores: torch.Tensor) -> np.ndarray:
+        """``(N, K)`` class probabilities, in the order of :attr:`classes`."""
+        if self.task == "regression":
+            raise ZooError("predict_proba: a regression model predicts values, not class probabilities.")
+        if self.task == "binary":
+            return torch.stack([1 - scores, scores], dim=1).numpy()
+        return scores.numpy()
+
+    def labels(self, scores: torch.Tensor) -> np.ndarray:
+        """The predicted class labels (as trained: strings stay strings), or the predicted values."""
+        if self.task == "regression":
+            return scores.numpy()
+        index = (scores >= 0.5).long() if self.task == "binary" else scores.argmax(dim=1)
+        return np.asarray([self.classes[i] for i in index.tolist()])
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        return self.labels(self.scores(self.features(inputs)))
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        return self.probabilities(self.scores(self.features(inputs)))
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _per_channel(values: Sequence[float], channels: int) -> list[float]:
+    values = [float(v) for v in np.asarray(values).reshape(-1)]
+    return values * channels if len(values) == 1 else values
+
+
+def _as_array(inputs: Any) -> np.ndarray:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.detach().cpu().numpy()
+    return np.asarray(inputs)
+
+
+def _numeric(column: Any, name: str) -> np.ndarray:
+    values = _as_array(column.to_numpy() if hasattr(column, "to_numpy") else column)
+    try:
+        return values.astype(np.float64)
+    except (TypeError, ValueError):
+        bad = next((v for v in values.reshape(-1) if not _is_number(v)), None)
+        raise ZooError(f"input: column {name!r} must be numeric; found {bad!r}.") from None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_paths(inputs: Any) -> bool:
+    if isinstance(inputs, (str, os.PathLike)):
+        return True
+    return (
+        isinstance(inputs, (list, tuple))
+        and bool(inputs)
+        and all(isinstance(p, (str, os.PathLike)) for p in inputs)
+    )
+
+
+def _image_paths(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Image files: a file, a folder (searched recursively, sorted) or a list of either."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    paths: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise ZooError(f"input: {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+            paths += [str(p) for p in found]
+        elif path.is_file():
+            paths.append(str(path))
+        else:
+            raise ZooError(f"input: {path} does not exist.")
+    return paths
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``size`` over ``range(n)``."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
