@@ -32,11 +32,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> ZooModule:
-    """The model of a zoo checkpoint, in eval mode, ready for :meth:`~zoo.models.ZooModule.predict`.
+    """The model of a zoo checkpoint (or of a ``zoo export --format safetensors`` file), in eval
+    mode, ready for :meth:`~zoo.models.ZooModule.predict`.
 
     The file is read without running code (see :meth:`zoo.models.ZooModule.load_from_checkpoint`);
     its preprocessing facts come back as ``model.preprocessing``.
     """
+    if Path(path).suffix == ".safetensors":
+        from zoo.export import load_safetensors
+
+        return load_safetensors(path, map_location=map_location)
     from zoo.models.base import ZooModule
 
     model = ZooModule.load_from_checkpoint(path, map_location=map_location)

@@ -26,6 +26,8 @@ pipeline commands (LightningCLI; `zoo <command> --help` lists every option):
 
 other commands:
   generate   sample text from a language-model checkpoint (`zoo generate --help`)
+  export     write a checkpoint as ONNX, TorchScript or safetensors, checked against it
+             (`zoo export --help`)
   recipes    list, show or copy the shipped recipes (`zoo recipes --help`)
   models     list the registered models
 
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.cli.generate import main as generate_main
 
             generate_main(argv[1:])
+        elif command == "export":
+            from zoo.cli.export import main as export_main
+
+            export_main(argv[1:])
         elif command == "models":
             from zoo.registry import list_models
 
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ZooError(
                 f"unknown command {command!r}; "
-                f"valid commands: {', '.join(PIPELINE)}, generate, recipes, models."
+                f"valid commands: {', '.join(PIPELINE)}, generate, export, recipes, models."
             )
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
