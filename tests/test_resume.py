@@ -248,7 +248,7 @@ def test_zoo_test_takes_a_checkpoint_written_from_python(
 
 
 @pytest.mark.parametrize(
-    ("command", "printed"), [("test", "test/acc"), ("validate", "val/acc"), ("predict", "")]
+    ("command", "printed"), [("test", "test/acc"), ("validate", "val/acc"), ("predict", "predictions")]
 )
 def test_evaluation_commands_write_no_run_directory(
     digits_checkpoint: Path, tmp_path: Path, capsys, command: str, printed: str
@@ -258,8 +258,18 @@ def test_evaluation_commands_write_no_run_directory(
     code, out, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
     assert code == 0, err[-3000:]
     assert printed in out
-    assert not root.exists()  # no config-only version_N, no metrics.csv, no checkpoints folder
     assert "callbacks used to create the checkpoint" not in err
+    if command != "predict":
+        assert not root.exists()  # no config-only version_N, no metrics.csv, no checkpoints folder
+        return
+    # predict writes predictions.csv: in the checkpoint's run directory, or (this one was written
+    # from Python) in the run root, and nothing else
+    assert [p.name for p in root.iterdir()] == ["predictions.csv"]
+    with (root / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["row", "prediction"] + [f"prob_{k}" for k in range(10)]
+    assert len(rows) == 270 and {r["prediction"] for r in rows} <= {str(k) for k in range(10)}
+    assert f"predictions (270 rows): {root / 'predictions.csv'}" in out
 
 
 # ---------------------------------------------------------------- loaders that resume mid-epoch

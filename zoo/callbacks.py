@@ -7,11 +7,15 @@ for Python users building their own Trainer, and :class:`BestAndLastCheckpoint` 
 
 from __future__ import annotations
 
+import csv
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
 
 EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10}
 CHECKPOINT_DEFAULTS = {
@@ -102,3 +106,85 @@ def best_and_last_checkpoint(**overrides: object) -> BestAndLastCheckpoint:
     """Keep the checkpoint with the lowest ``val/loss`` (``best-epoch=NNN.ckpt``) and a
     ``last.ckpt`` that is current at every save point (see :class:`BestAndLastCheckpoint`)."""
     return BestAndLastCheckpoint(**{**CHECKPOINT_DEFAULTS, **overrides})
+
+
+class PredictionsCSV(BasePredictionWriter):
+    """Writes what ``Trainer.predict`` returns to a CSV file, batch by batch (constant memory):
+    ``row``, ``prediction`` (the class label as trained, or the value in the target's units) and,
+    for classifiers, one ``prob_<label>`` column per class; per-token outputs get their labels
+    joined by spaces. The file is written under a temporary name and renamed when prediction
+    ends. Under several processes each rank writes ``<stem>.rank<R>.csv`` of the rows it saw.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(write_interval="batch")
+        # the row number is written instead of the sampler's indices, which the zoo's loaders lack
+        warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices")
+        self.path = Path(path)
+        self._handle: Any = None
+        self._rows = 0
+
+    def _target(self, trainer: pl.Trainer) -> Path:
+        if trainer.world_size == 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}.rank{trainer.global_rank}{self.path.suffix}")
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        target = self._target(trainer)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = target.with_name(f".{target.name}.partial")
+        self._handle = self._tmp.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle, lineterminator="\n")
+        facts = getattr(pl_module, "preprocessing", None) or {}
+        data = getattr(trainer, "datamodule", None)
+        if not facts and hasattr(data, "preprocessing"):
+            facts = data.preprocessing()
+        self._task = getattr(pl_module, "task", "multiclass")
+        classes = facts.get("classes")
+        if classes is None and self._task != "regression":
+            classes = list(range(pl_module.num_outputs if self._task == "multiclass" else 2))
+        self._classes = classes
+        self._header = False
+        self._rows = 0
+
+    def write_on_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *args: Any
+    ) -> None:
+        scores = prediction.detach().float().cpu()
+        if self._task == "binary" and scores.ndim == 2 and scores.shape[-1] == 1:
+            scores = scores.squeeze(-1)
+        per_example = scores.ndim == (1 if self._task != "multiclass" else 2)
+        if not self._header:
+            header = ["row", "prediction"]
+            if per_example and self._task != "regression":
+                header += [f"prob_{label}" for label in self._classes]
+            self._writer.writerow(header)
+            self._header = True
+        for i in range(len(scores)):
+            row = [self._rows, self._label(scores[i])]
+            if per_example and self._task == "multiclass":
+                row += [f"{p:.6g}" for p in scores[i].tolist()]
+            elif per_example and self._task == "binary":
+                p = float(scores[i])
+                row += [f"{1 - p:.6g}", f"{p:.6g}"]
+            self._writer.writerow(row)
+            self._rows += 1
+
+    def _label(self, score: torch.Tensor) -> str:
+        if self._task == "regression":
+            return " ".join(f"{v:.7g}" for v in score.reshape(-1).tolist())
+        index = (score >= 0.5).long() if self._task == "binary" else score.argmax(-1)
+        return " ".join(str(self._classes[i]) for i in index.reshape(-1).tolist())
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._handle.close()
+        os.replace(self._tmp, self._target(trainer))
+        if trainer.is_global_zero:
+            print(f"predictions ({self._rows} rows): {self._target(trainer)}")
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()
+            self._tmp.unlink(missing_ok=True)

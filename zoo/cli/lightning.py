@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS, BestAndLastCheckpoint
+from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS, BestAndLastCheckpoint, PredictionsCSV
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
@@ -192,9 +192,20 @@ class ZooCLI(LightningCLI):
             listed = listed if isinstance(listed, list) else [listed]
             config = {**config, "logger": False, "callbacks": [cb for cb in listed if keep(cb)]}
             callbacks = [cb for cb in callbacks if keep(cb)]
+            if self.subcommand == "predict":
+                callbacks.append(PredictionsCSV(self._predictions_path(config)))
             self.save_config_callback = None
             warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be")
         return super()._instantiate_trainer(config, callbacks)
+
+    def _predictions_path(self, config: dict[str, Any]) -> Path:
+        """``predictions.csv`` in the run directory of the checkpoint predicted with, else in the
+        run root."""
+        checkpoint = getattr(self, "_checkpoint_path", None)
+        run_dir = run_directory(checkpoint) if checkpoint else None
+        if run_dir is None:
+            run_dir = Path(config.get("default_root_dir") or ".")
+        return run_dir / "predictions.csv"
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Lightning's own checks of Trainer arguments become one ``zoo: error:`` line."""
