@@ -284,6 +284,13 @@ def test_fit_iris_and_reload_checkpoint(tmp_path: Path) -> None:
     assert Path(best).name.startswith("best-epoch=")
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
     assert json.loads((tmp_path / METRICS_FILE).read_text()) == results
+    card = (tmp_path / "README.md").read_text()  # the model card
+    assert "| command | `Python: ZooTrainer.train(...)` |" in card
+    assert f"`zoo.models.mlp.MLP`, {sum(p.numel() for p in model.parameters()):,} parameters" in card
+    sizes = dm.split_sizes()
+    assert f"(iris): train {sizes['train']}, val {sizes['val']}, test {sizes['test']}" in card
+    assert "multiclass, 3 classes: setosa, versicolor, virginica" in card
+    assert f"| test/acc | {results['test/acc']:.4f} |" in card and f'zoo.load("{best}")' in card
 
     loaded = MLP.load_from_checkpoint(best, optimizer=make_opt)
     assert loaded.task == "multiclass" and loaded.num_classes == 3

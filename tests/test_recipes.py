@@ -64,6 +64,10 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert str(run_dir / "test_metrics.json") in proc.stdout
     assert metric in proc.stdout
+    card = (run_dir / "README.md").read_text()  # the model card: how it was made, how well, how to use it
+    assert f"| command | `zoo train -c {name} --trainer.default_root_dir" in card
+    assert f"| {metric} | {metrics[metric]:.4f} |" in card
+    assert f"zoo predict {metrics['best_checkpoint']} --input" in card
 
 
 def test_gpu_fragment_parses(capsys):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+
+from zoo.model_card import write_model_card
 
 METRICS_FILE = "test_metrics.json"
 
@@ -22,7 +25,8 @@ class ZooTrainer(pl.Trainer):
         datamodule: pl.LightningDataModule | None = None,
         ckpt_path: str | None = None,
     ) -> dict[str, Any]:
-        """Fit, then reload the best checkpoint, test it and write ``test_metrics.json``.
+        """Fit, then reload the best checkpoint, test it and write ``test_metrics.json`` and the
+        model card (``README.md``: see :mod:`zoo.model_card`) into the run directory.
 
         Args:
             model: the module to train.
@@ -33,6 +37,7 @@ class ZooTrainer(pl.Trainer):
             The test metrics, plus ``best_checkpoint`` (its path, or ``None`` when no checkpoint
             callback kept one and the final weights were tested).
         """
+        started = time.perf_counter()
         self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if self.interrupted:
             return {}
@@ -44,6 +49,7 @@ class ZooTrainer(pl.Trainer):
         log_dir = self.log_dir  # a collective under DDP: every rank must ask, not rank 0 alone
         if self.is_global_zero and log_dir is not None:
             write_json_atomic(Path(log_dir) / METRICS_FILE, metrics)
+            write_model_card(self, model, datamodule, metrics, time.perf_counter() - started, Path(log_dir))
         return metrics
 
 

@@ -46,9 +46,15 @@ examples:
 PIPELINE = ("train", "fit", "validate", "test", "predict")
 
 
+#: the command line of this process's ``zoo`` command, as typed (for the model card)
+INVOKED: list[str] | None = None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console command."""
+    global INVOKED
     argv = list(sys.argv[1:] if argv is None else argv)
+    INVOKED = ["zoo", *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(HELP, end="")
         return
@@ -94,3 +100,5 @@ def main(argv: list[str] | None = None) -> None:
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        INVOKED = None
