@@ -11,6 +11,8 @@
 #   1. the card and the versions;
 #   2. `zoo train -c mlp_digits` on the GPU (fp32), then the best checkpoint reloaded on the GPU
 #      and tested again: the metrics must match;
+#   2b. that checkpoint used: `zoo predict --device cuda` (labels equal to the CPU's) and
+#      `zoo export` in every format (each checked against the checkpoint);
 #   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
 #   3b. (GPU only) `zoo fit -c gpt_chars -c trainer/fsdp`, a short run, then its checkpoint loaded
 #      on the CPU without FSDP;
@@ -23,7 +25,7 @@ mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu.log"
 DEVICE="${DEVICE:-cuda}"
 QUICK="${QUICK:-0}"
-STEPS=" ${STEPS:-versions train-and-reload bf16 fsdp bench-mlp bench-resnet bench-ddp} "
+STEPS=" ${STEPS:-versions train-and-reload use bf16 fsdp bench-mlp bench-resnet bench-ddp} "
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
 PY="${PYTHON:-python3}"
 ZOO=("$PY" -m zoo)
@@ -87,6 +89,31 @@ bf16_train() {
   fi
 }
 
+use_model() {
+  # the checkpoint trained on the GPU in train-and-reload: predict on the GPU and on the CPU (the
+  # labels must agree), then export it in every format (each export checks itself)
+  local ckpt
+  ckpt=$(ls "$RUNS"/mlp/version_*/checkpoints/best-*.ckpt | head -1) || return 1
+  "$PY" -c "import numpy as np; from sklearn.datasets import load_digits; \
+np.save('$OUT_DIR/digits.npy', load_digits().data)" || return 1
+  "${ZOO[@]}" predict "$ckpt" --input "$OUT_DIR/digits.npy" --device "$DEVICE" -o "$OUT_DIR/pred_dev.csv" || return 1
+  "${ZOO[@]}" predict "$ckpt" --input "$OUT_DIR/digits.npy" --device cpu -o "$OUT_DIR/pred_cpu.csv" || return 1
+  "$PY" - "$OUT_DIR" <<'EOF2' || return 1
+import csv, sys
+from sklearn.datasets import load_digits
+out = sys.argv[1]
+dev = [r["prediction"] for r in csv.DictReader(open(f"{out}/pred_dev.csv"))]
+cpu = [r["prediction"] for r in csv.DictReader(open(f"{out}/pred_cpu.csv"))]
+truth = [str(t) for t in load_digits().target]
+same = sum(a == b for a, b in zip(dev, cpu))
+print(f"predict: {len(dev)} rows; device and cpu labels agree on {same}; accuracy {sum(a == t for a, t in zip(dev, truth)) / len(dev):.4f}")
+assert same == len(dev) == len(truth)
+EOF2
+  for fmt in onnx pt2 torchscript safetensors; do
+    "${ZOO[@]}" export "$ckpt" --format "$fmt" -o "$OUT_DIR/model.$fmt" || return 1
+  done
+}
+
 fsdp_train_and_reload() {
   # trainer/fsdp on the GPUs there are (one is enough to run the wrapping, the bf16 shards and the
   # full-state-dict checkpoint); the checkpoint must load on one device without FSDP
@@ -106,12 +133,13 @@ print(model.generate('def ', max_new_tokens=40, seed=0))
 : >"$LOG"
 step versions versions
 step train-and-reload train_and_reload
+step use use_model
 step bf16 bf16_train
 if [ "$DEVICE" = cuda ]; then step fsdp fsdp_train_and_reload; fi
 step bench-mlp "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
 step bench-resnet "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2
 step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
   $([ "$QUICK" = 1 ] && echo --rows 2048)
-grep -E "^=== |ms/epoch|images/s|examples/s|ratio|speed-up|reloaded|test/acc" "$LOG" >"$OUT_DIR/summary.txt"
+grep -E "^=== |ms/epoch|images/s|examples/s|ratio|speed-up|reloaded|test/acc|^predict:|^wrote" "$LOG" >"$OUT_DIR/summary.txt"
 cat "$OUT_DIR/summary.txt"
 exit $failed

@@ -51,7 +51,14 @@ def test_every_recipe_has_a_floor_and_a_header():
         yaml.safe_load(recipe.path.read_text())  # parses
 
 
-@pytest.mark.parametrize("name", sorted(FLOORS))
+# the transformers' recipes take over 30 s each here: their floors run with the slow checks, and
+# tests/test_transformer.py checks both families learn in a few seconds
+SLOW_FLOORS = {"vit_digits", "transformer_sequence"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FLOORS else n for n in sorted(FLOORS)]
+)
 def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str):
     proc = zoo("train", "-c", name, "--trainer.default_root_dir", str(tmp_path / "runs"), *QUIET)
     metric, floor = FLOORS[name]
@@ -250,6 +257,8 @@ def test_gpt_chars_learns_and_generates(zoo, tmp_path: Path, capsys):
     assert code == 0, err
     assert first.startswith("def ") and len(first) == len("def ") + 80 + 1
     assert run_main(args, capsys)[1] == first
+    card = next(root.rglob("README.md")).read_text()  # a language model's card says how to sample
+    assert "multiclass over a vocabulary of" in card and f"zoo generate {metrics['best_checkpoint']}" in card
 
 
 @pytest.mark.slow

@@ -56,9 +56,33 @@ def write_model_card(
         "",
         "## Use it",
         "",
+        *_usage(model, checkpoint, folder),
+    ]
+    path = folder / CARD_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _usage(model: Any, checkpoint: str, folder: Path) -> list[str]:
+    if hasattr(model, "generate"):  # a language model
+        use = ["# sample text:", f'zoo generate {checkpoint} --prompt "def " --temperature 0.8']
+        python = ['model.generate("def ", max_new_tokens=200)']
+    elif getattr(model, "vocab", None) is not None:  # token sequences in, per-token answers out
+        use, python = [], ["model(token_ids)              # logits"]
+    else:
+        use = [
+            "# predict on new rows (.csv), arrays (.npy), image files or a folder:",
+            f"zoo predict {checkpoint} --input new_rows.csv -o predictions.csv",
+        ]
+        python = [
+            "model.predict(rows)          # raw rows, arrays or image paths -> labels (or values)",
+            "model.predict_proba(rows)    # classifiers: class probabilities",
+        ]
+    return [
         "```bash",
-        "# predict on new rows (.csv), arrays (.npy), image files or a folder:",
-        f"zoo predict {checkpoint} --input new_rows.csv -o predictions.csv",
+        *use,
         "# export (onnx, pt2, torchscript or safetensors), checked against the checkpoint:",
         f"zoo export {checkpoint} --format onnx",
         "# resume training from the last checkpoint:",
@@ -68,16 +92,10 @@ def write_model_card(
         "```python",
         "import zoo",
         f'model = zoo.load("{checkpoint}")',
-        "model.predict(rows)          # raw rows, arrays or image paths -> labels (or values)",
-        "model.predict_proba(rows)    # classifiers: class probabilities",
+        *python,
         "```",
         "",
     ]
-    path = folder / CARD_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _command() -> str:
@@ -116,10 +134,14 @@ def _task(model: Any) -> str:
         return "-"
     facts = getattr(model, "preprocessing", None) or {}
     classes = facts.get("classes")
+    vocab = getattr(model, "vocab", None)
+    if vocab is not None and not classes:
+        return f"{task} over a vocabulary of {len(vocab)} characters"
     if task == "regression":
         target = facts.get("target")
         return "regression" + (f" of `{target}`" if target else "")
-    shown = ", ".join(str(c) for c in classes[:12]) + (", ..." if classes and len(classes) > 12 else "")
+    classes = list(classes or [])
+    shown = ", ".join(str(c) for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
     count = len(classes) if classes else getattr(model, "num_classes", None)
     return f"{task}, {count} classes" + (f": {shown}" if classes else "")
 
