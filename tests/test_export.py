@@ -15,9 +15,10 @@ from tests.conftest import quiet_trainer
 from tests.test_cli import run_main
 from zoo.data import SklearnDataModule, TensorLoader
 from zoo.export import export
-from zoo.models import GPT, MLP, ConvNet, ResNet, ViT
+from zoo.models import GPT, MLP, ConvNet, ResNet, SequenceClassifier, ViT
 
 VOCAB = "abcdefgh"
+FAMILIES = ("mlp", "convnet", "resnet", "vit", "gpt", "sequence")
 
 
 def _family(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -25,6 +26,12 @@ def _family(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     if name == "gpt":
         ids = torch.randint(0, len(VOCAB), (8, 17))
         return GPT(vocab=VOCAB, input_shape=[16], n_layer=1, n_head=2, n_embd=16), ids[:, :-1], ids[:, 1:]
+    if name == "sequence":
+        ids = torch.randint(0, len(VOCAB), (8, 16))
+        model = SequenceClassifier(
+            vocab_size=len(VOCAB), task="multiclass", num_classes=3, input_shape=[16], dim=16
+        )
+        return model, ids, torch.randint(0, 3, (8,))
     shapes = {"mlp": [13], "convnet": [1, 8, 8], "resnet": [3, 16, 16], "vit": [1, 8, 8]}
     x, y = torch.randn(16, *shapes[name]), torch.randint(0, 3, (16,))
     common = {"task": "multiclass", "num_classes": 3, "input_shape": shapes[name]}
@@ -41,7 +48,7 @@ def _family(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("families")
     paths = {}
-    for name in ("mlp", "convnet", "resnet", "vit", "gpt"):
+    for name in FAMILIES:
         model, x, y = _family(name)
         trainer = quiet_trainer(max_steps=2)
         trainer.fit(model, train_dataloaders=TensorLoader(x, y, batch_size=8))
@@ -58,7 +65,7 @@ FAST = [
 # ONNX and torch.export trace through torch.export (seconds each): two families by default
 TRACED = [("mlp", "onnx"), ("convnet", "onnx"), ("mlp", "pt2")] + [
     pytest.param(family, fmt, marks=pytest.mark.slow)
-    for fmt, families in (("onnx", ("resnet", "vit", "gpt")), ("pt2", ("convnet", "resnet", "vit", "gpt")))
+    for fmt, families in (("onnx", FAMILIES[2:]), ("pt2", FAMILIES[1:]))
     for family in families
 ]
 
@@ -74,7 +81,7 @@ def test_every_format_matches_its_checkpoint(
 
     # the exported model itself, on a new batch, against the checkpoint's model
     model = zoo.load(checkpoints[family])
-    x = torch.randint(0, len(VOCAB), (3, 16)) if family == "gpt" else torch.randn(3, *model.input_shape)
+    x = torch.randint(0, len(VOCAB), (3, 16)) if model.reads_tokens else torch.randn(3, *model.input_shape)
     with torch.no_grad():
         expected = model(x)
     if fmt == "onnx":

@@ -193,6 +193,8 @@ def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(files["big_image"])
     files["wrong_width"] = root / "wrong_width.npy"
     np.save(files["wrong_width"], np.zeros((4, 5)))
+    files["gray_npy"] = root / "gray.npy"
+    np.save(files["gray_npy"], np.zeros((2, 1, 12, 12), dtype=np.uint8))
     files["pickled"] = root / "pickled.npy"
     np.save(files["pickled"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
     return files
@@ -211,6 +213,7 @@ def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
         ("wine", "new.csv", ["-o", "out.txt"], "--output: out.txt must end in .csv or .npy"),
         ("images", "big_image", [], "big.png is 20x20 pixels; the model takes 12x12"),
         ("images", "no_column", [], "is a table, but this model takes images"),
+        ("images", "gray_npy", [], "holds examples of shape [1, 12, 12]; the model takes [3, 12, 12]"),
         ("lm", "new.csv", [], "GPT is a language model; sample from it with `zoo generate`"),
         ("missing.ckpt", "new.csv", [], "checkpoint: MISSING_CKPT does not exist"),
     ],
@@ -264,4 +267,22 @@ def test_a_checkpoint_without_preprocessing_still_predicts_with_a_warning(wine: 
     np.testing.assert_array_equal(
         np.asarray(data.classes)[indices],
         wine["model"].predict(data._splits["test"].x * data.feature_std + data.feature_mean),
+    )
+
+
+def test_a_token_sequence_model_is_refused_with_what_to_use(tmp_path: Path, capsys) -> None:
+    from tests.test_generate import _trained_checkpoint
+    from zoo.models import SequenceClassifier
+
+    ids = torch.randint(0, 8, (8, 6))
+    model = SequenceClassifier(
+        vocab_size=8, task="multiclass", num_classes=8, input_shape=[6], pooling="none", dim=16
+    )
+    checkpoint = _trained_checkpoint(tmp_path / "seq.ckpt", model, ids, ids.flip(1))
+    np.save(tmp_path / "ids.npy", ids.numpy())
+    code, out, err = run_main(["predict", str(checkpoint), "--input", str(tmp_path / "ids.npy")], capsys)
+    assert code == 2 and out == ""
+    assert (
+        err.startswith("zoo: error: predict: SequenceClassifier reads token sequences")
+        and err.count("\n") == 1
     )

@@ -58,8 +58,8 @@ def example_input(model: ZooModule, batch: int, seed: int = 0) -> torch.Tensor:
             f"export: {type(model).__name__} does not record its input shape; it cannot be traced."
         )
     generator = torch.Generator().manual_seed(seed)
-    if getattr(model, "vocab", None):
-        return torch.randint(0, len(model.vocab), (batch, *model.input_shape), generator=generator)
+    if model.num_tokens:
+        return torch.randint(0, model.num_tokens, (batch, *model.input_shape), generator=generator)
     return torch.randn(batch, *model.input_shape, generator=generator)
 
 

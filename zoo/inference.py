@@ -78,9 +78,14 @@ class Predictor:
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else _device_of(model)
         self.facts: dict[str, Any] = dict(getattr(model, "preprocessing", None) or {})
-        if getattr(model, "vocab", None) is not None:
+        if getattr(model, "reads_tokens", False):
+            name = type(model).__name__
+            if hasattr(model, "generate"):
+                raise ZooError(f"predict: {name} is a language model; sample from it with `zoo generate`.")
             raise ZooError(
-                f"predict: {type(model).__name__} is a language model; sample from it with `zoo generate`."
+                f"predict: {name} reads token sequences, which this predictor does not take yet (it takes "
+                "tables, arrays and images); use `zoo predict -c CONFIG --ckpt_path CKPT` on its data, "
+                "or call the model on token ids."
             )
         if not self.facts:
             warnings.warn(

@@ -126,6 +126,16 @@ class ZooModule(pl.LightningModule):
         monitor: metric a plateau scheduler watches.
     """
 
+    #: whether the model reads int64 token ids (GPT, SequenceClassifier) rather than features
+    reads_tokens: bool = False
+
+    @property
+    def num_tokens(self) -> int | None:
+        """How many distinct token ids a token model reads (``None`` for feature models)."""
+        if not self.reads_tokens:
+            return None
+        return len(self.vocab) if self.vocab else int(self.hparams["vocab_size"])
+
     def __init__(
         self,
         task: Task = "multiclass",

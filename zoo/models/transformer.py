@@ -78,6 +78,8 @@ class SequenceClassifier(ZooModule):
             sequence length comes from ``input_shape = [T]``.
     """
 
+    reads_tokens = True
+
     def __init__(
         self,
         vocab_size: int | None = None,
@@ -219,6 +221,8 @@ class GPT(ZooModule):
             model can :meth:`encode`, :meth:`decode` and :meth:`generate` text without the data
             (``num_classes`` then defaults to ``len(vocab)``).
     """
+
+    reads_tokens = True
 
     def __init__(
         self,
