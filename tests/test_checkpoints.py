@@ -84,12 +84,17 @@ def test_load_from_checkpoint_refuses_a_class_the_file_names(
     assert not payload.exists(), "the file's module was imported"
 
 
-@pytest.mark.parametrize("command", ["test", "fit", "generate"])
+@pytest.mark.parametrize("command", ["test", "fit", "generate", "predict", "export"])
 def test_commands_refuse_a_class_the_file_names(good_checkpoint, tmp_path, payload, capsys, command) -> None:
     hostile = _hostile(good_checkpoint, tmp_path)
     root = tmp_path / "runs"
     if command == "generate":
         argv = ["generate", str(hostile)]
+        option = "checkpoint"
+    elif command in ("predict", "export"):  # zoo predict CKPT --input ..., zoo export CKPT --format ...
+        (tmp_path / "rows.npy").write_bytes(b"")
+        more = ["--input", str(tmp_path / "rows.npy")] if command == "predict" else ["--format", "onnx"]
+        argv = [command, str(hostile), *more]
         option = "checkpoint"
     else:
         argv = [
