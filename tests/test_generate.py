@@ -58,7 +58,7 @@ def test_generate_matches_the_model_api(gpt_checkpoint: Path, capsys):
     [
         (["--prompt", "xyz"], "generate: --prompt: characters not in the model's vocabulary"),
         (["--temperature", "0"], "argument --temperature: must be > 0"),
-        (["-n", "0"], "argument -n/--max-new-tokens: must be >= 1"),
+        (["-n", "0"], "argument -n/--max-new-tokens: must be an integer >= 1"),
     ],
 )
 def test_generate_bad_options(gpt_checkpoint: Path, capsys, extra: list[str], message: str):

@@ -255,11 +255,11 @@ def _numeric(column: Any, name: str) -> np.ndarray:
     try:
         return values.astype(np.float64)
     except (TypeError, ValueError):
-        bad = next((v for v in values.reshape(-1) if not _is_number(v)), None)
+        bad = next((v for v in values.reshape(-1) if not is_number(v)), None)
         raise ZooError(f"input: column {name!r} must be numeric; found {bad!r}.") from None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     try:
         float(value)
     except (TypeError, ValueError):

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from zoo.cli.args import positive_float, positive_int
 from zoo.errors import ZooError
 
 EXAMPLES = """\
@@ -14,20 +15,6 @@ examples:
   zoo generate runs/gpt_chars/version_0/checkpoints/last.ckpt
   zoo generate best.ckpt --prompt "def main(" --max-new-tokens 300 --temperature 0.8 --top-k 20 --seed 1
 """
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -40,16 +27,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="a .ckpt file of a language model (zoo.models.GPT or a subclass)")
     parser.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
     parser.add_argument(
-        "-n", "--max-new-tokens", type=_positive_int, default=200, help="characters to add (default: 200)"
+        "-n", "--max-new-tokens", type=positive_int, default=200, help="characters to add (default: 200)"
     )
     parser.add_argument(
         "--temperature",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="> 0; lower is more conservative, higher more varied (default: 1.0)",
     )
     parser.add_argument(
-        "--top-k", type=_positive_int, default=None, help="sample among the k likeliest tokens (1: greedy)"
+        "--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens (1: greedy)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds the sampling: same seed, same text (default: 0)"

@@ -20,7 +20,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from zoo.cli.args import positive_int
 from zoo.errors import ZooError
+from zoo.inference import is_number
 
 EXAMPLES = """\
 examples:
@@ -36,16 +38,6 @@ present, is ignored; other columns (ids, keys) are copied to the output. The out
 classifiers, one `prob_<label>` column per class. Inputs are read in chunks, so files larger than
 memory work.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -67,7 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--output", "-o", default=None, help="a .csv or .npy file (default: CSV on stdout)")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=1024, help="examples per forward pass (default: 1024)"
+        "--batch-size", type=positive_int, default=1024, help="examples per forward pass (default: 1024)"
     )
     parser.add_argument(
         "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N (default: auto)"
@@ -76,14 +68,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] in ("-h", "--help"):
-        parse(argv)
-    try:
-        args = parse(argv)
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            raise SystemExit(2) from None
-        raise
+    args = parse(argv)
     predict_files(args.checkpoint, args.input, args.output, args.batch_size, args.device)
 
 
@@ -204,20 +189,12 @@ def _table_chunk(
         try:
             columns[name] = np.asarray(values, dtype=np.float64)
         except ValueError:
-            i = next(i for i, v in enumerate(values) if not _is_float(v))
+            i = next(i for i, v in enumerate(values) if not is_number(v))
             raise ZooError(
                 f"--input: {path}, line {first_line + i}: column {name!r} must be numeric; "
                 f"found {values[i]!r}."
             ) from None
     return _predicted(predictor, columns, {k: [row[where[k]] for row in rows] for k in keys})
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _npy_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict, np.ndarray, Any]]:

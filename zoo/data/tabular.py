@@ -10,6 +10,7 @@ import numpy as np
 
 from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
 from zoo.errors import ZooError
+from zoo.inference import is_number
 
 SklearnName = Literal["digits", "iris", "wine", "breast_cancer", "diabetes"]
 
@@ -170,13 +171,13 @@ class CSVDataModule(ZooDataModule):
             try:
                 x[:, j] = [float(v) for v in cols[name]]
             except ValueError:
-                bad = next(v for v in cols[name] if not _is_float(v))
+                bad = next(v for v in cols[name] if not is_number(v))
                 raise ZooError(
                     f"data: column {name!r} of {self.path} must be numeric; found {bad!r}."
                 ) from None
         raw = cols[self.target]
         classes = None
-        if all(_is_float(v) for v in raw):
+        if all(is_number(v) for v in raw):
             y = np.array([float(v) for v in raw])
         else:
             if self.declared_task == "regression":
@@ -188,11 +189,3 @@ class CSVDataModule(ZooDataModule):
             index = {c: i for i, c in enumerate(classes)}
             y = np.array([index[v] for v in raw], dtype=np.int64)
         return Loaded(ArraySplit(x, y), task=self.declared_task, classes=classes, feature_names=features)
-
-
-def _is_float(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
