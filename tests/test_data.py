@@ -491,3 +491,16 @@ def test_digits_as_images_are_standardized_per_channel_on_the_train_split():
 def test_as_images_is_for_digits_only():
     with pytest.raises(ZooError, match="data.as_images works for the digits dataset only"):
         SklearnDataModule("iris", as_images=True)
+
+
+def test_classes_are_counted_over_every_split_and_missing_ones_are_named() -> None:
+    from zoo.data import ArrayDataModule
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 3)), np.tile([0, 1, 2], 20)
+    x_test, y_test = rng.normal(size=(6, 3)), np.array([0, 1, 2, 3, 3, 3])  # 3 only in the test set
+    data = ArrayDataModule(x, y, x_test=x_test, y_test=y_test, val_size=0.2)
+    with pytest.warns(
+        UserWarning, match=r"the train split has no examples of class\(es\) \[3\]; the model cannot"
+    ):
+        assert data.num_classes == 4

@@ -93,6 +93,19 @@ def test_contrastive_matches_double_loop_reference(margin: float) -> None:
     assert got.item() == pytest.approx(contrastive_reference(z, labels, margin), rel=1e-5, abs=1e-7)
 
 
+def test_contrastive_on_a_binary_models_single_output() -> None:
+    # a binary model's (N, 1) output is squeezed to (N,) before the loss: one value per example,
+    # still paired as 1-D embeddings (it once summed over every pair into one scalar)
+    from zoo.models import MLP
+
+    model = MLP(task="binary", input_shape=[5], hidden_sizes=[4], loss="contrastive")
+    x, y = torch.randn(7, 5), torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    outputs = model.shape_outputs(model(x), y)
+    assert outputs.shape == (7,)
+    got = model.compute_loss(outputs, y)
+    assert got.item() == pytest.approx(contrastive_reference(outputs[:, None].detach(), y, 1.0), rel=1e-5)
+
+
 def test_contrastive_margin_behaviour() -> None:
     # two points of different labels at distance 2
     z = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
@@ -144,6 +157,19 @@ def test_l1_penalty_sums_only_matrices() -> None:
     got.backward()
     torch.testing.assert_close(model[0].weight.grad, model[0].weight.detach().sign())
     assert model[0].bias.grad is None
+
+
+def test_l1_penalty_leaves_out_what_weight_decay_leaves_out() -> None:
+    from zoo.models import ViT
+
+    model = ViT(task="multiclass", num_classes=3, input_shape=[1, 8, 8], patch_size=4, dim=16, depth=1)
+    expected = sum(
+        p.abs().sum()
+        for n, p in model.named_parameters()
+        if p.ndim >= 2 and not n.endswith(("pos_embed", "cls_token"))
+    )
+    torch.testing.assert_close(l1_penalty(model), expected)
+    assert model.net.pos_embed.abs().sum() > 0  # so including it would show
 
 
 def test_l1_penalty_skips_frozen_and_empty() -> None:

@@ -155,11 +155,20 @@ def test_target_stats_standardize_loss_and_destandardize_predictions() -> None:
     assert MLP(task="binary", input_shape=[2], target_stats=(10.0, 2.0)).target_stats is None
 
 
-def test_l1_lambda_adds_penalty() -> None:
+def test_l1_lambda_penalizes_training_only() -> None:
+    from unittest import mock
+
     model = MLP(hidden_sizes=[4], task="regression", input_shape=[3], l1_lambda=0.1)
-    out, y = torch.zeros(4), torch.ones(4)
-    expected = 1.0 + 0.1 * sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
-    torch.testing.assert_close(model.compute_loss(out, y), expected)
+    x, y = torch.randn(4, 3), torch.ones(4)
+    data_loss = model.compute_loss(model.shape_outputs(model(x), y), y)
+    penalty = 0.1 * sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
+    logged = {}
+    record = mock.patch.object(model, "log", lambda name, value, **kw: logged.__setitem__(name, value))
+    with record, mock.patch.object(model, "_trainer", mock.MagicMock(world_size=1)):
+        torch.testing.assert_close(model.training_step((x, y), 0), data_loss + penalty)
+        model.validation_step((x, y), 0)
+    torch.testing.assert_close(logged["train/loss"], data_loss)  # the logged losses are the data loss
+    torch.testing.assert_close(logged["val/loss"], data_loss)
 
 
 @pytest.mark.parametrize(

@@ -55,12 +55,14 @@ def test_param_groups_split_decay_and_no_decay() -> None:
     assert id(net.frozen) not in ids(groups[0]["params"]) | ids(groups[1]["params"])
 
 
-def test_param_groups_decay_everything() -> None:
+def test_param_groups_decay_biases_and_norms_but_not_named_exemptions() -> None:
     net = Net()
     groups = param_groups(net, decay_bias_and_norm=True)
-    assert len(groups) == 1
-    assert "weight_decay" not in groups[0]
-    assert ids(groups[0]["params"]) == ids(p for p in net.parameters() if p.requires_grad)
+    assert len(groups) == 2 and "weight_decay" not in groups[0]
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert ids(groups[0]["params"]) == ids(p for p in trainable if p is not net.pos_embed)
+    assert ids(groups[1]["params"]) == ids([net.pos_embed])  # no_weight_decay() wins over the flag
+    assert len(param_groups(nn.Linear(3, 3), decay_bias_and_norm=True)) == 1
 
 
 def test_param_groups_without_exempt_parameters_is_one_group() -> None:

@@ -21,7 +21,7 @@ from zoo.errors import ZooError
 from zoo.models import GPT, SequenceClassifier, ViT
 from zoo.models.base import ZooModule
 from zoo.nn import transformer as ztf
-from zoo.optim import param_groups
+from zoo.optim import no_weight_decay_names, param_groups
 
 pytestmark = pytest.mark.usefixtures("seeded_one_thread")
 
@@ -263,13 +263,36 @@ def test_vit_shapes(shape: tuple[int, int, int], patch: int, tokens: int, poolin
 
 def test_vit_no_weight_decay_on_positions_and_cls() -> None:
     model = ViT(task="multiclass", num_classes=3, input_shape=[1, 8, 8], patch_size=4, dim=16, depth=1)
-    assert model.no_weight_decay() == {"net.pos_embed", "net.cls_token"}
+    assert no_weight_decay_names(model) == {"net.pos_embed", "net.cls_token"}
     decayed, plain = param_groups(model)
     for name in ("pos_embed", "cls_token"):
         p = getattr(model.net, name)
         assert p.ndim == 3 and any(q is p for q in plain["params"])
         assert not any(q is p for q in decayed["params"])
     assert any(q is model.net.patch_embed.weight for q in decayed["params"])
+
+
+class _Wrapped(ViT):
+    """A subclass that keeps the backbone under another name: its exemptions must follow it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backbone = self.net
+        del self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def test_exemptions_follow_the_module_that_declares_them() -> None:
+    model = _Wrapped(task="multiclass", num_classes=3, input_shape=[1, 8, 8], patch_size=4, dim=16, depth=1)
+    assert no_weight_decay_names(model) == {"backbone.pos_embed", "backbone.cls_token"}
+    for decay_bias_and_norm in (False, True):  # the flag frees biases and norms, never named exemptions
+        decayed, *rest = param_groups(model, decay_bias_and_norm=decay_bias_and_norm)
+        assert not any(q is model.backbone.pos_embed for q in decayed["params"])
+        assert rest and any(q is model.backbone.pos_embed for q in rest[0]["params"])
+    decayed, _ = param_groups(model, decay_bias_and_norm=True)
+    assert any(q is model.backbone.patch_embed.bias for q in decayed["params"])
 
 
 _SEQ = {"task": "multiclass", "num_classes": 3, "input_shape": [8]}

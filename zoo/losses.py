@@ -48,6 +48,8 @@ class ContrastiveLoss(nn.Module):
         self.margin = margin
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if embeddings.ndim == 1:  # one value per example (a binary task's single output)
+            embeddings = embeddings[:, None]
         n = embeddings.shape[0]
         if n < 2:
             return embeddings.sum() * 0.0
@@ -65,9 +67,15 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
 
 
 def l1_penalty(module: nn.Module) -> torch.Tensor:
-    """Sum of absolute values of every weight matrix/kernel (``ndim >= 2``) of ``module``.
+    """Sum of absolute values of the parameters weight decay applies to: weight matrices and
+    kernels; biases, normalization parameters and names a module exempts with
+    ``no_weight_decay()`` (positions, [CLS] tokens) are left out (:func:`zoo.optim.is_decayed`)."""
+    from zoo.optim import is_decayed, no_weight_decay_names
 
-    Biases and normalization parameters are left out, as they are for weight decay.
-    """
-    terms = [p.abs().sum() for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+    exempt = no_weight_decay_names(module)
+    terms = [
+        p.abs().sum()
+        for name, p in module.named_parameters()
+        if p.requires_grad and is_decayed(name, p, exempt)
+    ]
     return torch.stack(terms).sum() if terms else torch.zeros(())

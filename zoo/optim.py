@@ -36,20 +36,39 @@ for _name, _cls in {
     OPTIMIZERS.register(_name, _cls)
 
 
-def param_groups(model: nn.Module, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
-    """Split trainable parameters into ``[decayed, not decayed]`` groups.
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Full names of the parameters that modules of ``model`` exempt from weight decay.
 
-    Biases, normalization weights and every other parameter with ``ndim <= 1`` go to the second
-    group (``weight_decay=0``), as do names listed by an optional ``model.no_weight_decay()``.
+    Any submodule may define ``no_weight_decay()`` returning names relative to itself (timm's
+    convention); they are prefixed with that submodule's path here, so a wrapper that stores a
+    backbone under any attribute keeps its exemptions without restating them.
+    """
+    names: set[str] = set()
+    for path, module in model.named_modules():
+        if hasattr(module, "no_weight_decay"):
+            names |= {f"{path}.{name}" if path else name for name in module.no_weight_decay()}
+    return names
+
+
+def is_decayed(name: str, p: torch.Tensor, named_exempt: set[str], decay_bias_and_norm: bool = False) -> bool:
+    """Whether weight decay (and the L1 penalty) applies to parameter ``name``: weight matrices and
+    kernels do; biases, normalization weights and other ``ndim <= 1`` parameters don't, unless
+    ``decay_bias_and_norm``; names a module exempts (:func:`no_weight_decay_names`) never do."""
+    if name in named_exempt:
+        return False
+    return decay_bias_and_norm or not (p.ndim <= 1 or name.endswith(".bias"))
+
+
+def param_groups(model: nn.Module, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
+    """Split trainable parameters into ``[decayed, not decayed]`` groups (see :func:`is_decayed`).
+
     The first group carries no ``weight_decay`` key, so it takes the optimizer's own value.
     """
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    exempt = no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        exempt = p.ndim <= 1 or name.endswith(".bias") or name in skip
-        (no_decay if exempt and not decay_bias_and_norm else decay).append(p)
+        if p.requires_grad:
+            (decay if is_decayed(name, p, exempt, decay_bias_and_norm) else no_decay).append(p)
     groups: list[dict[str, Any]] = [{"params": decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

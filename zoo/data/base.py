@@ -8,6 +8,7 @@ feature standardization on the training split only and serves tensors through
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -214,12 +215,30 @@ class ZooDataModule(pl.LightningDataModule):
         if task == "regression":
             self._num_classes = None
         else:
-            self._num_classes = len(classes) if classes is not None else int(loaded.train.y.max()) + 1
+            labels = [loaded.train.y] + ([loaded.test.y] if loaded.test is not None else [])
+            # over every split: a label only in the test set still needs an output
+            self._num_classes = len(classes) if classes is not None else int(max(y.max() for y in labels)) + 1
         self._feature_names = [str(name) for name in loaded.feature_names]
         splits = self._make_splits(loaded)
+        if task != "regression":
+            self._warn_missing_classes(splits)
         if self.standardize:
             self._standardize(splits)
         self._splits = splits
+
+    def _warn_missing_classes(self, splits: dict[str, ArraySplit]) -> None:
+        """Say which classes a split has no example of (the model cannot learn a class missing from
+        training; a metric over a split without it is biased)."""
+        for name, part in splits.items():
+            missing = sorted(set(range(self._num_classes)) - {int(v) for v in np.unique(part.y)})
+            if missing and len(part):
+                shown = [self._classes[i] for i in missing] if self._classes is not None else missing
+                warnings.warn(
+                    f"data: the {name} split has no examples of class(es) {shown[:10]}"
+                    + (f" (and {len(shown) - 10} more)" if len(shown) > 10 else "")
+                    + ("; the model cannot learn them." if name == "train" else "."),
+                    stacklevel=2,
+                )
 
     def _standardize(self, splits: dict[str, ArraySplit]) -> None:
         """Scale features with statistics of the training split (in place)."""

@@ -116,7 +116,9 @@ class ZooModule(pl.LightningModule):
             ``nn.Module`` loss by ``class_path``.
         label_smoothing: for cross-entropy.
         pos_weight: weight of the positive class for BCE.
-        l1_lambda: adds ``l1_lambda * sum(|W|)`` over weight matrices to the loss.
+        l1_lambda: adds ``l1_lambda * sum(|W|)`` over the weights that weight decay applies to
+            (:func:`~zoo.losses.l1_penalty`) to the training loss; the logged losses stay the data
+            loss, so ``val/loss`` compares across penalties.
         optimizer: any ``torch.optim`` optimizer, injected (``--model.optimizer SGD
             --model.optimizer.lr 0.1``); it receives parameter groups with no weight decay on
             biases and normalization weights.
@@ -363,16 +365,14 @@ class ZooModule(pl.LightningModule):
         return outputs
 
     def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The task loss plus the optional L1 weight penalty."""
+        """The data loss (what ``train/loss``, ``val/loss`` and ``test/loss`` report); the L1
+        penalty is a training term, added in :meth:`training_step`."""
         if self.task == "binary":
             targets = targets.float()
         elif self.target_stats is not None:
             mean, std = self.target_stats
             targets = (targets - mean) / std
-        loss = self.loss_fn(outputs, targets)
-        if self.l1_lambda:
-            loss = loss + self.l1_lambda * l1_penalty(self)
-        return loss
+        return self.loss_fn(outputs, targets)
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         """What the metrics see: class probabilities, the positive-class probability, or values."""
@@ -425,6 +425,8 @@ class ZooModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
+        if self.l1_lambda:
+            loss = loss + self.l1_lambda * l1_penalty(self)
         self._stop_if_not_finite(loss)
         return loss
 

@@ -116,10 +116,6 @@ class SequenceClassifier(ZooModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def no_weight_decay(self) -> set[str]:
-        """The positions and the [CLS] token are not decayed (see ``SequenceTransformer``)."""
-        return {f"net.{name}" for name in self.net.no_weight_decay()}
-
     def shape_outputs(self, outputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Per-token outputs ``(N, T, C)`` become ``(N*T, C)`` rows to match flattened targets;
         without targets (prediction) they keep their ``(N, T, ...)`` layout."""
@@ -188,10 +184,6 @@ class ViT(ZooModule):
         if x.ndim == 2:
             x = x.reshape(x.shape[0], *self.input_shape)
         return self.net(x)
-
-    def no_weight_decay(self) -> set[str]:
-        """The positions and the [CLS] token are not decayed (timm's convention)."""
-        return {f"net.{name}" for name in self.net.no_weight_decay()}
 
 
 @register_model("gpt")
