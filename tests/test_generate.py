@@ -43,6 +43,16 @@ def test_generate_continues_the_prompt_reproducibly(gpt_checkpoint: Path, capsys
     # top-k 1 is greedy decoding, which no seed changes
     greedy = {run_main([*args[:-2], "--top-k", "1", "--seed", str(s)], capsys)[1] for s in (1, 2)}
     assert len(greedy) == 1
+    # ... and is the argmax chain of the model's own logits (context cropped to the block of 8)
+    model = GPT.load_from_checkpoint(gpt_checkpoint, weights_only=True).eval()
+    ids = model.encode("abc")
+    for _ in range(30):
+        with torch.no_grad():
+            ids = torch.cat([ids, model(ids[None, -8:])[0, -1].argmax()[None]])
+    text = model.decode(ids)
+    assert greedy == {
+        text if text.endswith("\n") else text + "\n"
+    }  # the command ends the output with one newline
 
 
 def test_generate_matches_the_model_api(gpt_checkpoint: Path, capsys):

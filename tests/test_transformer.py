@@ -353,12 +353,15 @@ def _example_batch(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name", ["sequence_transformer", "vit", "gpt"])
 def test_bf16_autocast(name: str) -> None:
-    model = _small_models()[name]
+    model = _small_models()[name].eval()
     x, _ = _example_batch(name)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x)
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
-    assert out.shape[0] == 6
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out.dtype == torch.bfloat16 and out.shape == reference.shape and out.shape[0] == 6
+    # bf16 keeps ~3 significant digits: within 2% of the output scale of the fp32 pass (0.3-0.5% seen)
+    torch.testing.assert_close(out.float(), reference, atol=0.02 * reference.abs().max().item(), rtol=0)
 
 
 def test_registry_presets() -> None:
