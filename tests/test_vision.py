@@ -158,6 +158,26 @@ def test_fashion_mnist_unpacks_gz_files(tmp_path: Path):
     assert dm.transform.mean == [0.2860] and dm.transform.std == [0.3530]
 
 
+def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path: Path, monkeypatch):
+    # the package's folder holds the four .gz files; data_dir has nothing yet
+    _, _, x_test, _ = write_mnist(tmp_path / "package", folder="FashionMNIST", gz=True)
+    package = tmp_path / "package" / "FashionMNIST" / "raw"
+    monkeypatch.setattr(FashionMNISTDataModule, "system_dirs", (str(package),))
+    dm = FashionMNISTDataModule(data_dir=tmp_path / "data", val_size=10)
+    dm.prepare()
+    assert (tmp_path / "data/FashionMNIST/raw/t10k-images-idx3-ubyte").is_file()
+    np.testing.assert_array_equal(dm._splits["test"].x[:, 0], x_test)
+    # neither place: the message names both
+    monkeypatch.setattr(FashionMNISTDataModule, "system_dirs", (str(tmp_path / "not_installed"),))
+    with pytest.raises(ZooError) as err:
+        FashionMNISTDataModule(data_dir=tmp_path / "empty").prepare()
+    assert str(tmp_path / "empty" / "FashionMNIST" / "raw") in str(err.value)
+    assert (
+        f"or in {tmp_path / 'not_installed'} (Debian/Ubuntu: apt-get install dataset-fashion-mnist)"
+        in str(err.value)
+    )
+
+
 @pytest.mark.parametrize("archive", [False, True], ids=["folder", "tar.gz"])
 def test_cifar10_reads_pickled_batches(tmp_path: Path, no_cifar_checksum, archive: bool):
     batches = write_cifar10(tmp_path, archive=archive)

@@ -155,6 +155,10 @@ class TorchvisionDataModule(ImageDataModule):
     files: ClassVar[tuple[str, ...]] = ()
     #: an archive in ``data_dir`` that holds ``folder`` (CIFAR); else each file may be ``<name>.gz``
     archive: ClassVar[str] = ""
+    #: folders where an operating-system package installs the (``.gz``) files, read when
+    #: ``data_dir`` has none, and how to get that package
+    system_dirs: ClassVar[tuple[str, ...]] = ()
+    system_package: ClassVar[str] = ""
     #: the class names, in label order, and the shape of one image: known without the files
     class_names: ClassVar[tuple[str, ...]] = ()
     image_shape: ClassVar[tuple[int, int, int]] = (1, 1, 1)
@@ -201,13 +205,18 @@ class TorchvisionDataModule(ImageDataModule):
                 extract_archive(str(self.data_dir / self.archive), str(self.data_dir))
             return
         for name in self._missing():
-            packed = self.files_dir / f"{name}.gz"
-            if packed.is_file():
+            places = [self.files_dir, *map(Path, self.system_dirs)]
+            packed = next((d / f"{name}.gz" for d in places if (d / f"{name}.gz").is_file()), None)
+            if packed is not None:
+                self.files_dir.mkdir(parents=True, exist_ok=True)
                 extract_archive(str(packed), str(self.files_dir))
 
     def _where(self) -> str:
         packed = f"{self.archive} in {self.data_dir}" if self.archive else "the same names with .gz"
-        return f"{self.files_dir} (expected {', '.join(self.files)}; or {packed})"
+        where = f"{self.files_dir} (expected {', '.join(self.files)}; or {packed})"
+        for folder in self.system_dirs:
+            where += f" or in {folder} ({self.system_package})"
+        return where
 
     def prepare_data(self) -> None:
         """Unpack local archives, or download (with ``download=True``), when files are missing;
@@ -334,12 +343,16 @@ class MNISTDataModule(TorchvisionDataModule):
 class FashionMNISTDataModule(TorchvisionDataModule):
     """Fashion-MNIST: Zalando's clothing images in MNIST's format and sizes, 10 classes.
 
-    Files: ``<data_dir>/FashionMNIST/raw/`` (the four idx files, or their ``.gz`` originals).
+    Files: ``<data_dir>/FashionMNIST/raw/`` (the four idx files, or their ``.gz`` originals). When
+    they are not there, the ``.gz`` files of Debian's ``dataset-fashion-mnist`` package
+    (``/usr/share/datasets/fashion-mnist``) are unpacked into it: real images, offline.
     """
 
     dataset_name = "FashionMNIST"
     folder = "FashionMNIST/raw"
     files = _MNIST_FILES
+    system_dirs = ("/usr/share/datasets/fashion-mnist",)
+    system_package = "Debian/Ubuntu: apt-get install dataset-fashion-mnist"
     class_names = (
         "T-shirt/top",
         "Trouser",
