@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import math
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -28,7 +29,7 @@ from zoo.data import (
     ImageFolderDataModule,
     MNISTDataModule,
 )
-from zoo.data.transforms import random_crop, random_hflip
+from zoo.data.transforms import affine, random_affine, random_crop, random_hflip
 from zoo.errors import ZooError
 from zoo.models import ConvNet
 
@@ -416,6 +417,43 @@ def test_random_crop_cuts_a_window_of_the_padded_image():
     assert torch.equal(random_crop(x, 0, g), x)
 
 
+def test_affine_rotates_and_shifts_like_the_exact_operations():
+    x = torch.randint(0, 256, (3, 2, 6, 6), dtype=torch.uint8)
+    zero = torch.zeros(3, 2)
+    assert torch.equal(
+        affine(x, torch.full((3,), 90.0), zero), torch.rot90(x, 1, dims=(2, 3))
+    )  # counter-clockwise
+    assert torch.equal(affine(x, torch.full((3,), 180.0), zero), x.flip(2, 3))
+    assert torch.equal(affine(x, torch.zeros(3), zero), x)
+    right = affine(x, torch.zeros(3), torch.tensor([[2.0, 0.0]] * 3))  # two pixels right, zeros come in
+    assert torch.equal(right[..., 2:], x[..., :-2]) and not right[..., :2].any()
+    down = affine(x, torch.zeros(3), torch.tensor([[0.0, 1.0]] * 3))
+    assert torch.equal(down[..., 1:, :], x[..., :-1, :]) and not down[..., :1, :].any()
+
+
+def test_random_affine_is_seeded_bounded_and_per_image():
+    x = torch.zeros(64, 1, 9, 9, dtype=torch.uint8)
+    x[:, :, 4, 4] = 255  # a dot in the centre: it moves with the shift, and rotation keeps it there
+    assert random_affine(x, 0.0, 0.0) is x
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    moved = random_affine(x, 0.0, 2 / 9, g())
+    assert torch.equal(moved, random_affine(x, 0.0, 2 / 9, g()))  # same seed, same batch
+    rows, cols = (moved[:, 0] == 255).nonzero()[:, 1:].T
+    assert len(rows) == 64 and (rows - 4).abs().max() <= 2 and (cols - 4).abs().max() <= 2
+    assert len({(int(r), int(c)) for r, c in zip(rows, cols, strict=True)}) > 10  # each image its own shift
+    turned = random_affine(x, 30.0, 0.0, g())
+    assert (turned[:, 0, 4, 4] == 255).all() and turned.dtype == torch.uint8
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"rotate": 200.0}, "data.rotate must be in [0, 180] degrees"), ({"translate": 0.6}, "data.translate")],
+)
+def test_bad_affine_options(tmp_path: Path, options: dict, message: str):
+    with pytest.raises(ZooError, match=re.escape(message)):
+        ImageFolderDataModule(root=tmp_path, **options)
+
+
 def test_random_hflip_flips_some_images_whole():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64, 1, 5, 5), dtype=torch.uint8)
@@ -501,3 +539,14 @@ def test_convnet_mnist_recipe_learns_real_fashion_mnist(zoo, tmp_path: Path):
     )
     metrics = read_metrics(tmp_path / "runs")
     assert metrics["test/acc"] >= 0.70, metrics  # measured 0.742 (2026-11-25)
+
+
+def test_rotation_and_shift_apply_to_training_batches_only():
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    transform = ImageBatchTransform((0.5,), (0.25,), rotate=20.0, translate=0.1, seed=3)
+    assert transform.augments
+    torch.testing.assert_close(transform(x, train=False), (x.float() / 255 - 0.5) / 0.25)
+    trained = transform(x, train=True)
+    assert not torch.allclose(trained, transform(x, train=False))
+    again = ImageBatchTransform((0.5,), (0.25,), rotate=20.0, translate=0.1, seed=3)(x, train=True)
+    assert torch.equal(trained, again)  # seeded

@@ -2,7 +2,7 @@
 
 Image DataModules keep their pixels as one ``uint8`` tensor and hand out raw batches; after
 Lightning has moved a batch to the training device, :class:`ImageBatchTransform` augments it
-(random crop with padding, horizontal flip; training only) and normalizes it to float. One
+(random rotation and shift, crop with padding, horizontal flip; training only) and normalizes it to float. One
 vectorized operation per batch replaces a chain of per-image PIL transforms in DataLoader
 workers, and on a GPU the work happens there.
 """
@@ -40,6 +40,40 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: f
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
+def affine(x: torch.Tensor, degrees: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of ``x`` (N, C, H, W) by ``degrees[i]`` (counter-clockwise, about its
+    centre) and move it by ``shift[i] = (dx, dy)`` pixels (right, down); pixels that come from
+    outside the image are 0, others are interpolated bilinearly. Same dtype as ``x`` (uint8 is
+    rounded back)."""
+    n, _, h, w = x.shape
+    theta = torch.deg2rad(degrees.to(torch.float32))
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # affine_grid maps output coordinates (in [-1, 1] units) to input ones: the inverse motion
+    matrix = torch.zeros(n, 2, 3, device=x.device)
+    matrix[:, 0, 0], matrix[:, 0, 1] = cos, -sin * h / w
+    matrix[:, 1, 0], matrix[:, 1, 1] = sin * w / h, cos
+    matrix[:, 0, 2] = -2.0 * shift[:, 0].float() / w
+    matrix[:, 1, 2] = -2.0 * shift[:, 1].float() / h
+    grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else out.to(x.dtype)
+
+
+def random_affine(
+    x: torch.Tensor, degrees: float, translate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Rotate each image by an angle drawn uniformly from ``[-degrees, degrees]`` and move it by up
+    to ``translate`` of its width/height in each direction (torchvision's ``RandomAffine(degrees,
+    translate=(translate, translate))``, for a whole batch at once)."""
+    if degrees <= 0 and translate <= 0:
+        return x
+    n, _, h, w = x.shape
+    angles = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * degrees
+    limits = torch.tensor([translate * w, translate * h], device=x.device)
+    shift = ((torch.rand(n, 2, device=x.device, generator=generator) * 2 - 1) * limits).round()
+    return affine(x, angles, shift)
+
+
 class ImageBatchTransform:
     """Augment (training only) and normalize a batch of uint8 images.
 
@@ -48,6 +82,8 @@ class ImageBatchTransform:
         std: per-channel standard deviation in ``[0, 1]`` units.
         crop_padding: random crop with this much zero padding (0: no crop).
         hflip: random horizontal flips.
+        rotate: random rotations by up to this many degrees either way (0: none).
+        translate: random shifts by up to this fraction of the width/height (0: none).
         seed: seeds the augmentation's random generator (one per device and rank), so runs
             repeat and, under several processes, each rank draws its own crops and flips.
         rank: the rank whose generator :meth:`augment` uses (the DataModule sets it from the
@@ -62,11 +98,15 @@ class ImageBatchTransform:
         hflip: bool = False,
         seed: int = 0,
         rank: int = 0,
+        rotate: float = 0.0,
+        translate: float = 0.0,
     ) -> None:
         self.mean = [float(m) for m in mean]
         self.std = [float(s) for s in std]
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.rotate = float(rotate)
+        self.translate = float(translate)
         self.seed = seed
         self.rank = rank
         self._generators: dict[tuple[torch.device, int], torch.Generator] = {}
@@ -74,7 +114,7 @@ class ImageBatchTransform:
 
     @property
     def augments(self) -> bool:
-        return self.crop_padding > 0 or self.hflip
+        return self.crop_padding > 0 or self.hflip or self.rotate > 0 or self.translate > 0
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The generator of this rank on ``device``, seeded from ``(seed, rank)`` on first use."""
@@ -97,8 +137,9 @@ class ImageBatchTransform:
             self.generator(torch.device(device)).set_state(state)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random crop and flip, same dtype and shape as ``x``."""
+        """Random rotation and shift, crop and flip, same dtype and shape as ``x``."""
         g = self.generator(x.device)
+        x = random_affine(x, self.rotate, self.translate, g)
         x = random_crop(x, self.crop_padding, g)
         return random_hflip(x, g) if self.hflip else x
 

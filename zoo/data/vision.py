@@ -27,7 +27,8 @@ class ImageDataModule(ZooDataModule):
     """Base for image datasets held in memory as uint8 pixels ``(N, C, H, W)``.
 
     Batches leave the loaders as raw uint8 images; after they reach the device, training batches
-    are augmented (random crop with zero padding, horizontal flip) and every batch is normalized
+    are augmented (random rotation and shift, crop with zero padding, horizontal flip) and every
+    batch is normalized
     per channel, with the dataset's published statistics (:attr:`mean`, :attr:`std`) or, for
     datasets without them, statistics of the training split.
 
@@ -35,6 +36,8 @@ class ImageDataModule(ZooDataModule):
         crop_padding: random crop with this many pixels of zero padding on each side
             (training only; 0 turns it off).
         hflip: random horizontal flips (training only). Off for digits and letters.
+        rotate: random rotations by up to this many degrees either way (training only; 0: off).
+        translate: random shifts by up to this fraction of the width and height (training only).
         **kwargs: split and batch options of :class:`ZooDataModule`; ``standardize=False``
             scales pixels to ``[0, 1]`` only.
     """
@@ -43,14 +46,30 @@ class ImageDataModule(ZooDataModule):
     mean: ClassVar[tuple[float, ...]] = ()
     std: ClassVar[tuple[float, ...]] = ()
 
-    def __init__(self, crop_padding: int = 0, hflip: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        crop_padding: int = 0,
+        hflip: bool = False,
+        rotate: float = 0.0,
+        translate: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
             raise ZooError(
                 f"data.crop_padding must be an integer >= 0 (0: no random crop); got {crop_padding!r}."
             )
+        if not 0 <= rotate <= 180:
+            raise ZooError(f"data.rotate must be in [0, 180] degrees (0: no rotation); got {rotate!r}.")
+        if not 0 <= translate < 0.5:
+            raise ZooError(
+                f"data.translate must be a fraction in [0, 0.5) of the image size (0: no shift); "
+                f"got {translate!r}."
+            )
         super().__init__(**kwargs)
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.rotate = rotate
+        self.translate = translate
         self.channel_mean: tuple[float, ...] = (0.0,)
         self.channel_std: tuple[float, ...] = (1.0,)
         self.transform: ImageBatchTransform | None = None
@@ -79,7 +98,13 @@ class ImageDataModule(ZooDataModule):
         super().prepare()
         if self.transform is None:
             self.transform = ImageBatchTransform(
-                self.channel_mean, self.channel_std, self.crop_padding, self.hflip, seed=self.seed
+                self.channel_mean,
+                self.channel_std,
+                self.crop_padding,
+                self.hflip,
+                seed=self.seed,
+                rotate=self.rotate,
+                translate=self.translate,
             )
 
     def _features_tensor(self, x: np.ndarray) -> torch.Tensor:
