@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
+
+from zoo.inference import class_labels, class_probabilities, label_indices
 
 EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10}
 CHECKPOINT_DEFAULTS = {
@@ -139,11 +140,8 @@ class PredictionsCSV(BasePredictionWriter):
         data = getattr(trainer, "datamodule", None)
         if not facts and hasattr(data, "preprocessing"):
             facts = data.preprocessing()
-        self._task = getattr(pl_module, "task", "multiclass")
-        classes = facts.get("classes")
-        if classes is None and self._task != "regression":
-            classes = list(range(pl_module.num_outputs if self._task == "multiclass" else 2))
-        self._classes = classes
+        self._task = pl_module.task
+        self._classes = class_labels(pl_module, facts)
         self._header = False
         self._rows = 0
 
@@ -160,21 +158,19 @@ class PredictionsCSV(BasePredictionWriter):
                 header += [f"prob_{label}" for label in self._classes]
             self._writer.writerow(header)
             self._header = True
+        classifier = self._task != "regression"
+        index = label_indices(scores, self._task) if classifier else None
+        probs = class_probabilities(scores, self._task) if per_example and classifier else None
         for i in range(len(scores)):
-            row = [self._rows, self._label(scores[i])]
-            if per_example and self._task == "multiclass":
-                row += [f"{p:.6g}" for p in scores[i].tolist()]
-            elif per_example and self._task == "binary":
-                p = float(scores[i])
-                row += [f"{1 - p:.6g}", f"{p:.6g}"]
+            if classifier:
+                label = " ".join(str(self._classes[k]) for k in index[i].reshape(-1).tolist())
+            else:
+                label = " ".join(f"{v:.7g}" for v in scores[i].reshape(-1).tolist())
+            row = [self._rows, label]
+            if probs is not None:
+                row += [f"{p:.6g}" for p in probs[i].tolist()]
             self._writer.writerow(row)
             self._rows += 1
-
-    def _label(self, score: torch.Tensor) -> str:
-        if self._task == "regression":
-            return " ".join(f"{v:.7g}" for v in score.reshape(-1).tolist())
-        index = (score >= 0.5).long() if self._task == "binary" else score.argmax(-1)
-        return " ".join(str(self._classes[i]) for i in index.reshape(-1).tolist())
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._handle.close()

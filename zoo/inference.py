@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,10 +95,7 @@ class Predictor:
                 stacklevel=2,
             )
         self.task: str = model.task
-        classes = self.facts.get("classes")
-        if classes is None and self.task != "regression":
-            classes = list(range(model.num_outputs if self.task == "multiclass" else 2))
-        self.classes: list[Any] | None = classes
+        self.classes: list[Any] | None = class_labels(model, self.facts)
         self.input_shape = list(model.input_shape or self.facts.get("input_shape") or [])
         self.kind: str = self.facts.get("kind", "array")
         self.feature_names: list[str] = list(self.facts.get("feature_names") or [])
@@ -128,7 +125,7 @@ class Predictor:
             if not self.feature_names:
                 raise ZooError(
                     "predict: this model was trained without feature names; give an array of rows "
-                    f"with {self._width()} values each, in the training data's column order."
+                    f"with {self.width} values each, in the training data's column order."
                 )
             columns = []
             for name in self.feature_names:
@@ -157,7 +154,9 @@ class Predictor:
             raise ZooError("input: features must be finite numbers (found NaN or inf).")
         return x
 
-    def _width(self) -> int:
+    @property
+    def width(self) -> int:
+        """Values per example the model takes."""
         return int(np.prod(self.input_shape)) if self.input_shape else 0
 
     def _scaled_rows(self, x: np.ndarray) -> torch.Tensor:
@@ -203,9 +202,7 @@ class Predictor:
         out = []
         for start in range(0, len(features), self.batch_size):
             x = features[start : start + self.batch_size].to(self.device)
-            outputs = self.model(x)
-            if self.task != "multiclass" and outputs.ndim > 1 and outputs.shape[-1] == 1:
-                outputs = outputs.squeeze(-1)
+            outputs = self.model.shape_outputs(self.model(x))
             out.append(self.model.predictions(outputs.float()).cpu())
         if not out:
             width = [len(self.classes)] if self.task == "multiclass" and self.classes else []
@@ -216,22 +213,41 @@ class Predictor:
         """``(N, K)`` class probabilities, in the order of :attr:`classes`."""
         if self.task == "regression":
             raise ZooError("predict_proba: a regression model predicts values, not class probabilities.")
-        if self.task == "binary":
-            return torch.stack([1 - scores, scores], dim=1).numpy()
-        return scores.numpy()
+        return class_probabilities(scores, self.task).numpy()
 
     def labels(self, scores: torch.Tensor) -> np.ndarray:
         """The predicted class labels (as trained: strings stay strings), or the predicted values."""
         if self.task == "regression":
             return scores.numpy()
-        index = (scores >= 0.5).long() if self.task == "binary" else scores.argmax(dim=1)
-        return np.asarray([self.classes[i] for i in index.tolist()])
+        return np.asarray([self.classes[i] for i in label_indices(scores, self.task).tolist()])
 
     def predict(self, inputs: Any) -> np.ndarray:
         return self.labels(self.scores(self.features(inputs)))
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         return self.probabilities(self.scores(self.features(inputs)))
+
+
+def class_labels(model: ZooModule, facts: Mapping[str, Any]) -> list[Any] | None:
+    """The labels of a classifier's outputs, in output order: the original ones from its
+    preprocessing facts, else the indices; ``None`` for regression."""
+    if model.task == "regression":
+        return None
+    classes = facts.get("classes")
+    if classes is None:
+        classes = list(range(model.num_outputs if model.task == "multiclass" else 2))
+    return classes
+
+
+def label_indices(scores: torch.Tensor, task: str) -> torch.Tensor:
+    """The predicted class index of each score (of :meth:`ZooModule.predictions`): the positive
+    class at probability >= 0.5 for binary tasks, the largest probability otherwise."""
+    return (scores >= 0.5).long() if task == "binary" else scores.argmax(dim=-1)
+
+
+def class_probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:
+    """Scores as probabilities over the classes (last axis): binary ``p`` becomes ``(1 - p, p)``."""
+    return torch.stack([1 - scores, scores], dim=-1) if task == "binary" else scores
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -293,9 +309,3 @@ def _image_paths(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
         else:
             raise ZooError(f"input: {path} does not exist.")
     return paths
-
-
-def chunks(n: int, size: int) -> Iterator[slice]:
-    """Slices of ``size`` over ``range(n)``."""
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))

@@ -8,13 +8,14 @@ Lightning's loggers need a ``save_dir``; these take ``None`` to mean "the Traine
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch import loggers
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from zoo.files import atomic_write
 
 
 class CSVLogger(loggers.CSVLogger):
@@ -72,12 +73,12 @@ class _ContinuingWriter(ExperimentWriter):
             row_epoch, row_step = int(float(row.get("epoch") or 0)), int(float(row.get("step") or 0))
             return row_epoch < epoch or (row_epoch == epoch and row_step <= step)
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
+        def write(handle: Any) -> None:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(row for row in rows if kept(row))
-        os.replace(tmp, path)
+
+        atomic_write(path, write)
         self.metrics_keys = fields
 
 

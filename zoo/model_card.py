@@ -14,6 +14,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from zoo.files import atomic_write
+
 CARD_FILE = "README.md"
 
 
@@ -59,9 +61,7 @@ def write_model_card(
         *_usage(model, checkpoint, folder),
     ]
     path = folder / CARD_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write("\n".join(lines)))
     return path
 
 

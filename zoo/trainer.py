@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 
+from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
 
 METRICS_FILE = "test_metrics.json"
@@ -51,15 +50,6 @@ class ZooTrainer(pl.Trainer):
             write_json_atomic(Path(log_dir) / METRICS_FILE, metrics)
             write_model_card(self, model, datamodule, metrics, time.perf_counter() - started, Path(log_dir))
         return metrics
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it into place, so
-    that a kill during the write never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _number(value: Any) -> float | None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +20,7 @@ import numpy as np
 
 from zoo.cli.args import positive_int
 from zoo.errors import ZooError
+from zoo.files import atomic_write
 from zoo.inference import is_number
 
 EXAMPLES = """\
@@ -137,7 +136,7 @@ def _require_table(predictor: Any, path: Path) -> None:
     if not predictor.feature_names:
         raise ZooError(
             f"--input: {path}: this model was trained without named columns; give its features as a .npy "
-            f"array with {predictor._width()} values per example."
+            f"array with {predictor.width} values per example."
         )
 
 
@@ -183,18 +182,21 @@ def _csv_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict,
 def _table_chunk(
     predictor: Any, rows: list[list[str]], where: dict[str, int], keys: list[str], path: Path, first_line: int
 ) -> tuple[dict, np.ndarray, Any]:
-    columns = {}
+    columns = []
     for name in predictor.feature_names:
         values = [row[where[name]] for row in rows]
         try:
-            columns[name] = np.asarray(values, dtype=np.float64)
+            columns.append(np.asarray(values, dtype=np.float64))
         except ValueError:
             i = next(i for i, v in enumerate(values) if not is_number(v))
             raise ZooError(
                 f"--input: {path}, line {first_line + i}: column {name!r} must be numeric; "
                 f"found {values[i]!r}."
             ) from None
-    return _predicted(predictor, columns, {k: [row[where[k]] for row in rows] for k in keys})
+    # the features in the model's order: an array the predictor takes as rows
+    return _predicted(
+        predictor, np.stack(columns, axis=1), {k: [row[where[k]] for row in rows] for k in keys}
+    )
 
 
 def _npy_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict, np.ndarray, Any]]:
@@ -280,15 +282,7 @@ def _write_npy(predictor: Any, batches: Iterator[tuple[dict, np.ndarray, Any]], 
 
 
 def _atomic(path: Path, write: Any, text: bool) -> None:
-    """Write ``path`` through a temporary file in its folder, renamed into place when complete."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ZooError(f"--output: the folder {folder} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w" if text else "wb", **({"newline": ""} if text else {})) as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, binary=not text)

@@ -246,8 +246,12 @@ class ZooModule(pl.LightningModule):
         data = getattr(self.trainer, "datamodule", None)
         if hasattr(data, "random_state"):
             local["data"] = data.random_state()
-        if hasattr(data, "preprocessing"):
-            checkpoint[PREPROCESSING_KEY] = data.preprocessing()
+        # set from the DataModule at fit start (or from the checkpoint this model came from)
+        facts = self.preprocessing
+        if facts is None and hasattr(data, "preprocessing"):
+            facts = data.preprocessing()
+        if facts is not None:
+            checkpoint[PREPROCESSING_KEY] = facts
         if self._mid_training_epoch():
             # the epoch's train metrics so far, so that the resumed epoch's row counts every batch
             local["train_metrics"] = _metric_states(self.train_metrics)
