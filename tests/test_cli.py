@@ -185,10 +185,21 @@ def test_csv_missing_target_column(capsys, tmp_path: Path):
     [
         (None, "data.path: no such file: "),
         (["a,b,label"], "needs a header row and at least one data row"),
-        (["a,b,label", "1,2,0", "nan,3,1", "4,5,0", "6,7,1"], "features must be finite numbers"),
-        (["a,b,label", "1,x,0", "2,y,1"], "d.csv must be numeric; found 'x'"),
+        (
+            ["a,b,label", "1,2,0", "nan,3,1", "4,5,0", "6,7,1"],
+            "has a missing value ('nan') on line 3; fill it in, or set data.missing to drop",
+        ),
+        (["a,b,label", "1,2,0", "inf,3,1", "4,5,0", "6,7,1"], "has 'inf' on line 3; features must be finite"),
+        (
+            ["a,b,label", "1,2,0", "3,4,", "5,6,1"],
+            "line 3 has no target ('label' is ''); rows without a target",
+        ),
+        (
+            ["a,b,label"] + [f"{i},id{i},{i % 2}" for i in range(101)],
+            "has 101 distinct text values, more than data.max_categories=100",
+        ),
     ],
-    ids=["missing", "empty", "nan-feature", "text-feature"],
+    ids=["missing", "empty", "nan-feature", "inf-feature", "no-target", "id-column"],
 )
 def test_bad_csv_files_are_one_clear_error(capsys, tmp_path: Path, rows, message):
     csv = tmp_path / "d.csv"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -354,15 +356,108 @@ def test_csv_missing_feature_column(tmp_path: Path) -> None:
         CSVDataModule(path, target="label", features=["a", "c"]).prepare()
 
 
-def test_csv_non_numeric_feature_names_column(tmp_path: Path) -> None:
-    rows = ["a,color,y"] + [f"{i},{'red' if i == 7 else i},{i % 2}" for i in range(20)]
-    path = _write(tmp_path / "d.csv", "\n".join(rows))
+def _table(path: Path, n: int = 200, seed: int = 0, holes: bool = False) -> Path:
+    """A CSV with a numeric column `size`, a text column `color` and labels; with `holes`, every
+    7th size is empty and every 11th color is NA."""
+    rng = np.random.default_rng(seed)
+    lines = ["size,color,label"]
+    for i in range(n):
+        color = ["red", "green", "blue"][rng.integers(3)]
+        size = rng.normal()
+        label = "yes" if (color == "red") ^ (size > 0) else "no"
+        size_cell = "" if holes and i % 7 == 0 else f"{size:.4f}"
+        lines.append(f"{size_cell},{'NA' if holes and i % 11 == 0 else color},{label}")
+    return _write(path, "\n".join(lines) + "\n")
+
+
+def _raw_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_text_column_is_one_hot_encoded_with_the_training_categories(tmp_path: Path) -> None:
+    path = _table(tmp_path / "t.csv")
+    dm = CSVDataModule(path, target="label", standardize=False)
+    assert dm.input_shape == [4]
+    assert dm.encoder.feature_names == ["size", "color=blue", "color=green", "color=red"]
+    rows = _raw_rows(path)
+    by_size = {round(float(r["size"]), 4): r["color"] for r in rows}
+    for part in ("train", "val", "test"):
+        x = split(dm, part).x
+        np.testing.assert_array_equal(x[:, 1:].sum(axis=1), 1.0)  # exactly one category each
+        colors = [by_size[round(v, 4)] for v in x[:, 0]]
+        expected = np.array([[c == "blue", c == "green", c == "red"] for c in colors], dtype=float)
+        np.testing.assert_array_equal(x[:, 1:], expected)
+
+
+def test_csv_category_only_outside_the_training_split_encodes_as_zeros(tmp_path: Path) -> None:
+    # "purple" is on one row; stratified splits put it in train or not, so look where it went
+    lines = ["shade,label"] + [f"{['a', 'b'][i % 2]},{i % 2}" for i in range(40)] + ["purple,1"]
+    path = _write(tmp_path / "p.csv", "\n".join(lines))
+    for seed in range(10):
+        dm = CSVDataModule(path, target="label", standardize=False, seed=seed, val_size=10, test_size=10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dm.prepare()
+        if "purple" not in dm.encoder.categories[0]:
+            break
+    else:
+        pytest.fail("purple landed in the training split for every seed")
+    assert dm.encoder.categories[0] == ["a", "b"]
+    assert any("'purple') encode as all zeros" in str(w.message) for w in caught)
+    x = np.concatenate([split(dm, "val").x, split(dm, "test").x])
+    assert (x.sum(axis=1) == 0).sum() == 1  # the purple row
+
+
+def test_csv_missing_values_error_drop_and_mean(tmp_path: Path) -> None:
+    path = _table(tmp_path / "h.csv", holes=True)
     with pytest.raises(ZooError) as info:
-        CSVDataModule(path, target="y").prepare()
-    msg = str(info.value)
-    assert "column 'color'" in msg
-    assert "must be numeric" in msg
-    assert "'red'" in msg
+        CSVDataModule(path, target="label").prepare()
+    assert str(info.value) == (
+        f"data.missing=error: column 'size' of {path} has a missing value ('') on line 2; fill it in, "
+        "or set data.missing to drop (drop such rows) or mean (fill in the training split's mean)."
+    )
+
+    rows = _raw_rows(path)
+    complete = sum(1 for r in rows if r["size"] and r["color"] != "NA")
+    with pytest.warns(UserWarning, match=f"dropped {len(rows) - complete} of {len(rows)} rows"):
+        dropped = CSVDataModule(path, target="label", missing="drop", standardize=False)
+        dropped.prepare()
+    assert sum(dropped.split_sizes().values()) == complete
+
+    mean = CSVDataModule(path, target="label", missing="mean", standardize=False)
+    assert sum(mean.split_sizes().values()) == len(rows)
+    x = split(mean, "train").x
+    filled = (x[:, 1:] == 1.0).sum(axis=1) == 0  # rows whose color was missing hold frequencies
+    assert filled.sum() > 5
+    known = x[~filled, 1:]
+    np.testing.assert_allclose(x[filled, 1:], np.broadcast_to(known.mean(axis=0), x[filled, 1:].shape))
+    sizes = [float(r["size"]) for r in rows if r["size"]]
+    in_train = [v for v in x[:, 0] if round(v, 4) in {round(s, 4) for s in sizes}]
+    assert mean.encoder.means[0] == pytest.approx(np.mean(in_train))
+    assert np.sum(x[:, 0] == mean.encoder.means[0]) > 0  # the filled sizes
+
+
+def test_csv_categorical_option_and_encoding_facts_round_trip(tmp_path: Path) -> None:
+    from zoo.data.columns import ColumnEncoder
+
+    lines = ["code,v,label"] + [f"{10 * (i % 3)},{i},{i % 2}" for i in range(60)]
+    path = _write(tmp_path / "c.csv", "\n".join(lines))
+    dm = CSVDataModule(path, target="label", categorical=["code"], standardize=False)
+    assert dm.encoder.feature_names == ["code=0", "code=10", "code=20", "v"]
+    facts = dm.preprocessing()["encoding"]
+    again = ColumnEncoder.from_facts(facts)
+    cells = {"code": ["20", 0, 10.0, "NA"], "v": ["1.5", 2, "3", "4"]}
+    with pytest.raises(ZooError, match=r"input: row 4: column 'code' has a missing value \('NA'\)"):
+        again.transform(cells)
+    cells["code"][3] = "10"
+    np.testing.assert_array_equal(
+        again.transform(cells), [[0, 0, 1, 1.5], [1, 0, 0, 2], [0, 1, 0, 3], [0, 1, 0, 4]]
+    )
+    with pytest.raises(ZooError, match=r"data.categorical \['nope'\] are not columns"):
+        CSVDataModule(path, target="label", categorical=["nope"]).prepare()
+    with pytest.raises(ZooError, match="data.missing must be one of error, drop, mean; got 'zero'"):
+        CSVDataModule(path, target="label", missing="zero")
 
 
 def test_csv_missing_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from tests.conftest import quiet_trainer
 from tests.test_cli import run_main
 from tests.test_vision import write_png_tree
 from zoo.data import CSVDataModule, ImageFolderDataModule, SklearnDataModule
+from zoo.errors import ZooError
 from zoo.models import MLP, ConvNet
 
 CULTIVARS = np.array(["barolo", "grignolino", "barbera"])
@@ -286,3 +287,56 @@ def test_a_token_sequence_model_is_refused_with_what_to_use(tmp_path: Path, caps
         err.startswith("zoo: error: predict: SequenceClassifier reads token sequences")
         and err.count("\n") == 1
     )
+
+
+def test_text_columns_and_missing_cells_are_encoded_at_predict_as_in_training(tmp_path: Path, capsys) -> None:
+    from tests.test_data import _raw_rows, _table
+
+    path = _table(tmp_path / "t.csv", n=300, holes=True)
+    torch.manual_seed(0)
+    data = CSVDataModule(str(path), target="label", missing="mean", batch_size=32)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[32])
+    trainer = quiet_trainer(max_epochs=40)
+    trainer.fit(model, datamodule=data)
+    checkpoint = tmp_path / "t.ckpt"
+    trainer.save_checkpoint(checkpoint)
+
+    rows = _raw_rows(path)
+    mean = data.encoder.means[0]
+    new = [
+        *rows,
+        {"size": "0.5", "color": "purple"},
+        {"size": "", "color": "red"},
+        {"size": f"{mean!r}", "color": "red"},
+    ]
+    with (tmp_path / "new.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["color", "size"])
+        writer.writerows([r["color"], r["size"]] for r in new)
+    unseen = r"column 'color': 1 value\(s\) the training data never had \('purple'\) encode as all zeros"
+    with pytest.warns(UserWarning, match=unseen):
+        code, out, err = run_main(["predict", str(checkpoint), "--input", str(tmp_path / "new.csv")], capsys)
+    assert code == 0, err
+    predicted = [r["prediction"] for r in _read_csv(out)]
+
+    # what the DataModule's own (training-time) encoding and scaling give
+    cells = {"size": [r["size"] for r in new], "color": [r["color"] for r in new]}
+    x = (data.encoder.transform(cells) - data.feature_mean) / data.feature_std
+    with torch.no_grad():
+        expected = model.predictions(model(torch.as_tensor(x, dtype=torch.float32)))
+    assert predicted == [data.classes[i] for i in (expected.reshape(-1) >= 0.5).long().tolist()]
+    assert predicted[-2] == predicted[-1]  # a missing size is the training mean
+    truth = [r["label"] for r in rows]
+    assert np.mean([p == t for p, t in zip(predicted, truth, strict=False)]) >= 0.85
+
+    # the Python path takes the same raw cells, as a mapping of columns
+    with pytest.warns(UserWarning, match=unseen):
+        assert zoo.load(checkpoint).predict(cells).tolist() == predicted
+    # a model trained with data.missing=drop cannot drop a row it is asked to predict
+    from zoo.data.columns import ColumnEncoder
+
+    facts = dict(data.encoder.facts(), missing="drop")
+    with pytest.raises(
+        ZooError, match=r"input: row 1: column 'color' has a missing value \('NA'\); this model"
+    ):
+        ColumnEncoder.from_facts(facts).transform({"size": ["0.1"], "color": ["NA"]})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,10 @@ class Predictor:
         self.kind: str = self.facts.get("kind", "array")
         self.feature_names: list[str] = list(self.facts.get("feature_names") or [])
         mean, std = self.facts.get("mean"), self.facts.get("std")
+        from zoo.data.columns import ColumnEncoder
+
+        encoding = self.facts.get("encoding")
+        self.encoder = ColumnEncoder.from_facts(encoding) if encoding else None
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
         self.std = None if std is None else np.asarray(std, dtype=np.float64)
         self.model.to(self.device).eval()
@@ -110,17 +114,19 @@ class Predictor:
     def takes_images(self) -> bool:
         return self.kind == "image"
 
-    def features(self, inputs: Any) -> torch.Tensor:
-        """The model's input for raw ``inputs`` (see :meth:`predict`), float32 on the CPU."""
+    def features(self, inputs: Any, where: Callable[[int], str] | None = None) -> torch.Tensor:
+        """The model's input for raw ``inputs`` (see :meth:`predict`), float32 on the CPU.
+        ``where(i)`` starts an error message about row ``i`` of a table."""
         if self.takes_images:
             if _is_paths(inputs):
                 inputs = self.read_images(_image_paths(inputs))
             return self._normalized_images(_as_array(inputs))
-        return self._scaled_rows(self.rows(inputs))
+        return self._scaled_rows(self.rows(inputs, where))
 
-    def rows(self, inputs: Any) -> np.ndarray:
+    def rows(self, inputs: Any, where: Callable[[int], str] | None = None) -> np.ndarray:
         """A table (a mapping or DataFrame of columns, an array, a tensor, a list of rows) as a
-        float64 array of examples in the model's feature order."""
+        float64 array of examples in the model's feature order, text columns one-hot encoded and
+        missing cells filled in as the training data were (see :mod:`zoo.data.columns`)."""
         if isinstance(inputs, Mapping) or hasattr(inputs, "columns"):
             if not self.feature_names:
                 raise ZooError(
@@ -136,8 +142,25 @@ class Predictor:
                         f"input: there is no column {name!r}; the model takes the columns "
                         f"{', '.join(self.feature_names)}."
                     ) from None
-                columns.append(_numeric(column, name))
-            x = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+                columns.append(column if self.encoder else _numeric(column, name))
+            if self.encoder is not None:
+                cells = {
+                    n: _as_array(c.to_numpy() if hasattr(c, "to_numpy") else c).reshape(-1).tolist()
+                    for n, c in zip(self.feature_names, columns, strict=True)
+                }
+                x = self.encoder.transform(cells, where)
+            else:
+                x = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+        elif self.encoder is not None:  # rows of raw cells, in the training data's column order
+            cells = _as_array(inputs)
+            if cells.ndim == 1:
+                cells = cells[None]
+            if cells.ndim != 2 or cells.shape[1] != len(self.encoder.names):
+                raise ZooError(
+                    f"input: rows of {list(cells.shape[1:])} values; the model takes "
+                    f"{len(self.encoder.names)} columns ({', '.join(self.encoder.names)})."
+                )
+            x = self.encoder.transform(cells.astype(object), where)
         else:
             try:
                 x = _as_array(inputs).astype(np.float64)

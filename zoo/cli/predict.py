@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -182,20 +182,22 @@ def _csv_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict,
 def _table_chunk(
     predictor: Any, rows: list[list[str]], where: dict[str, int], keys: list[str], path: Path, first_line: int
 ) -> tuple[dict, np.ndarray, Any]:
-    columns = []
-    for name in predictor.feature_names:
-        values = [row[where[name]] for row in rows]
-        try:
-            columns.append(np.asarray(values, dtype=np.float64))
-        except ValueError:
-            i = next(i for i, v in enumerate(values) if not is_number(v))
-            raise ZooError(
-                f"--input: {path}, line {first_line + i}: column {name!r} must be numeric; "
-                f"found {values[i]!r}."
-            ) from None
-    # the features in the model's order: an array the predictor takes as rows
+    cells = {name: [row[where[name]] for row in rows] for name in predictor.feature_names}
+    if predictor.encoder is None:  # a checkpoint of an older zoo: numeric columns only
+        for name, values in cells.items():
+            try:
+                cells[name] = np.asarray(values, dtype=np.float64)
+            except ValueError:
+                i = next(i for i, v in enumerate(values) if not is_number(v))
+                raise ZooError(
+                    f"--input: {path}, line {first_line + i}: column {name!r} must be numeric; "
+                    f"found {values[i]!r}."
+                ) from None
     return _predicted(
-        predictor, np.stack(columns, axis=1), {k: [row[where[k]] for row in rows] for k in keys}
+        predictor,
+        cells,
+        {k: [row[where[k]] for row in rows] for k in keys},
+        where=lambda i: f"--input: {path}, line {first_line + i}",
     )
 
 
@@ -227,8 +229,10 @@ def _image_batches(predictor: Any, inputs: list[str], chunk: int) -> Iterator[tu
         yield _predicted(predictor, predictor.read_images(part), {"path": part})
 
 
-def _predicted(predictor: Any, inputs: Any, keys: dict) -> tuple[dict, np.ndarray, Any]:
-    scores = predictor.scores(predictor.features(inputs))
+def _predicted(
+    predictor: Any, inputs: Any, keys: dict, where: Callable[[int], str] | None = None
+) -> tuple[dict, np.ndarray, Any]:
+    scores = predictor.scores(predictor.features(inputs, where))
     probs = predictor.probabilities(scores) if predictor.task != "regression" else None
     return keys, predictor.labels(scores), probs
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from jsonargparse.typing import register_type
 
+from zoo.data.columns import ColumnEncoder
 from zoo.data.loader import TensorLoader
 from zoo.distributed import distributed_position
 from zoo.errors import ZooError
@@ -50,6 +51,9 @@ class Loaded:
     task: TaskOrAuto = "auto"
     classes: list[Any] | None = None
     feature_names: list[str] = field(default_factory=list)
+    #: raw table cells in ``x`` (an object array) that this encoder, fitted on the training
+    #: split, turns into features after the split (see :mod:`zoo.data.columns`)
+    encoder: ColumnEncoder | None = None
 
 
 class SplitSize(float):
@@ -145,6 +149,7 @@ class ZooDataModule(pl.LightningDataModule):
         self.stratify = stratify
         self.standardize = standardize
         self._splits: dict[str, ArraySplit] | None = None
+        self._encoder: ColumnEncoder | None = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ for subclasses
@@ -179,6 +184,13 @@ class ZooDataModule(pl.LightningDataModule):
         self.prepare()
         return self._classes
 
+    @property
+    def encoder(self) -> ColumnEncoder | None:
+        """How table cells became features (text columns one-hot, missing cells filled), fitted on
+        the training split; ``None`` for sources that load numbers."""
+        self.prepare()
+        return self._encoder
+
     def preprocessing(self) -> dict[str, Any]:
         """What turns raw examples into this DataModule's model inputs, and class indices back into
         the original labels, as plain data: every zoo checkpoint stores it, so a trained model
@@ -192,6 +204,8 @@ class ZooDataModule(pl.LightningDataModule):
             "feature_names": list(getattr(self, "_feature_names", [])),
             "target": self.target_name,
         }
+        if self._encoder is not None:
+            facts["encoding"] = self._encoder.facts()
         if self.standardize and getattr(self, "feature_mean", None) is not None:
             facts["mean"], facts["std"] = jsonable(self.feature_mean), jsonable(self.feature_std)
         return facts
@@ -220,6 +234,11 @@ class ZooDataModule(pl.LightningDataModule):
             self._num_classes = len(classes) if classes is not None else int(max(y.max() for y in labels)) + 1
         self._feature_names = [str(name) for name in loaded.feature_names]
         splits = self._make_splits(loaded)
+        self._encoder = loaded.encoder
+        if self._encoder is not None:  # raw cells: fit on the training split, then encode every split
+            self._encoder.fit(splits["train"].x)
+            for part in splits.values():
+                part.x = self._encoder.transform(part.x)
         if task != "regression":
             self._warn_missing_classes(splits)
         if self.standardize:
@@ -258,7 +277,8 @@ class ZooDataModule(pl.LightningDataModule):
                 raise ZooError(
                     f"data: features must have one row per target; got x {part.x.shape}, y {part.y.shape}."
                 )
-            self._check_features(part.x)
+            if loaded.encoder is None:  # raw cells are checked as they are encoded
+                self._check_features(part.x)
         y_all = np.concatenate([p.y for p in parts])
         task = loaded.task if loaded.task != "auto" else infer_task(y_all)
         if task == "regression":

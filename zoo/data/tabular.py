@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
+from zoo.data.columns import MISSING_POLICIES, ColumnEncoder, MissingPolicy, column_kinds, is_missing
 from zoo.errors import ZooError
 from zoo.inference import is_number
 
@@ -106,10 +108,14 @@ class ArrayDataModule(ZooDataModule):
 
 
 class CSVDataModule(ZooDataModule):
-    """A CSV file with a header row: numeric feature columns and one target column.
+    """A CSV file with a header row: feature columns and one target column.
 
-    Text labels in the target column become classes ``0..K-1`` (in sorted order, see
-    :attr:`classes`).
+    Numeric columns are features as they are; a column with text values (or named in
+    ``categorical``) is one-hot encoded with the categories of the training split. Missing cells
+    (empty, ``NA``, ``NaN``, ``null``, ``?``, ...) follow ``missing``. Both are fitted on the training
+    split and stored in every checkpoint, so ``zoo predict`` encodes new rows the same way (see
+    :mod:`zoo.data.columns`). Text labels in the target column become classes ``0..K-1`` (in
+    sorted order, see :attr:`classes`).
 
     Args:
         path: the CSV file.
@@ -118,6 +124,14 @@ class CSVDataModule(ZooDataModule):
         task: ``auto`` (text or integer labels -> classification, reals -> regression),
             ``multiclass``, ``binary`` or ``regression``.
         delimiter: the field separator.
+        missing: what a missing feature cell does: ``error`` (the default: say where it is),
+            ``drop`` (drop its row before the split) or ``mean`` (fill in the training split's mean;
+            for a text column, its category frequencies). A row without a target is an error
+            unless ``drop``.
+        categorical: columns to one-hot encode even though their values are numbers (codes, ids
+            of a few kinds).
+        max_categories: the most categories a text column may have; more is refused (an id or
+            free-text column would become thousands of useless features).
         **kwargs: split, batch and standardization options of :class:`ZooDataModule`.
     """
 
@@ -128,14 +142,24 @@ class CSVDataModule(ZooDataModule):
         features: list[str] | None = None,
         task: TaskOrAuto = "auto",
         delimiter: str = ",",
+        missing: MissingPolicy = "error",
+        categorical: list[str] | None = None,
+        max_categories: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if missing not in MISSING_POLICIES:
+            raise ZooError(f"data.missing must be one of {', '.join(MISSING_POLICIES)}; got {missing!r}.")
+        if max_categories < 2:
+            raise ZooError(f"data.max_categories must be >= 2; got {max_categories}.")
         self.path = Path(path)
         self.target = target
         self.features = features
         self.declared_task = task
         self.delimiter = delimiter
+        self.missing = missing
+        self.categorical = list(categorical or [])
+        self.max_categories = max_categories
 
     @property
     def target_name(self) -> str:
@@ -154,38 +178,96 @@ class CSVDataModule(ZooDataModule):
                 f"data.target {self.target!r} is not a column of {self.path}; columns: {', '.join(header)}."
             )
         features = self.features or [h for h in header if h != self.target]
-        missing = [f for f in features if f not in header]
-        if missing:
-            raise ZooError(
-                f"data.features {missing} are not columns of {self.path}; columns: {', '.join(header)}."
-            )
+        for option, names in (("features", features), ("categorical", self.categorical)):
+            unknown = [f for f in names if f not in header]
+            if unknown:
+                raise ZooError(
+                    f"data.{option} {unknown} are not columns of {self.path}; columns: {', '.join(header)}."
+                )
+        lines = [i + 2 for i, r in enumerate(rows[1:]) if r]  # file line of each data row
         body = [r for r in rows[1:] if r]
-        bad_rows = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
+        bad_rows = [line for line, r in zip(lines, body, strict=True) if len(r) != len(header)]
         if bad_rows:
             raise ZooError(
                 f"data.path: {self.path} line {bad_rows[0]} has a different number of fields than the header."
             )
-        cols = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
-        x = np.empty((len(body), len(features)))
+        where = {h: i for i, h in enumerate(header)}
+        used = [where[name] for name in [*features, self.target]]
+        holes = [any(is_missing(r[i]) for i in used) for r in body]
+        if any(holes):
+            if self.missing == "drop":
+                body = [r for r, hole in zip(body, holes, strict=True) if not hole]
+                lines = [line for line, hole in zip(lines, holes, strict=True) if not hole]
+                warnings.warn(
+                    f"data.missing=drop: dropped {sum(holes)} of {len(holes)} rows of {self.path} "
+                    "with a missing value.",
+                    stacklevel=2,
+                )
+                if not body:
+                    raise ZooError(f"data.missing=drop: every row of {self.path} has a missing value.")
+            else:
+                self._refuse_holes(body, lines, features, where)
+        raw = np.array([[r[where[name]].strip() for name in features] for r in body], dtype=object)
+        raw = raw.reshape(len(body), len(features))
+        kinds = column_kinds(features, raw, self.categorical)
         for j, name in enumerate(features):
-            try:
-                x[:, j] = [float(v) for v in cols[name]]
-            except ValueError:
-                bad = next(v for v in cols[name] if not is_number(v))
-                raise ZooError(
-                    f"data: column {name!r} of {self.path} must be numeric; found {bad!r}."
-                ) from None
-        raw = cols[self.target]
+            if kinds[j] == "number":
+                bad = [
+                    i
+                    for i, v in enumerate(raw[:, j].tolist())
+                    if not is_missing(v) and not np.isfinite(float(v))
+                ]
+                if bad:
+                    raise ZooError(
+                        f"data: column {name!r} of {self.path} has {raw[bad[0], j]!r} on line "
+                        f"{lines[bad[0]]}; features must be finite numbers."
+                    )
+            else:
+                count = len({v for v in raw[:, j].tolist() if not is_missing(v)})
+                if count > self.max_categories:
+                    raise ZooError(
+                        f"data: column {name!r} of {self.path} has {count} distinct text values, more "
+                        f"than data.max_categories={self.max_categories}: an id or free text makes no "
+                        "useful one-hot features. Leave it out with data.features, or raise "
+                        "data.max_categories."
+                    )
+        targets = [r[where[self.target]].strip() for r in body]
         classes = None
-        if all(is_number(v) for v in raw):
-            y = np.array([float(v) for v in raw])
+        if all(is_number(v) for v in targets):
+            y = np.array([float(v) for v in targets])
         else:
             if self.declared_task == "regression":
                 raise ZooError(
                     f"data: target column {self.target!r} has text values; "
                     "a regression target must be numeric."
                 )
-            classes = sorted(set(raw))
+            classes = sorted(set(targets))
             index = {c: i for i, c in enumerate(classes)}
-            y = np.array([index[v] for v in raw], dtype=np.int64)
-        return Loaded(ArraySplit(x, y), task=self.declared_task, classes=classes, feature_names=features)
+            y = np.array([index[v] for v in targets], dtype=np.int64)
+        return Loaded(
+            ArraySplit(raw, y),
+            task=self.declared_task,
+            classes=classes,
+            feature_names=features,
+            encoder=ColumnEncoder(features, kinds, self.missing),
+        )
+
+    def _refuse_holes(
+        self, body: list[list[str]], lines: list[int], features: list[str], where: dict
+    ) -> None:
+        """The first missing cell, named with its file line and the policy that would take it."""
+        for r, line in zip(body, lines, strict=True):
+            if is_missing(r[where[self.target]]):
+                raise ZooError(
+                    f"data: {self.path} line {line} has no target ({self.target!r} is "
+                    f"{r[where[self.target]]!r}); rows without a target cannot train "
+                    "(data.missing=drop drops them)."
+                )
+            if self.missing == "error":
+                name = next((n for n in features if is_missing(r[where[n]])), None)
+                if name is not None:
+                    raise ZooError(
+                        f"data.missing=error: column {name!r} of {self.path} has a missing value "
+                        f"({r[where[name]]!r}) on line {line}; fill it in, or set data.missing to drop "
+                        "(drop such rows) or mean (fill in the training split's mean)."
+                    )

@@ -15,7 +15,7 @@ import torch
 from zoo.errors import ZooError
 from zoo.models.base import ZooModule
 from zoo.nn import conv as zconv
-from zoo.nn.conv import NORMS2D, Norm2d
+from zoo.nn.conv import HEADS, NORMS2D, Head, Norm2d
 from zoo.registry import ACTIVATIONS, register_model
 
 
@@ -65,6 +65,11 @@ class ConvNet(_ConvModel):
         activation: any name in ``zoo.registry.ACTIVATIONS``.
         dropout: channel dropout (Dropout2d) after each block.
         residual: add a skip connection around each conv block.
+        head: ``avg`` (global average pooling, any input size) or ``flatten`` (the whole last feature
+            map, so the classifier sees where each feature is: better for small images such as
+            28x28, whose last map is still 7x7 after two stages).
+        hidden: widths of fully connected layers (Linear -> activation -> dropout) before the output.
+        head_dropout: dropout after each hidden layer.
         channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
         **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
     """
@@ -77,11 +82,20 @@ class ConvNet(_ConvModel):
         activation: str = "relu",
         dropout: float = 0.0,
         residual: bool = False,
+        head: Head = "avg",
+        hidden: Sequence[int] = (),
+        head_dropout: float = 0.0,
         channels_last: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         in_channels = self._check_options(activation, norm, dropout)
+        if head not in HEADS:
+            raise ZooError(f"model.head must be one of {', '.join(HEADS)}; got {head!r}.")
+        if any(int(h) < 1 for h in hidden):
+            raise ZooError(f"model.hidden must be a list of positive ints; got {list(hidden)}.")
+        if not 0.0 <= head_dropout < 1.0:
+            raise ZooError(f"model.head_dropout must be in [0, 1); got {head_dropout}.")
         self.net = zconv.ConvNet(
             in_channels,
             self.num_outputs,
@@ -91,7 +105,10 @@ class ConvNet(_ConvModel):
             activation=activation,
             dropout=dropout,
             residual=residual,
-            input_size=self._input_size,
+            input_size=(int(self.input_shape[1]), int(self.input_shape[2])),
+            head=head,
+            hidden=list(hidden),
+            head_dropout=head_dropout,
         )
         self._finish(channels_last)
 

@@ -1,8 +1,8 @@
 """Convolutional building blocks and image backbones: plain ``nn.Module``, usable without Lightning.
 
 Every network here takes ``(N, C, H, W)`` images, works in ``channels_last`` memory format too
-(only ``flatten`` is used, never ``.view``), and ends in global pooling, so any input size of at
-least 1x1 gives one output row per image.
+(only ``flatten`` is used, never ``.view``). All but a ConvNet with ``head="flatten"`` end in
+global pooling, so any input size of at least 1x1 gives one output row per image.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ Norm2d = Literal["none", "batch", "group"]
 NORMS2D = ("none", "batch", "group")
 Pool = Literal["none", "max", "avg"]
 POOLS = ("none", "max", "avg")
+Head = Literal["avg", "flatten"]
+HEADS = ("avg", "flatten")
 
 
 def make_norm2d(kind: str, channels: int, groups: int = 8) -> nn.Module:
@@ -138,6 +140,16 @@ class BasicBlock(nn.Module):
         return self.act(self.block2(self.block1(x)) + self.skip(x))
 
 
+def _pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``None``, an int (a square side) or ``(H, W)`` as ``(H, W)``."""
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    h, w = (int(v) for v in size)
+    return (h, w)
+
+
 def _check_widths(widths: Sequence[int], blocks_per_stage: int = 1) -> list[int]:
     widths = [int(w) for w in widths]
     if not widths or any(w < 1 for w in widths):
@@ -150,14 +162,27 @@ def _check_widths(widths: Sequence[int], blocks_per_stage: int = 1) -> list[int]
 class ConvNet(nn.Module):
     """A VGG-style net: stages of ``blocks_per_stage`` ConvBlocks, the last of each with 2x2 max pool.
 
-    Head: ``AdaptiveAvgPool2d(1) -> flatten -> Linear``. Pass ``input_size`` (the smaller of the
-    input's H and W) to skip the pooling of stages whose feature map is already below 2 pixels;
-    without it every stage pools, so the input must be at least ``2 ** len(widths)`` pixels.
+    The head turns the last feature map into outputs:
+
+    - ``head="avg"``: ``AdaptiveAvgPool2d(1) -> flatten``: any input size, but the spatial layout
+      is averaged away (fine for deep nets whose last map is 1-4 pixels);
+    - ``head="flatten"``: the whole ``C x H' x W'`` map flattened, so the classifier sees where each
+      feature is (the classic LeNet/VGG head; it needs ``input_size``);
+
+    then one ``Linear -> activation -> Dropout(head_dropout)`` per width in ``hidden`` and a last
+    ``Linear`` to ``num_outputs``.
+
+    Pass ``input_size`` (``(H, W)``, or one int for a square input) to skip the pooling of stages
+    whose feature map is already below 2 pixels; without it every stage pools, so the input must be
+    at least ``2 ** len(widths)`` pixels.
 
     Example:
         >>> net = ConvNet(1, 10, widths=(16, 32, 64, 128), input_size=8)
         >>> net(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
+        >>> net = ConvNet(1, 10, widths=(32, 64), head="flatten", hidden=(128,), input_size=28)
+        >>> net.head[1].in_features  # 64 channels x 7 x 7
+        3136
     """
 
     def __init__(
@@ -170,16 +195,29 @@ class ConvNet(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         residual: bool = False,
-        input_size: int | None = None,
+        input_size: int | Sequence[int] | None = None,
+        head: Head = "avg",
+        hidden: Sequence[int] = (),
+        head_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         widths = _check_widths(widths, blocks_per_stage)
+        hidden = [int(h) for h in hidden]
+        if head not in HEADS:
+            raise ZooError(f"Unknown head {head!r}. Valid heads: {', '.join(HEADS)}.")
+        if any(h < 1 for h in hidden):
+            raise ZooError(f"hidden must be a list of positive ints; got {hidden}.")
+        if not 0.0 <= head_dropout < 1.0:
+            raise ZooError(f"head_dropout must be in [0, 1); got {head_dropout}.")
+        if head == "flatten" and input_size is None:
+            raise ZooError("head='flatten' needs input_size (the input's height and width).")
+        hw = _pair(input_size)
         blocks: list[nn.Module] = []
-        prev, size = in_channels, input_size
+        prev = in_channels
         for w in widths:
             for b in range(blocks_per_stage):
                 last = b == blocks_per_stage - 1
-                pool = "max" if last and (size is None or size >= 2) else "none"
+                pool = "max" if last and (hw is None or min(hw) >= 2) else "none"
                 blocks.append(
                     ConvBlock(
                         prev,
@@ -192,10 +230,23 @@ class ConvNet(nn.Module):
                     )
                 )
                 prev = w
-            if size is not None and size >= 2:
-                size //= 2
+            if hw is not None and min(hw) >= 2:
+                hw = (hw[0] // 2, hw[1] // 2)
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(prev, num_outputs))
+        layers: list[nn.Module] = []
+        if head == "avg":
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        else:
+            assert hw is not None
+            layers.append(nn.Flatten())
+            prev *= hw[0] * hw[1]
+        for h in hidden:
+            layers += [nn.Linear(prev, h), make_activation(activation)]
+            if head_dropout > 0:
+                layers.append(nn.Dropout(head_dropout))
+            prev = h
+        layers.append(nn.Linear(prev, num_outputs))
+        self.head = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
