@@ -589,3 +589,22 @@ def test_gpt_validates_then_fits_with_exact_perplexity():
     assert before["val/bpc"] == pytest.approx(nll.item() / math.log(2), rel=1e-5)
     trainer.fit(model, loader, loader)
     assert trainer.global_step == 2
+
+
+def test_token_nll_states_suit_mps_and_stay_exact_over_many_batches():
+    from zoo.models.transformer import TokenNLL
+
+    metric = TokenNLL("ppl")
+    # MPS has no float64: no state may be float64 (moving one there raises)
+    assert {name: getattr(metric, name).dtype for name in ("total", "tokens")} == {
+        "total": torch.float32,
+        "tokens": torch.long,
+    }
+    gen = torch.Generator().manual_seed(0)
+    nlls = 1.0 + 4.0 * torch.rand(5000, generator=gen, dtype=torch.float64)
+    counts = torch.randint(1000, 20000, (5000,), generator=gen)
+    for nll, count in zip(nlls, counts.tolist(), strict=True):
+        metric.update(nll.float(), count)
+    assert metric.tokens.item() == counts.sum().item()  # exact beyond float32's 2**24
+    exact = (nlls * counts).sum() / counts.sum()
+    assert metric.compute().item() == pytest.approx(exact.exp().item(), rel=1e-5)
