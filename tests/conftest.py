@@ -17,6 +17,29 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@pytest.fixture(scope="session")
+def fashion_gz(tmp_path_factory) -> Path:
+    """The folder of real Fashion-MNIST's four ``.gz`` files: Debian's ``dataset-fashion-mnist``
+    package, installed or still in the apt cache; the test is skipped without it."""
+    if all((FASHION_DIR / f"{name}.gz").is_file() for name in FASHION_FILES):
+        return FASHION_DIR
+    debs = sorted(Path("/var/cache/apt/archives").glob("dataset-fashion-mnist_*.deb"))
+    if not debs or not shutil.which("dpkg-deb"):
+        pytest.skip("needs Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)")
+    out = tmp_path_factory.mktemp("fashion-deb")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(out)], check=True)
+    return out / "usr/share/datasets/fashion-mnist"
+
+
 def zoo_executable() -> str:
     """The ``zoo`` console script of the Python running the tests."""
     candidate = Path(sys.executable).parent / "zoo"

@@ -158,3 +158,83 @@ def test_registry_presets():
     assert r20.hparams.blocks_per_stage == 3 and list(r20.hparams.widths) == [4, 8, 16]
     assert {"resnet", "resnet8", "resnet20"} <= set(zoo.list_models("resnet*"))
     assert {"convnet", "fast_cifar"} <= set(zoo.list_models())
+
+
+def _randomize_norms(net: nn.Module) -> nn.Module:
+    """Non-trivial batch-norm statistics and affine terms, so a wrong order of ops shows."""
+    torch.manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return net.eval()
+
+
+def _block_reference(block: zconv.ConvBlock, x: torch.Tensor, act=torch.relu) -> torch.Tensor:
+    """conv -> batch norm (eval) -> activation, written with torch.nn.functional."""
+    conv, bn = block.conv, block.norm
+    y = nn.functional.conv2d(x, conv.weight, conv.bias, stride=conv.stride, padding=conv.padding)
+    y = nn.functional.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+    return act(y)
+
+
+@pytest.mark.parametrize("head", ["avg", "flatten"])
+def test_convnet_equals_a_functional_reference(head):
+    torch.manual_seed(0)
+    net = _randomize_norms(
+        zconv.ConvNet(2, 5, widths=(4, 8), head=head, hidden=(16,), head_dropout=0.5, input_size=(12, 10))
+    )
+    x = torch.randn(3, 2, 12, 10)
+    y = x
+    for block in net.features:  # one block per stage, each ending in 2x2 max pooling
+        y = nn.functional.max_pool2d(_block_reference(block, y), 2)
+    assert y.shape == (3, 8, 3, 2)
+    y = y.flatten(1) if head == "flatten" else y.mean(dim=(2, 3))
+    linears = [m for m in net.head if isinstance(m, nn.Linear)]
+    assert [m.in_features for m in linears] == [8 * 3 * 2 if head == "flatten" else 8, 16]
+    expected = nn.functional.linear(torch.relu(nn.functional.linear(y, *_wb(linears[0]))), *_wb(linears[1]))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected)
+
+
+def _wb(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    return linear.weight, linear.bias
+
+
+def test_resnet_basic_block_and_fast_cifar_head_equal_their_formulas():
+    torch.manual_seed(0)
+    block = _randomize_norms(zconv.BasicBlock(4, 8, stride=2))
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        inner = _block_reference(block.block2, _block_reference(block.block1, x), act=lambda t: t)
+        proj, bn = block.skip
+        skip = nn.functional.batch_norm(
+            nn.functional.conv2d(x, proj.weight, stride=2),
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+        )
+        torch.testing.assert_close(block(x), torch.relu(inner + skip))
+
+    net = _randomize_norms(zconv.FastCifarNet(3, 4, widths=(4, 8), activation="relu", input_size=8))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        y = _block_reference(net.features[0], x)
+        y = nn.functional.max_pool2d(_block_reference(net.features[1], y), 2)
+        expected = nn.functional.linear(y.amax(dim=(2, 3)), *_wb(net.head[-1])) * net.logit_scale
+        torch.testing.assert_close(net(x), expected)
+
+
+def test_flatten_head_needs_the_input_size_and_checks_its_options():
+    with pytest.raises(ZooError, match="head='flatten' needs input_size"):
+        zconv.ConvNet(1, 3, head="flatten")
+    with pytest.raises(ZooError, match="model.head must be one of avg, flatten; got 'gap'"):
+        ConvNet(task="multiclass", num_classes=3, input_shape=[1, 8, 8], head="gap")
+    with pytest.raises(ZooError, match=r"model.hidden must be a list of positive ints; got \[0\]"):
+        ConvNet(task="multiclass", num_classes=3, input_shape=[1, 8, 8], hidden=[0])
+    model = ConvNet(task="multiclass", num_classes=3, input_shape=[1, 28, 20], head="flatten", hidden=[32])
+    assert model.net.head[1].in_features == 64 * 7 * 5  # the non-square map, flattened
+    assert model(torch.randn(2, 560)).shape == (2, 3)

@@ -6,13 +6,15 @@ import csv
 import importlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import QUIET, read_metrics
-from tests.test_vision import write_cifar10, write_mnist
+from tests.test_vision import read_idx_gz, write_cifar10_from
 from zoo.recipes import list_recipes
 
 RECIPES = [r for r in list_recipes() if not r.is_fragment]
@@ -26,15 +28,21 @@ FLOORS = {
     "convnet_digits": ("test/acc", 0.98),
     "vit_digits": ("test/acc", 0.95),
     "transformer_sequence": ("test/acc", 0.99),
+    "mlp_fashion": ("test/acc", 0.885),
+    "convnet_fashion": ("test/acc", 0.92),
 }
+# recipes on real Fashion-MNIST (Debian's package): the files are copied into the run's data/
+ON_FASHION = {"mlp_fashion", "convnet_fashion", "resnet_fashion"}
 # recipes whose data can't be downloaded here: run briefly on files written in the real format
 ON_WRITTEN_FILES = {"convnet_mnist", "resnet_cifar10"}
+# recipes sized for a GPU: a short run here, their targets measured on a lent GPU
+GPU_SIZED = {"resnet_fashion"}
 # recipes too long for the default run: a short run here, the full one marked slow
 SHORTENED = {"gpt_chars"}
 
 
 def test_every_recipe_has_a_floor_and_a_header():
-    assert {r.name for r in RECIPES} == set(FLOORS) | ON_WRITTEN_FILES | SHORTENED
+    assert {r.name for r in RECIPES} == set(FLOORS) | ON_WRITTEN_FILES | SHORTENED | GPU_SIZED
     # each fragment has its own test below (trainer/debug is used by many)
     # (trainer/ddp: tests/test_distributed.py runs it on two processes)
     assert {f.name for f in FRAGMENTS} == {
@@ -51,15 +59,25 @@ def test_every_recipe_has_a_floor_and_a_header():
         yaml.safe_load(recipe.path.read_text())  # parses
 
 
-# the transformers' recipes take over 30 s each here: their floors run with the slow checks, and
-# tests/test_transformer.py checks both families learn in a few seconds
-SLOW_FLOORS = {"vit_digits", "transformer_sequence"}
+# the transformers' recipes take over 30 s each here (tests/test_transformer.py checks both families
+# learn in a few seconds), the Fashion-MNIST ones minutes: their floors run with the slow checks
+SLOW_FLOORS = {"vit_digits", "transformer_sequence", "mlp_fashion", "convnet_fashion"}
+
+
+def copy_fashion(request, data_dir: Path) -> None:
+    """Real Fashion-MNIST's .gz files into ``data_dir`` (skips the test where there are none)."""
+    raw = data_dir / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for packed in request.getfixturevalue("fashion_gz").glob("*.gz"):
+        shutil.copy(packed, raw)
 
 
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FLOORS else n for n in sorted(FLOORS)]
 )
-def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str):
+def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str, request):
+    if name in ON_FASHION:
+        copy_fashion(request, tmp_path / "data")  # the recipes' data_dir, relative to the run
     proc = zoo("train", "-c", name, "--trainer.default_root_dir", str(tmp_path / "runs"), *QUIET)
     metric, floor = FLOORS[name]
     metrics = read_metrics(tmp_path / "runs")
@@ -126,9 +144,10 @@ def test_wandb_fragment_writes_offline_run_with_full_config(zoo, tmp_path: Path)
     runs = list((root / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list(root.rglob("*"))
     assert list(runs[0].glob("run-*.wandb")), "wandb wrote no run file"
-    # the CSV logger still runs beside it
-    assert read_metrics(root)["test/acc"] > 0.1
-    assert list(root.rglob("metrics.csv"))
+    # the CSV logger still runs beside it and holds the test result that test_metrics.json reports
+    rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
+    logged = [float(r["test/acc"]) for r in rows if r.get("test/acc")]
+    assert logged == [pytest.approx(read_metrics(root)["test/acc"])]
     # the full config (not only the model's hyperparameters) is recorded in the run
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
     assert b'"class_path":"zoo.data.SklearnDataModule"' in record
@@ -150,8 +169,12 @@ def test_test_metrics_json_matches_printed_table(zoo, tmp_path: Path):
     assert max(steps) <= 10
 
 
-def test_convnet_mnist_runs_on_mnist_files(zoo, tmp_path: Path):
-    write_mnist(tmp_path / "data", n_train=200)
+def test_convnet_mnist_learns_from_real_images_in_mnist_files(zoo, tmp_path: Path, fashion_gz: Path):
+    # MNIST itself cannot be downloaded here; Fashion-MNIST's files have MNIST's names and format
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for packed in fashion_gz.glob("*.gz"):
+        shutil.copy(packed, raw)
     root = tmp_path / "runs"
     zoo(
         "train",
@@ -159,15 +182,15 @@ def test_convnet_mnist_runs_on_mnist_files(zoo, tmp_path: Path):
         "convnet_mnist",
         "-c",
         "trainer/debug",
+        "--trainer.limit_train_batches",
+        "15",
         "--data.data_dir",
         str(tmp_path / "data"),
-        "--data.val_size",
-        "20",
         "--trainer.default_root_dir",
         str(root),
     )
     metrics = read_metrics(root)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert metrics["test/acc"] >= 0.6, metrics  # 30 steps of 128 images: 0.688 measured; chance is 0.1
     config = yaml.safe_load(next(root.rglob("config.yaml")).read_text())
     assert config["data"]["init_args"]["crop_padding"] == 2
 
@@ -193,22 +216,37 @@ def test_convnet_mnist_offline_without_files_is_one_clear_error(zoo, tmp_path: P
     assert not root.exists() or not any(root.rglob("*.ckpt"))
 
 
-def test_resnet_cifar10_runs_in_bf16_channels_last(tmp_path: Path, no_cifar_checksum, capsys):
+def _step_losses(root: Path) -> list[float]:
+    rows = csv.DictReader(next(root.rglob("metrics.csv")).open())
+    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+# the ResNet recipes are GPU-sized (bf16 is slow on CPUs): a few small steps, on real images, must
+# lower the training loss (BatchNorm's running statistics are still far off after 10 steps, so
+# test accuracy says nothing yet)
+SHORT_RESNET = ("-c", "trainer/debug", "--data.batch_size", "32", "--trainer.log_every_n_steps", "1")
+
+
+def test_resnet_cifar10_learns_in_bf16_channels_last(
+    tmp_path: Path, no_cifar_checksum, fashion_gz: Path, capsys
+):
     from zoo.cli import main
 
-    write_cifar10(tmp_path / "data")
+    # real images in CIFAR-10's format: Fashion-MNIST padded to 32x32 RGB (CIFAR can't be downloaded here)
+    images = read_idx_gz(fashion_gz / "train-images-idx3-ubyte.gz")[:1200]
+    labels = read_idx_gz(fashion_gz / "train-labels-idx1-ubyte.gz")[:1200]
+    write_cifar10_from(images, labels, tmp_path / "data", per_batch=200, n_test=200)
     root = tmp_path / "runs"
     main(
         [
             "train",
             "-c",
             "resnet_cifar10",
-            "-c",
-            "trainer/debug",
+            *SHORT_RESNET,
             "--data.data_dir",
             str(tmp_path / "data"),
             "--data.val_size",
-            "10",
+            "64",
             "--trainer.default_root_dir",
             str(root),
         ]
@@ -217,7 +255,46 @@ def test_resnet_cifar10_runs_in_bf16_channels_last(tmp_path: Path, no_cifar_chec
     config = yaml.safe_load(next(root.rglob("config.yaml")).read_text())
     assert config["trainer"]["precision"] == "bf16-mixed"
     assert config["model"]["init_args"]["channels_last"] is True
-    assert 0.0 <= read_metrics(root)["test/acc"] <= 1.0
+    losses = _step_losses(root)
+    assert len(losses) == 10 and sum(losses[-3:]) < 0.85 * sum(losses[:3]), losses
+
+
+def test_resnet_fashion_recipe_is_a_resnet_with_augmentation(capsys):
+    from tests.test_cli import run_main
+    from zoo.models import ResNet
+
+    code, out, err = run_main(["fit", "-c", "resnet_fashion", "--print_config"], capsys)
+    assert code == 0, err
+    config = yaml.safe_load(out)
+    data, model = config["data"]["init_args"], config["model"]["init_args"]
+    assert (data["crop_padding"], data["hflip"], data["rotate"]) == (2, True, 10)
+    assert config["trainer"]["precision"] == "bf16-mixed" and model["channels_last"] is True
+    options = {k: v for k, v in model.items() if k in ("widths", "blocks_per_stage", "norm", "activation")}
+    net = ResNet(task="multiclass", num_classes=10, input_shape=[1, 28, 28], **options)
+    convs = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in net.modules())
+    assert convs == 6 * model["blocks_per_stage"] + 1  # ResNet-14 with (32, 64, 128)
+    assert net(torch.zeros(2, 784)).shape == (2, 10)
+
+
+# 40 s here (bf16 convolutions are slow on CPUs)
+@pytest.mark.slow
+def test_resnet_fashion_learns_in_a_short_run(zoo, tmp_path: Path, request):
+    copy_fashion(request, tmp_path / "data")
+    root = tmp_path / "runs"
+    zoo(
+        "train",
+        "-c",
+        "resnet_fashion",
+        *SHORT_RESNET,
+        "--data.eval_batch_size",
+        "100",
+        "--trainer.default_root_dir",
+        str(root),
+    )
+    config = yaml.safe_load(next(root.rglob("config.yaml")).read_text())
+    assert config["data"]["init_args"]["rotate"] == 10
+    losses = _step_losses(root)
+    assert len(losses) == 10 and sum(losses[-3:]) < 0.85 * sum(losses[:3]), losses
 
 
 def _unigram_entropy(**data_options) -> float:
