@@ -191,3 +191,17 @@ def test_unknown_init() -> None:
         init_weights(nn.Linear(2, 2), "orthogonal")
     with pytest.raises(ZooError, match="Unknown init"):
         MLP(4, [4], 2, init="he")
+
+
+def test_mlp_equals_its_layers_by_hand() -> None:
+    torch.manual_seed(0)
+    net = MLP(8, [8, 16, 16], 3, activation="tanh", norm="layer", residual=True).eval()
+    x = torch.randn(4, 8)
+    h = x
+    with torch.no_grad():
+        for block in net.blocks:
+            lin, ln = block.linear, block.norm
+            z = F.layer_norm(h @ lin.weight.T + lin.bias, (lin.out_features,), ln.weight, ln.bias, ln.eps)
+            skip = h if lin.in_features == lin.out_features else h @ block.skip.weight.T
+            h = skip + torch.tanh(z)
+        torch.testing.assert_close(net(x), h @ net.head.weight.T + net.head.bias)

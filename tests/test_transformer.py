@@ -608,3 +608,23 @@ def test_token_nll_states_suit_mps_and_stay_exact_over_many_batches():
     assert metric.tokens.item() == counts.sum().item()  # exact beyond float32's 2**24
     exact = (nlls * counts).sum() / counts.sum()
     assert metric.compute().item() == pytest.approx(exact.exp().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_equals_the_pre_norm_formula(causal: bool) -> None:
+    torch.manual_seed(0)
+    block = ztf.TransformerBlock(24, 3, mlp_ratio=2.0, causal=causal).eval()
+    for ln in (block.ln1, block.ln2):  # non-trivial affine terms, so a missing norm shows
+        torch.nn.init.uniform_(ln.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(ln.bias, -0.5, 0.5)
+    x = torch.randn(2, 5, 24)
+
+    def layer_norm(t: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
+        mean, var = t.mean(-1, keepdim=True), t.var(-1, unbiased=False, keepdim=True)
+        return (t - mean) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+
+    with torch.no_grad():
+        h = x + _attention_by_hand(block.attn, layer_norm(x, block.ln1), causal)
+        fc, proj = block.mlp.fc, block.mlp.proj
+        mlp = torch.nn.functional.gelu(layer_norm(h, block.ln2) @ fc.weight.T + fc.bias) @ proj.weight.T
+        torch.testing.assert_close(block(x), h + mlp + proj.bias, atol=1e-5, rtol=1e-5)
