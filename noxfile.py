@@ -37,8 +37,12 @@ CAPPED = {"torch", "torchvision"}
 def _lower_bounds(with_torch: bool) -> list[str]:
     """``name==minimum`` for every dependency of pyproject.toml that states a ``>=`` minimum."""
     import re
-    import tomllib
     from pathlib import Path
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
     pins = []

@@ -362,3 +362,69 @@ def test_epoch_metrics_cover_every_batch_and_survive_validate_then_fit() -> None
         assert metrics["val/f1"] == pytest.approx(f1)
     trainer.fit(model, loader, loader)
     assert {"train/acc", "val/acc", "val/f1", "val/loss"} <= set(trainer.callback_metrics)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary"])
+def test_running_accuracy_equals_torchmetrics(task: str) -> None:
+    from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+    from zoo.metrics import RunningAccuracy
+
+    ours = RunningAccuracy(task)
+    reference = MulticlassAccuracy(4, average="micro") if task == "multiclass" else BinaryAccuracy()
+    for n in (7, 64, 1):  # uneven batches
+        logits = torch.randn(n, 4) if task == "multiclass" else torch.randn(n)
+        logits[0] = 0.0  # a tie at the threshold / between classes
+        target = torch.randint(0, 4 if task == "multiclass" else 2, (n,))
+        ours.update(logits, target)
+        reference.update(logits.softmax(-1) if task == "multiclass" else logits.sigmoid(), target)
+    assert ours.compute().item() == pytest.approx(reference.compute().item())
+    assert ours.total.item() == 72
+
+
+def test_train_loss_is_logged_every_n_steps_as_the_window_mean_and_per_epoch(tmp_path: Path) -> None:
+    """train/loss in metrics.csv: every log_every_n_steps, the mean of the steps since the last
+    row; once per epoch (beside train/acc), the epoch's mean; train/acc counts every example."""
+    import csv
+
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.loggers import CSVLogger
+
+    class Record(Callback):
+        losses: list[float] = []
+        correct: list[int] = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            with torch.no_grad():  # the weights the step's forward pass sees
+                self.correct.append(int((module(batch[0]).argmax(-1) == batch[1]).sum()))
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.losses.append(float(outputs["loss"]))
+
+    data = SklearnDataModule("digits", batch_size=100, val_size=0.1, test_size=0.1)  # 15 batches
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[16])
+    record = Record()
+    trainer = ZooTrainer(
+        max_epochs=2,
+        log_every_n_steps=4,
+        logger=CSVLogger(tmp_path),
+        callbacks=[record],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, data)
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    steps = [(int(r["step"]), float(r["train/loss"])) for r in rows if r["train/loss"] and not r["train/acc"]]
+    losses = np.array(record.losses)
+    assert [s for s, _ in steps] == [3, 7, 11, 15, 19, 23, 27]  # every 4th step, across epochs
+    for (step, logged), start in zip(steps, range(0, 28, 4), strict=True):
+        assert logged == pytest.approx(losses[start : step + 1].mean(), rel=1e-5)
+    epochs = [(float(r["train/loss"]), float(r["train/acc"])) for r in rows if r["train/acc"]]
+    n_train = data.split_sizes()["train"]
+    for epoch, (loss, acc) in enumerate(epochs):
+        batches = slice(15 * epoch, 15 * (epoch + 1))
+        assert loss == pytest.approx(losses[batches].mean(), rel=1e-5)
+        assert acc == pytest.approx(sum(record.correct[batches]) / n_train, abs=1e-6)
+    assert len(epochs) == 2

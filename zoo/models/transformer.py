@@ -273,7 +273,7 @@ class GPT(ZooModule):
         loss = self.compute_loss(logits, targets)
         tokens = targets.numel()
         if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
+            self._track_training(logits.detach(), targets, loss.detach())
             return loss
         self.log(
             f"{stage}/loss",
