@@ -16,7 +16,10 @@
 #   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
 #   3b. (GPU only) `zoo fit -c gpt_chars -c trainer/fsdp`, a short run, then its checkpoint loaded
 #      on the CPU without FSDP;
-#   4. the benchmarks: mlp_digits, resnet_cifar10 (bf16, channels_last) and ddp (one process).
+#   4. the benchmarks: mlp_digits, resnet_cifar10 (bf16, channels_last) and ddp (one process);
+#   5. (only when named: STEPS="versions fashion") `zoo train -c resnet_fashion` and
+#      `-c convnet_fashion`, full runs on real Fashion-MNIST: carry its four .gz files as
+#      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes.
 # A failing step is reported and the script goes on; it exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +35,9 @@ ZOO=("$PY" -m zoo)
 if [ "$DEVICE" = cuda ]; then ACCEL=gpu; else ACCEL=cpu; fi
 if [ "$QUICK" = 1 ]; then
   EPOCHS=(--trainer.max_epochs 2); BENCH_EPOCHS=2; IMAGES=512
+  SHORT=(--trainer.limit_train_batches 3 --trainer.limit_val_batches 2 --trainer.limit_test_batches 2 --data.batch_size 16 --data.eval_batch_size 50)
 else
-  EPOCHS=(); BENCH_EPOCHS=20; IMAGES=20480
+  EPOCHS=(); BENCH_EPOCHS=20; IMAGES=20480; SHORT=()
 fi
 RUNS="$OUT_DIR/runs"
 failed=0
@@ -136,6 +140,21 @@ step train-and-reload train_and_reload
 step use use_model
 step bf16 bf16_train
 if [ "$DEVICE" = cuda ]; then step fsdp fsdp_train_and_reload; fi
+fashion_runs() {
+  local raw=data/FashionMNIST/raw
+  if ! ls "$raw"/train-images-idx3-ubyte* >/dev/null 2>&1; then
+    echo "no Fashion-MNIST files in $raw: carry them (cp /usr/share/datasets/fashion-mnist/*.gz $raw/)"
+    return 1
+  fi
+  for recipe in resnet_fashion convnet_fashion; do
+    "${ZOO[@]}" train -c "$recipe" --trainer.accelerator "$ACCEL" --data.data_dir data \
+      --trainer.enable_progress_bar false --trainer.default_root_dir "$RUNS/$recipe" "${EPOCHS[@]}" \
+      "${SHORT[@]}" || return 1
+    grep -h '"test/acc"' "$RUNS/$recipe"/version_*/test_metrics.json
+  done
+}
+
+step fashion fashion_runs
 step bench-mlp "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
 step bench-resnet "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2
 step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
