@@ -357,3 +357,34 @@ def test_print_config_refuses_a_split_size_out_of_range(capsys) -> None:
     )
     code, out, _ = run_main([*argv, "200"], capsys)
     assert code == 0 and "val_size: 200\n" in out  # a count stays an int
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [
+        ("huber", "HuberLoss(delta=1.0)"),
+        ("torch.nn.SmoothL1Loss", "SmoothL1Loss(beta=1.0)"),
+        ('{"class_path": "torch.nn.HuberLoss", "init_args": {"delta": 0.5}}', "HuberLoss(delta=0.5)"),
+    ],
+)
+def test_loss_by_name_class_path_string_or_dict(loss: str, expected: str, monkeypatch, tmp_path: Path):
+    """``str`` comes first in the type of ``model.loss`` (so jsonargparse never enumerates every
+    nn.Module subclass at start-up), and class paths still work, as a string or with init_args."""
+    from zoo.cli.lightning import ZooCLI
+    from zoo.recipes import find_recipe
+
+    monkeypatch.setattr(sys, "argv", ["zoo"])
+    recipe = str(find_recipe("mlp_diabetes").path)
+    cli = ZooCLI(
+        run=False, args=["-c", recipe, "--model.loss", loss, "--trainer.default_root_dir", str(tmp_path)]
+    )
+    fn = cli.model.loss_fn
+    assert f"{type(fn).__name__}(delta={getattr(fn, 'delta', None)})" == expected or (
+        f"{type(fn).__name__}(beta={getattr(fn, 'beta', None)})" == expected
+    )
+
+
+def test_loss_class_path_that_is_no_module_is_one_clear_error(capsys):
+    code, _, err = run_main(["train", "-c", "mlp_diabetes", "--model.loss", "os.path"], capsys)
+    assert code == 2 and err.count("zoo: error:") == 1 and "Traceback" not in err, err
+    assert "model.loss 'os.path' is not an importable torch.nn.Module class" in err

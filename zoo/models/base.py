@@ -98,6 +98,23 @@ def _set_metric_states(metrics: torchmetrics.MetricCollection, saved: dict[str, 
         metric._computed = None
 
 
+def _loss_from_class_path(path: str) -> nn.Module:
+    """``torch.nn.HuberLoss`` (a string) as ``torch.nn.HuberLoss()``, or a :class:`ZooError`."""
+    import importlib
+
+    module_name, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ZooError(
+            f"model.loss {path!r} is not an importable torch.nn.Module class; give a loss name "
+            f"({', '.join(LOSSES.list())}) or a module's class path, e.g. torch.nn.HuberLoss."
+        )
+    return cls()
+
+
 class ZooModule(pl.LightningModule):
     """Shared training logic: loss, metrics, optimizer and schedule for one task.
 
@@ -145,7 +162,7 @@ class ZooModule(pl.LightningModule):
         input_shape: Sequence[int] | None = None,
         target_stats: tuple[float, float] | None = None,
         vocab: str | None = None,
-        loss: nn.Module | str = "auto",
+        loss: str | nn.Module = "auto",
         label_smoothing: float = 0.0,
         pos_weight: float | None = None,
         l1_lambda: float = 0.0,
@@ -327,6 +344,8 @@ class ZooModule(pl.LightningModule):
     ) -> nn.Module:
         if isinstance(loss, nn.Module):
             return loss
+        if "." in loss:  # a class path given as a string: the class with its default arguments
+            return _loss_from_class_path(loss)
         name = (
             {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[self.task]
             if loss == "auto"
