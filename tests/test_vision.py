@@ -53,18 +53,25 @@ def write_cifar10_from(
 ) -> None:
     """Grey 28x28 images (real Fashion-MNIST) in CIFAR-10's python format: padded to 32x32 and
     repeated over R, G, B, the first ``5 * per_batch`` as training batches, the next as the test batch."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
     rgb = np.repeat(np.pad(images, ((0, 0), (2, 2), (2, 2)))[:, None], 3, axis=1).reshape(len(images), 3072)
-    names = [*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]
-    for i, name in enumerate(names):
-        n = n_test if name == "test_batch" else per_batch
-        rows, ys = rgb[i * per_batch : i * per_batch + n], labels[i * per_batch : i * per_batch + n]
+    batches = {}
+    for i, name in enumerate(CIFAR_BATCHES):
+        part = slice(i * per_batch, i * per_batch + (n_test if name == "test_batch" else per_batch))
+        batches[name] = (rgb[part], labels[part])
+    write_cifar_batches(root / "cifar-10-batches-py", batches, per_batch)
+
+
+def write_cifar_batches(
+    folder: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], per_batch: int
+) -> None:
+    """CIFAR-10's pickled batch files (``(N, 3072)`` uint8 rows, R, G, B planes) and batches.meta."""
+    folder.mkdir(parents=True)
+    for name, (rows, labels) in batches.items():
         entry = {
             "batch_label": name,
-            "labels": ys.tolist(),
+            "labels": labels.tolist(),
             "data": rows,
-            "filenames": [f"{j}.png" for j in range(n)],
+            "filenames": [f"{j}.png" for j in range(len(rows))],
         }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
     meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
@@ -101,29 +108,20 @@ def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 120, n_test: i
     return x_train, y_train, x_test, y_test
 
 
+CIFAR_BATCHES = [*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def write_cifar10(root: Path, per_batch: int = 20, n_test: int = 20, archive: bool = False):
     """The python version of CIFAR-10: pickled dicts of (N, 3072) uint8 rows (R, G, B planes)."""
     folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
     batches = {}
-    for i, name in enumerate([*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]):
+    for i, name in enumerate(CIFAR_BATCHES):
         n = n_test if name == "test_batch" else per_batch
         labels = (np.arange(n) + i) % 10
         hwc = class_images(labels, 32, channels=3, seed=10 + i)
-        rows = hwc.transpose(0, 3, 1, 2).reshape(n, 3072)
-        batches[name] = (rows, labels)
-        entry = {
-            "batch_label": name,
-            "labels": labels.tolist(),
-            "data": rows,
-            "filenames": [f"{j}.png" for j in range(n)],
-        }
-        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
-    meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+        batches[name] = (hwc.transpose(0, 3, 1, 2).reshape(n, 3072), labels)
+    write_cifar_batches(folder, batches, per_batch)
     if archive:
         with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
             tar.add(folder, arcname="cifar-10-batches-py")
