@@ -1,4 +1,5 @@
-"""Argument types shared by the zoo's argparse commands (``generate``, ``predict``)."""
+"""What the zoo's argparse commands (``generate``, ``predict``, ``export``) share: the parser of a
+command that reads a checkpoint, and argument types."""
 
 from __future__ import annotations
 
@@ -25,3 +26,17 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def checkpoint_parser(
+    prog: str, description: str, examples: str, checkpoint_help: str
+) -> argparse.ArgumentParser:
+    """The parser of a command whose first argument is a checkpoint, with its examples as epilog."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", help=checkpoint_help)
+    return parser

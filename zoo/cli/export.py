@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from zoo.cli.args import checkpoint_parser
+
 EXAMPLES = """\
 examples:
   zoo export runs/mlp_digits/version_0/checkpoints/last.ckpt --format onnx
@@ -22,14 +24,11 @@ outputs; the preprocessing facts that turn raw data into that input travel in th
 def parse(argv: list[str]) -> argparse.Namespace:
     from zoo.export import FORMATS
 
-    parser = argparse.ArgumentParser(
-        prog="zoo export",
-        description="Export a trained model for serving, checked against its checkpoint.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "checkpoint", help="a .ckpt file written by `zoo train` (or by a Trainer on a zoo model)"
+    parser = checkpoint_parser(
+        "zoo export",
+        "Export a trained model for serving, checked against its checkpoint.",
+        EXAMPLES,
+        "a .ckpt file written by `zoo train` (or by a Trainer on a zoo model)",
     )
     parser.add_argument("--format", "-f", required=True, choices=list(FORMATS), help="the file format")
     parser.add_argument(

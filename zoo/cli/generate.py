@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.cli.args import positive_float, positive_int
+from zoo.cli.args import checkpoint_parser, positive_float, positive_int
 from zoo.errors import ZooError
 
 EXAMPLES = """\
@@ -18,13 +18,12 @@ examples:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="zoo generate",
-        description="Continue a prompt with a language model trained by `zoo train` (e.g. -c gpt_chars).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = checkpoint_parser(
+        "zoo generate",
+        "Continue a prompt with a language model trained by `zoo train` (e.g. -c gpt_chars).",
+        EXAMPLES,
+        "a .ckpt file of a language model (zoo.models.GPT or a subclass)",
     )
-    parser.add_argument("checkpoint", help="a .ckpt file of a language model (zoo.models.GPT or a subclass)")
     parser.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
     parser.add_argument(
         "-n", "--max-new-tokens", type=positive_int, default=200, help="characters to add (default: 200)"

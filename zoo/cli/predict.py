@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from zoo.cli.args import positive_int
+from zoo.cli.args import checkpoint_parser, positive_int
 from zoo.errors import ZooError
 from zoo.files import atomic_write
 from zoo.inference import is_number
@@ -40,14 +40,11 @@ memory work.
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="zoo predict",
-        description="Predict with a trained model on new data, from its checkpoint alone.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "checkpoint", help="a .ckpt file written by `zoo train` (or by a Trainer on a zoo model)"
+    parser = checkpoint_parser(
+        "zoo predict",
+        "Predict with a trained model on new data, from its checkpoint alone.",
+        EXAMPLES,
+        "a .ckpt file written by `zoo train` (or by a Trainer on a zoo model)",
     )
     parser.add_argument(
         "--input",

@@ -31,6 +31,12 @@ MISSING_POLICIES = ("error", "drop", "mean")
 MISSING_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "-nan", "null", "none", "<na>", "?"})
 
 
+def check_missing_policy(missing: str) -> None:
+    """Raise :class:`ZooError` unless ``missing`` is one of :data:`MISSING_POLICIES`."""
+    if missing not in MISSING_POLICIES:
+        raise ZooError(f"data.missing must be one of {', '.join(MISSING_POLICIES)}; got {missing!r}.")
+
+
 def is_missing(value: Any) -> bool:
     """True for ``None``, a float NaN and the usual spellings of a missing cell ("", "NA", "?", ...)."""
     if value is None:
@@ -82,8 +88,7 @@ class ColumnEncoder:
     """
 
     def __init__(self, names: Sequence[str], kinds: Sequence[str], missing: str = "error") -> None:
-        if missing not in MISSING_POLICIES:
-            raise ZooError(f"data.missing must be one of {', '.join(MISSING_POLICIES)}; got {missing!r}.")
+        check_missing_policy(missing)
         self.names = [str(n) for n in names]
         self.kinds = list(kinds)
         self.missing = missing

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
-from zoo.data.columns import MISSING_POLICIES, ColumnEncoder, MissingPolicy, column_kinds, is_missing
+from zoo.data.columns import ColumnEncoder, MissingPolicy, check_missing_policy, column_kinds, is_missing
 from zoo.errors import ZooError
 from zoo.inference import is_number
 
@@ -148,8 +148,7 @@ class CSVDataModule(ZooDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if missing not in MISSING_POLICIES:
-            raise ZooError(f"data.missing must be one of {', '.join(MISSING_POLICIES)}; got {missing!r}.")
+        check_missing_policy(missing)
         if max_categories < 2:
             raise ZooError(f"data.max_categories must be >= 2; got {max_categories}.")
         self.path = Path(path)
