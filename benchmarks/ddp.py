@@ -24,7 +24,7 @@ import sys
 import time
 
 import torch
-from common import training_only_trainer
+from common import record, training_only_trainer
 
 FEATURES, CLASSES, HIDDEN = 256, 10, [1024, 1024]
 
@@ -206,6 +206,14 @@ def main() -> None:
         hand = launch(args, "hand", world)
         zoo = launch(args, "zoo", world)
         results[world] = (hand, zoo)
+        record(
+            "ddp",
+            device=args.device,
+            processes=world,
+            hand_examples_per_s=hand,
+            zoo_examples_per_s=zoo,
+            ratio_zoo_hand_time=hand / zoo,
+        )
         print(
             f"{world} process(es): hand-written DDP {hand:9.0f} examples/s | zoo {zoo:9.0f} examples/s | "
             f"time zoo / hand {hand / zoo:5.2f}",

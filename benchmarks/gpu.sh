@@ -16,7 +16,11 @@
 #   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
 #   3b. (GPU only) `zoo fit -c gpt_chars -c trainer/fsdp`, a short run, then its checkpoint loaded
 #      on the CPU without FSDP;
-#   4. the benchmarks: mlp_digits, resnet_cifar10 (bf16, channels_last) and ddp (one process);
+#   4. the benchmarks, each eager and with --compile: mlp_digits, resnet_cifar10 (bf16,
+#      channels_last), gpt_chars (the 10M gpt_char model, bf16: tokens/s and val loss after a fixed
+#      number of steps); ddp (one process); on_device (batches kept on the GPU equal the host's,
+#      and the time it saves). Every measurement also goes to OUT_DIR/bench.json (one list, with
+#      the card and peak GPU memory);
 #   5. (only when named: STEPS="versions fashion") `zoo train -c resnet_fashion` and
 #      `-c convnet_fashion`, full runs on real Fashion-MNIST: carry its four .gz files as
 #      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes.
@@ -28,16 +32,17 @@ mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu.log"
 DEVICE="${DEVICE:-cuda}"
 QUICK="${QUICK:-0}"
-STEPS=" ${STEPS:-versions train-and-reload use bf16 fsdp bench-mlp bench-resnet bench-ddp} "
+STEPS=" ${STEPS:-versions train-and-reload use bf16 fsdp on-device bench-mlp bench-resnet bench-gpt bench-ddp} "
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
+export ZOO_BENCH_JSON="$OUT_DIR/bench.jsonl"
 PY="${PYTHON:-python3}"
 ZOO=("$PY" -m zoo)
 if [ "$DEVICE" = cuda ]; then ACCEL=gpu; else ACCEL=cpu; fi
 if [ "$QUICK" = 1 ]; then
-  EPOCHS=(--trainer.max_epochs 2); BENCH_EPOCHS=2; IMAGES=512
+  EPOCHS=(--trainer.max_epochs 2); BENCH_EPOCHS=2; IMAGES=512; GPT=(--preset recipe --steps 5 --val-batches 2)
   SHORT=(--trainer.limit_train_batches 3 --trainer.limit_val_batches 2 --trainer.limit_test_batches 2 --data.batch_size 16 --data.eval_batch_size 50)
 else
-  EPOCHS=(); BENCH_EPOCHS=20; IMAGES=20480; SHORT=()
+  EPOCHS=(); BENCH_EPOCHS=20; IMAGES=20480; SHORT=(); GPT=(--steps 300)
 fi
 RUNS="$OUT_DIR/runs"
 failed=0
@@ -155,10 +160,23 @@ fashion_runs() {
 }
 
 step fashion fashion_runs
-step bench-mlp "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
-step bench-resnet "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2
+eager_and_compiled() {
+  "$@" && "$@" --compile
+}
+
+: >"$ZOO_BENCH_JSON"
+step on-device "$PY" benchmarks/on_device.py --device "$DEVICE" --epochs "$BENCH_EPOCHS"
+step bench-mlp eager_and_compiled "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
+step bench-resnet eager_and_compiled "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2 --device "$DEVICE"
+step bench-gpt eager_and_compiled "$PY" benchmarks/gpt_chars.py --device "$DEVICE" "${GPT[@]}"
 step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
   $([ "$QUICK" = 1 ] && echo --rows 2048)
-grep -E "^=== |ms/epoch|images/s|examples/s|ratio|speed-up|reloaded|test/acc|^predict:|^wrote" "$LOG" >"$OUT_DIR/summary.txt"
+"$PY" - "$ZOO_BENCH_JSON" "$OUT_DIR/bench.json" <<'EOF3' | tee -a "$LOG"
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+print(f"wrote {sys.argv[2]}: {len(rows)} measurements")
+EOF3
+grep -E "^=== |ms/epoch|images/s|examples/s|tokens/s|ratio|speed-up|reloaded|test/acc|equal on|^predict:|^wrote" "$LOG" >"$OUT_DIR/summary.txt"
 cat "$OUT_DIR/summary.txt"
 exit $failed

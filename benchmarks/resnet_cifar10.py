@@ -1,6 +1,6 @@
 """Training throughput of resnet_cifar10's model: the zoo against hand-written PyTorch loops.
 
-    python benchmarks/resnet_cifar10.py [--images 5000] [--epochs 3] [--device cpu|cuda]
+    python benchmarks/resnet_cifar10.py [--images 5000] [--epochs 3] [--device cpu|cuda] [--compile]
 
 Synthetic CIFAR-shaped data (uint8 3x32x32 images, 10 classes), ResNet-20 in ``channels_last``,
 SGD with Nesterov momentum, random crop (padding 4) + horizontal flip, batch 128; bf16 autocast
@@ -13,7 +13,8 @@ on CUDA, float32 on CPU (``--precision`` overrides). Prints training images per 
 - zoo: ``ZooTrainer.fit`` on an ``ImageDataModule`` with the ``ResNet`` LightningModule;
 
 then the ratio of the zoo's time to the hand-written uint8 loop's. The first epoch of each is a
-warm-up and is not timed.
+warm-up and is not timed. ``--compile``: ``torch.compile`` the network in all three
+(``--model.compile true`` for the zoo).
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import training_only_trainer
+from common import peak_memory_mib, record, reset_peak_memory, sync, training_only_trainer, warm_clock
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
 
-def make_net() -> torch.nn.Module:
+def make_net(compile: bool = False) -> torch.nn.Module:
     from zoo.nn import ResNet
 
-    return ResNet(3, 10, widths=[16, 32, 64], blocks_per_stage=3).to(memory_format=torch.channels_last)
+    net = ResNet(3, 10, widths=[16, 32, 64], blocks_per_stage=3).to(memory_format=torch.channels_last)
+    if compile:
+        net.compile()
+    return net
 
 
 def make_optimizer(params) -> torch.optim.Optimizer:
@@ -45,15 +49,10 @@ def synthetic(images: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (images, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, images)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def hand_uint8(x, y, epochs, batch_size, device, dtype) -> float:
+def hand_uint8(x, y, epochs, batch_size, device, dtype, compile) -> float:
     """Images per second of a plain loop over the uint8 store with per-batch augmentation."""
     torch.manual_seed(0)
-    net = make_net().to(device)
+    net = make_net(compile).to(device)
     opt = make_optimizer(net.parameters())
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
@@ -63,7 +62,7 @@ def hand_uint8(x, y, epochs, batch_size, device, dtype) -> float:
     start = 0.0
     for epoch in range(epochs + 1):
         if epoch == 1:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
         order = torch.randperm(n)
         for i in range(steps):
@@ -85,11 +84,11 @@ def hand_uint8(x, y, epochs, batch_size, device, dtype) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    _sync(device)
+    sync(device)
     return epochs * steps * batch_size / (time.perf_counter() - start)
 
 
-def hand_torchvision(x, y, epochs, batch_size, device, dtype, workers) -> float:
+def hand_torchvision(x, y, epochs, batch_size, device, dtype, workers, compile) -> float:
     """Images per second of a plain loop over a DataLoader with per-sample torchvision transforms."""
     from torch.utils.data import DataLoader, Dataset
     from torchvision.transforms import v2
@@ -120,12 +119,12 @@ def hand_torchvision(x, y, epochs, batch_size, device, dtype, workers) -> float:
         pin_memory=device == "cuda",
     )
     torch.manual_seed(0)
-    net = make_net().to(device)
+    net = make_net(compile).to(device)
     opt = make_optimizer(net.parameters())
     start = 0.0
     for epoch in range(epochs + 1):
         if epoch == 1:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
         for xb, yb in loader:
             xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -135,11 +134,11 @@ def hand_torchvision(x, y, epochs, batch_size, device, dtype, workers) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    _sync(device)
+    sync(device)
     return epochs * len(loader) * batch_size / (time.perf_counter() - start)
 
 
-def zoo_fit(x, y, epochs, batch_size, device, precision) -> float:
+def zoo_fit(x, y, epochs, batch_size, device, precision, compile) -> float:
     """Images per second of ``ZooTrainer.fit`` (the first epoch timed apart by a callback)."""
     import lightning.pytorch as pl
 
@@ -151,14 +150,6 @@ def zoo_fit(x, y, epochs, batch_size, device, precision) -> float:
 
         def load(self) -> Loaded:
             return Loaded(ArraySplit(x, y), task="multiclass")
-
-    class Clock(pl.Callback):
-        start = 0.0
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            if trainer.current_epoch == 1:
-                _sync(device)
-                self.start = time.perf_counter()
 
     pl.seed_everything(0, verbose=False)
     data = Synthetic(
@@ -172,13 +163,14 @@ def zoo_fit(x, y, epochs, batch_size, device, precision) -> float:
         blocks_per_stage=3,
         channels_last=True,
         optimizer=make_optimizer,
+        compile=compile,
     )
-    clock = Clock()
+    clock = warm_clock(device)
     trainer = training_only_trainer(
         max_epochs=epochs + 1, accelerator=device, devices=1, precision=precision, callbacks=[clock]
     )
     trainer.fit(model, data)
-    _sync(device)
+    sync(device)
     return epochs * data.split_sizes()["train"] / (time.perf_counter() - clock.start)
 
 
@@ -192,6 +184,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision loop")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["bf16-mixed", "32"], default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network in every loop")
     args = parser.parse_args()
     precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32")
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
@@ -201,15 +194,31 @@ def main() -> None:
     x, y = synthetic(args.images)
     print(
         f"ResNet-20, {args.images} synthetic 3x32x32 images, batch {args.batch_size}, "
-        f"{args.epochs} timed epochs, {precision}, channels_last, {card}"
+        f"{args.epochs} timed epochs, {precision}, channels_last, compile {args.compile}, {card}"
     )
-    hand = hand_uint8(x, y, args.epochs, args.batch_size, args.device, dtype)
+    hand = hand_uint8(x, y, args.epochs, args.batch_size, args.device, dtype, args.compile)
     print(f"hand-written loop, uint8 store + per-batch augmentation : {hand:9.0f} images/s")
-    per_sample = hand_torchvision(x, y, args.epochs, args.batch_size, args.device, dtype, args.workers)
+    per_sample = hand_torchvision(
+        x, y, args.epochs, args.batch_size, args.device, dtype, args.workers, args.compile
+    )
     print(f"hand-written loop, torchvision per-sample transforms   : {per_sample:9.0f} images/s")
-    zoo = zoo_fit(x, y, args.epochs, args.batch_size, args.device, precision)
+    reset_peak_memory(args.device)
+    zoo = zoo_fit(x, y, args.epochs, args.batch_size, args.device, precision, args.compile)
     print(f"zoo (ZooTrainer.fit, ImageDataModule, ResNet)          : {zoo:9.0f} images/s")
     print(f"time ratio zoo / hand-written (uint8 store)            : {hand / zoo:9.2f}")
+    record(
+        "resnet_cifar10",
+        device=args.device,
+        compile=args.compile,
+        precision=precision,
+        images=args.images,
+        epochs=args.epochs,
+        hand_images_per_s=hand,
+        torchvision_images_per_s=per_sample,
+        zoo_images_per_s=zoo,
+        ratio_zoo_hand_time=hand / zoo,
+        zoo_peak_memory_mib=peak_memory_mib(args.device),
+    )
 
 
 if __name__ == "__main__":

@@ -599,3 +599,84 @@ def test_classes_are_counted_over_every_split_and_missing_ones_are_named() -> No
         UserWarning, match=r"the train split has no examples of class\(es\) \[3\]; the model cannot"
     ):
         assert data.num_classes == 4
+
+
+# ---------------------------------------------------------------------------- data on the device
+
+
+def test_on_device_decision() -> None:
+    from zoo.data.base import ON_DEVICE_FRACTION, keeps_data_on
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    free = 8 * 2**30
+    fits = int(ON_DEVICE_FRACTION * free)
+    assert keeps_data_on("auto", cuda, fits, free) and not keeps_data_on("auto", cuda, fits + 1, free)
+    assert not keeps_data_on("auto", cuda, 1, None)  # free memory unknown (e.g. MPS): stay on the host
+    assert keeps_data_on(True, torch.device("mps"), 10**12, None)  # asked for: always
+    assert not keeps_data_on(False, cuda, 1, free)
+    assert not any(keeps_data_on(s, cpu, 1, free) for s in (True, "auto"))  # nothing to move
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_on_device_bad_value(value: object) -> None:
+    with pytest.raises(ZooError, match=r"data.on_device must be true, false or auto; got"):
+        SklearnDataModule("digits", on_device=value)
+
+
+def _device_trainer(device: str = "cpu") -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=0, world_size=1, training=True
+    )
+
+
+def _epochs(loader: object, n: int = 2) -> list[list[torch.Tensor]]:
+    batches = []
+    for epoch in range(n):
+        loader.sampler.set_epoch(epoch)
+        batches += [list(b) for b in loader]
+    return batches
+
+
+@pytest.mark.parametrize("kind", ["table", "images", "chars", "sequence"])
+def test_on_device_loaders_serve_the_host_batches(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the data kept on the device, every loader serves the batches of the host path, in the
+    same order (the copies are made once, and the windows of text cut from them). This machine
+    has no accelerator, so the decision is forced and the 'device' is the CPU; benchmarks/gpu.sh
+    makes the same comparison on a GPU."""
+    import zoo.data.base as base
+    from zoo.data import CharTextDataModule, SequenceTaskDataModule
+
+    def make() -> ZooDataModule:
+        if kind == "table":
+            return SklearnDataModule("digits", batch_size=100, seed=3)
+        if kind == "images":
+            return SklearnDataModule("digits", batch_size=100, seed=3, as_images=True)
+        if kind == "chars":
+            return CharTextDataModule(block_size=16, batch_size=8, train_batches_per_epoch=5, max_chars=20000)
+        return SequenceTaskDataModule(num_examples=500, batch_size=50)
+
+    host, kept = make(), make()
+    host.trainer, kept.trainer = _device_trainer(), _device_trainer()
+    assert not kept.keeps_data_on_device()  # the CPU: nothing to move
+    kept._on_device_decision = None
+    monkeypatch.setattr(base, "keeps_data_on", lambda *args: True)
+    assert kept.keeps_data_on_device()
+    for make_loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        expected, got = _epochs(getattr(host, make_loader)()), _epochs(getattr(kept, make_loader)())
+        assert len(got) == len(expected) > 0
+        for a, b in zip(expected, got, strict=True):
+            for x, y in zip(a, b, strict=True):
+                assert torch.equal(x, y) and x.dtype == y.dtype
+    assert kept._device_copies  # the loaders read the copies
+    if kind == "chars":
+        assert kept._device_copies["tokens"][0].dtype == torch.long
+
+
+def test_on_device_true_needs_images_in_memory(tmp_path: Path) -> None:
+    from zoo.data import ImageFolderDataModule
+
+    needs = r"data.on_device true needs the images in memory \(data.in_memory true\)"
+    with pytest.raises(ZooError, match=needs):
+        ImageFolderDataModule(tmp_path, in_memory=False, on_device=True)

@@ -25,6 +25,40 @@ from zoo.inference import jsonable
 
 TaskOrAuto = Literal["auto", "multiclass", "binary", "regression"]
 
+#: ``data.on_device``: ``true``, ``false``, or ``"auto"`` (on a CUDA device when the data fits);
+#: typed ``bool | str`` rather than with a ``Literal`` so that a wrong value gets the zoo's message
+#: (naming all three) instead of the command-line parser's, which names only ``bool``
+OnDevice = bool | str
+
+#: ``data.on_device: auto`` keeps the data on a CUDA device when all of it takes at most this
+#: fraction of the device's free memory (the rest is for the model, activations and optimizer)
+ON_DEVICE_FRACTION = 0.25
+
+
+def keeps_data_on(setting: OnDevice, device: torch.device, nbytes: int, free_bytes: int | None) -> bool:
+    """Whether data of ``nbytes`` should live on ``device`` under ``data.on_device: setting``.
+
+    On the CPU there is nothing to move. ``True`` moves it to any accelerator; ``auto`` only where
+    the free memory is known (CUDA) and the data takes at most :data:`ON_DEVICE_FRACTION` of it.
+    """
+    if device.type == "cpu" or setting is False:
+        return False
+    if setting is True:
+        return True
+    return free_bytes is not None and nbytes <= ON_DEVICE_FRACTION * free_bytes
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA device (``None`` elsewhere: unknown)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.mem_get_info(device)[0]
+
+
+def check_on_device(value: Any) -> None:
+    if value not in (True, False, "auto") or isinstance(value, int) and not isinstance(value, bool):
+        raise ZooError(f"data.on_device must be true, false or auto; got {value!r}.")
+
 
 @dataclass
 class ArraySplit:
@@ -116,6 +150,10 @@ class ZooDataModule(pl.LightningDataModule):
         standardize: scale each feature (each channel, for images) to zero mean and unit
             variance with statistics of the training split (constant features are left at zero,
             not divided by zero).
+        on_device: keep every split on the training device (a GPU) and slice batches there, so
+            no batch is copied from the host: ``true``; ``false``: batches are sliced in host
+            memory and copied; ``auto``: on a CUDA device when the data takes at most a quarter
+            of its free memory (:data:`ON_DEVICE_FRACTION`). The batches are the same either way.
     """
 
     def __init__(
@@ -127,8 +165,10 @@ class ZooDataModule(pl.LightningDataModule):
         seed: int = 0,
         stratify: bool = True,
         standardize: bool = True,
+        on_device: OnDevice = "auto",
     ) -> None:
         super().__init__()
+        check_on_device(on_device)
         if batch_size < 1:
             raise ZooError(f"data.batch_size must be >= 1; got {batch_size}.")
         if eval_batch_size is not None and eval_batch_size < 1:
@@ -148,6 +188,9 @@ class ZooDataModule(pl.LightningDataModule):
         self.seed = seed
         self.stratify = stratify
         self.standardize = standardize
+        self.on_device = on_device
+        self._on_device_decision: tuple[torch.device, bool] | None = None
+        self._device_copies: dict[str, tuple[torch.Tensor, ...]] = {}
         self._splits: dict[str, ArraySplit] | None = None
         self._encoder: ColumnEncoder | None = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -358,11 +401,51 @@ class ZooDataModule(pl.LightningDataModule):
         """``(rank, world_size)`` of this process; the loaders serve this rank's shard."""
         return distributed_position(self.trainer)
 
+    # ------------------------------------------------------------------ data on the device
+
+    def _training_device(self) -> torch.device | None:
+        """The device the Trainer trains on (``None`` without a Trainer)."""
+        strategy = getattr(self.trainer, "strategy", None)  # None outside a Trainer
+        return getattr(strategy, "root_device", None)
+
+    def _data_bytes(self) -> int:
+        """Bytes the data takes on a device (every split)."""
+        self.setup()
+        return sum(t.nbytes for tensors in self._tensors.values() for t in tensors)
+
+    def keeps_data_on_device(self) -> bool:
+        """Whether the loaders slice batches out of copies on the training device (decided once per
+        device, see ``on_device``)."""
+        device = self._training_device()
+        if device is None:
+            return False
+        if self._on_device_decision is None or self._on_device_decision[0] != device:
+            nbytes = self._data_bytes()
+            keep = keeps_data_on(self.on_device, device, nbytes, free_device_memory(device))
+            self._on_device_decision = (device, keep)
+            if keep:
+                from lightning.pytorch.utilities import rank_zero_info
+
+                rank_zero_info(f"data.on_device: the data ({nbytes / 2**20:.1f} MiB) stays on {device}.")
+        return self._on_device_decision[1]
+
+    def split_tensors(self, name: str) -> tuple[torch.Tensor, ...]:
+        """A split's ``(x, y)`` where the loaders slice it: on the training device when the data is
+        kept there (copied once), else in host memory."""
+        self.setup()
+        tensors = self._tensors[name]
+        if not self.keeps_data_on_device():
+            return tensors
+        device = self._on_device_decision[0]
+        copies = self._device_copies.get(name)
+        if copies is None or copies[0].device != device:
+            copies = self._device_copies[name] = tuple(t.to(device) for t in tensors)
+        return copies
+
     def _loader(self, name: str, train: bool = False, targets: bool = True) -> TensorLoader:
         """A split's loader: training shuffles per epoch and gives every rank as many rows (padding
         as ``DistributedSampler`` does); evaluation counts each example once across ranks."""
-        self.setup()
-        x, y = self._tensors[name]
+        x, y = self.split_tensors(name)
         bs = self.batch_size if train else self.eval_batch_size
         rank, world = self.distributed_position()
         # a last training batch of one example would break batch norm: drop it

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from zoo.data.base import ArraySplit, Loaded, SplitSize, ZooDataModule, _split_count
+from zoo.data.base import ArraySplit, Loaded, OnDevice, SplitSize, ZooDataModule, _split_count
 from zoo.data.loader import ResumableIteration, TensorLoader
 from zoo.data.token_file import code_points
 from zoo.distributed import check_rank, derive_seed
@@ -146,7 +146,7 @@ class RandomWindowLoader(ResumableIteration):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        self._offsets = torch.arange(block_size)
+        self._offsets = torch.arange(block_size, device=tokens.device)
 
     def __len__(self) -> int:
         return -(-self.num_batches // self.world_size)
@@ -172,7 +172,8 @@ class RandomWindowLoader(ResumableIteration):
             if i < skip:
                 continue
             self._served(epoch, i + 1)
-            index = starts[self.rank :: self.world_size] + self._offsets
+            # drawn on the host (the same windows on every device), indexed where the tokens are
+            index = starts[self.rank :: self.world_size].to(self._offsets.device) + self._offsets
             yield self.tokens[index], self.tokens[index + 1]
 
 
@@ -246,6 +247,8 @@ class CharTextDataModule(ZooDataModule):
             for a file, ``<folder>/.zoo-tokens/`` for a folder, ``~/.cache/lightning-zoo/`` for
             the default corpus).
         chunk_chars: characters read and encoded at a time when ``memory_map`` is set.
+        on_device: keep the ids on the training device (one int64 copy of the text) and cut the
+            windows there: ``true``, ``false`` or ``auto`` (see :class:`~zoo.data.ZooDataModule`).
     """
 
     def __init__(
@@ -263,6 +266,7 @@ class CharTextDataModule(ZooDataModule):
         memory_map: bool = False,
         token_dir: str | Path | None = None,
         chunk_chars: int = 1 << 22,
+        on_device: OnDevice = "auto",
     ) -> None:
         _positive_int(block_size, "block_size", " (characters per example)")
         _positive_int(chunk_chars, "chunk_chars")
@@ -280,6 +284,7 @@ class CharTextDataModule(ZooDataModule):
             seed=seed,
             stratify=False,
             standardize=False,
+            on_device=on_device,
         )
         self.path = Path(path) if path is not None else None
         self.glob = glob
@@ -458,10 +463,25 @@ class CharTextDataModule(ZooDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
+    def _data_bytes(self) -> int:
+        return len(self.tokens) * 8  # int64 ids on the device (a token file's may be narrower)
+
+    def _loader_tokens(self, name: str) -> torch.Tensor:
+        """A split's ids where the loaders index them: a view of one int64 copy of the whole text on
+        the training device when the data is kept there (``on_device``), else :meth:`split_tokens`."""
+        if not self.keeps_data_on_device():
+            return self.split_tokens(name)
+        device = self._on_device_decision[0]
+        copy = self._device_copies.get("tokens")
+        if copy is None or copy[0].device != device:
+            copy = self._device_copies["tokens"] = (self.tokens.to(device, torch.long),)
+        start, stop = self._bounds[name]
+        return copy[0][start:stop]
+
     def train_dataloader(self) -> RandomWindowLoader:
         rank, world = self.distributed_position()
         return RandomWindowLoader(
-            self.split_tokens("train"),
+            self._loader_tokens("train"),
             self.block_size,
             self.batch_size,
             self.train_batches_per_epoch,
@@ -472,7 +492,7 @@ class CharTextDataModule(ZooDataModule):
 
     def _windows_loader(self, name: str, targets: bool = True) -> TensorLoader:
         """The split's consecutive windows in order, each counted once across ranks."""
-        x, y = contiguous_windows(self.split_tokens(name), self.block_size)
+        x, y = contiguous_windows(self._loader_tokens(name), self.block_size)
         rank, world = self.distributed_position()
         return TensorLoader(
             *((x, y) if targets else (x,)), batch_size=self.eval_batch_size, rank=rank, world_size=world
@@ -568,6 +588,8 @@ class SequenceTaskDataModule(ZooDataModule):
         seed: seeds the generation, the split and the shuffling.
         stratify: keep the answers' class proportions equal across splits (``majority`` only;
             per-token problems are split without stratification).
+        on_device: keep the splits on the training device: ``true``, ``false`` or ``auto`` (see
+            :class:`~zoo.data.ZooDataModule`).
     """
 
     def __init__(
@@ -582,6 +604,7 @@ class SequenceTaskDataModule(ZooDataModule):
         test_size: SplitSize = 0.1,
         seed: int = 0,
         stratify: bool = True,
+        on_device: OnDevice = "auto",
     ) -> None:
         if problem not in PROBLEMS:
             raise ZooError(f"data.problem must be one of {', '.join(PROBLEMS)}; got {problem!r}.")
@@ -601,6 +624,7 @@ class SequenceTaskDataModule(ZooDataModule):
             seed=seed,
             stratify=stratify and problem not in PER_TOKEN_PROBLEMS,
             standardize=False,
+            on_device=on_device,
         )
         self.problem = problem
         self.length = length

@@ -451,6 +451,7 @@ class ImageFolderDataModule(ImageDataModule):
         grayscale: load one channel instead of three (RGB).
         in_memory: decode everything once into memory (``true``) or stream from the files.
         num_workers: worker processes that decode images when streaming (0: in the main process).
+            Streaming keeps nothing on the device (``on_device`` applies in memory).
         **kwargs: augmentation, split and batch options of :class:`ImageDataModule`.
     """
 
@@ -470,6 +471,11 @@ class ImageFolderDataModule(ImageDataModule):
             raise ZooError(
                 f"data.num_workers must be an integer >= 0 (0: decode in the main process); "
                 f"got {num_workers!r}."
+            )
+        if not in_memory and kwargs.get("on_device") is True:
+            raise ZooError(
+                "data.on_device true needs the images in memory (data.in_memory true); streaming "
+                "decodes each batch from the files on the host."
             )
         super().__init__(**kwargs)
         self.root = Path(root)

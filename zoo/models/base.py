@@ -143,6 +143,9 @@ class ZooModule(pl.LightningModule):
             from the Trainer.
         decay_bias_and_norm: apply weight decay to biases and normalization weights too.
         monitor: metric a plateau scheduler watches.
+        compile: ``torch.compile`` the network (``self.net``, else ``forward``) in place when a
+            Trainer sets the model up; parameter names, checkpoints and the eager ``forward``
+            stay as they are. The first steps (and the first evaluation) pay the compilation.
     """
 
     #: whether the model reads int64 token ids (GPT, SequenceClassifier) rather than features
@@ -170,6 +173,7 @@ class ZooModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         decay_bias_and_norm: bool = False,
         monitor: str = "val/loss",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -200,6 +204,8 @@ class ZooModule(pl.LightningModule):
         self.l1_lambda = l1_lambda
         self.decay_bias_and_norm = decay_bias_and_norm
         self.monitor = monitor
+        #: compile the network at setup (the ``compile`` argument; ``nn.Module.compile`` is a method)
+        self.compile_network = compile
         #: how raw inputs become this model's inputs and its outputs labels: set from the
         #: DataModule when training starts, from the checkpoint when loaded (see zoo.inference)
         self.preprocessing: dict[str, Any] | None = None
@@ -241,6 +247,18 @@ class ZooModule(pl.LightningModule):
         # at the first real step, so the summary lists no shapes there.
         if isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
             self.example_input_array = None
+        if self.compile_network:
+            self._compile_in_place()
+
+    def _compile_in_place(self) -> None:
+        """Compile the network's ``__call__`` (``nn.Module.compile``): unlike ``torch.compile(net)``
+        it keeps the module and its parameter names, so checkpoints load in eager models alike."""
+        net = getattr(self, "net", None)
+        target = net if isinstance(net, nn.Module) else self
+        if target._compiled_call_impl is None:
+            target.compile()
+        # the summary's forward on a batch of two would compile a graph for that shape first
+        self.example_input_array = None
 
     def configure_gradient_clipping(
         self,
