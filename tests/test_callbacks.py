@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from tests.conftest import QUIET, quiet_trainer
@@ -82,7 +83,16 @@ class DivergesAtStep5(MLP):
         return loss * float("nan") if self.training and self.trainer.global_step >= 5 else loss
 
 
-def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("deferred", [False, True], ids=["every-step", "deferred"])
+def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(
+    tmp_path, capsys, monkeypatch, deferred
+):
+    """On the CPU the loss is checked every step; on an accelerator (``deferred``, forced here) the
+    check is read back at sync points (here: before the validation that ends epoch 1, two steps
+    later), yet it names the same first non-finite step and no checkpoint holds spoiled weights."""
+    from zoo.models.base import ZooModule
+
+    monkeypatch.setattr(ZooModule, "defers_finite_check", property(lambda self: deferred))
     root = tmp_path / "runs"
     code, out, err = run_main(
         [

@@ -278,6 +278,7 @@ class ZooModule(pl.LightningModule):
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
         if self._trainer is None:
             return
+        self._check_finite_so_far()  # never write weights a non-finite loss has spoiled
         # what an exact resume needs beyond Lightning's own state: every rank's random generators
         # (dropout) and the data's (augmentation); gathered, since rank 0 alone writes the file
         local = rng_state()
@@ -312,6 +313,7 @@ class ZooModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
         they were when the checkpoint was written, so the run goes on as if never stopped."""
+        self._first_non_finite = None
         self._restore_loader_positions()
         states, self._saved_rng = getattr(self, "_saved_rng", None), None
         if not states or self.trainer.ckpt_path is None:
@@ -547,25 +549,82 @@ class ZooModule(pl.LightningModule):
         finally:
             self.train(was_training)
 
+    @property
+    def defers_finite_check(self) -> bool:
+        """Whether the non-finite-loss check is read back at sync points rather than every step.
+
+        On the CPU reading a flag costs nothing, so every step is checked before its backward pass
+        and no weight is ever spoiled. On an accelerator, reading it every step would make the host
+        wait for the device at each step (the queue of work drains: on a GPU, the largest
+        per-step cost of a small model). There each step only folds its flag into tensors on the
+        device (no wait), and they are read where the loop waits anyway or where it must not go on
+        with spoiled weights: every ``log_every_n_steps``, before validation, before a checkpoint
+        is written and at the end of each epoch. The run then stops a few steps after the first
+        non-finite loss, names that step, and no checkpoint holds the weights it spoiled.
+        """
+        return self.device.type != "cpu"
+
     def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
         """Raise :class:`~zoo.errors.NonFiniteLossError` for a NaN or infinite training loss (on any
-        rank), before the backward pass and the optimizer step could spoil the weights."""
-        finite = bool(torch.isfinite(loss.detach()).all())
+        rank), before the backward pass and the optimizer step could spoil the weights; or, when
+        :attr:`defers_finite_check`, note the step's loss for :meth:`_check_finite_so_far`."""
+        loss = loss.detach()
+        step, epoch = self.trainer.global_step, self.current_epoch
+        if not self.defers_finite_check:
+            finite = bool(torch.isfinite(loss).all())
+            self._raise_if_not_finite(finite, (loss.item() if loss.numel() == 1 else None, step, epoch))
+            return
+        # the first non-finite step, its epoch and its loss, as device tensors (no host sync)
+        first = self._first_non_finite
+        if first is None:
+            first = (
+                loss.new_full((), -1, dtype=torch.long),
+                loss.new_zeros((), dtype=torch.long),
+                loss.new_zeros(()),
+            )
+        bad = (~torch.isfinite(loss).all()) & (first[0] < 0)
+        value = loss.float() if loss.numel() == 1 else loss.new_full((), float("nan"), dtype=torch.float32)
+        self._first_non_finite = (
+            torch.where(bad, step, first[0]),
+            torch.where(bad, epoch, first[1]),
+            torch.where(bad, value, first[2].float()),
+        )
+        if self._trainer._logger_connector.should_update_logs:
+            self._check_finite_so_far()
+
+    _first_non_finite: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _check_finite_so_far(self) -> None:
+        """Read back the deferred check (a host-device sync) and stop if a loss was not finite."""
+        first = self._first_non_finite
+        if first is None or self._trainer is None:
+            return
+        step = int(first[0])
+        self._first_non_finite = None if step >= 0 else first
+        self._raise_if_not_finite(step < 0, (float(first[2]), step, int(first[1])))
+
+    def _raise_if_not_finite(self, finite: bool, where: tuple[float | None, int, int]) -> None:
         if self.trainer.world_size > 1:  # every rank stops together, or the others would wait forever
             finite = not self.trainer.strategy.reduce_boolean_decision(not finite, all=False)
         if finite:
             return
+        value, step, epoch = where
         last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
         kept = f"; the last good checkpoint is {last}" if last else ""
-        value = loss.item() if loss.numel() == 1 else "not finite"
+        shown = "not finite" if value is None else value
         raise NonFiniteLossError(
-            f"the training loss is {value} at step {self.trainer.global_step} (epoch {self.current_epoch}): "
+            f"the training loss is {shown} at step {step} (epoch {epoch}): "
             "training diverged and stopped. Lower the learning rate (--model.optimizer.lr) or clip "
             f"gradients (--trainer.gradient_clip_val 1.0){kept}."
         )
 
     def on_train_epoch_end(self) -> None:
+        self._check_finite_so_far()
         self._log_epoch_metrics("train")
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self._check_finite_so_far()  # validating spoiled weights would only waste the time
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
