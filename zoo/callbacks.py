@@ -1,8 +1,10 @@
-"""The callbacks of the zoo's pipeline: early stopping and best/last checkpointing on ``val/loss``.
+"""The callbacks of the zoo's pipeline: early stopping and best/last checkpointing on ``val/loss``,
+and the learning rates in the logs.
 
-Lightning provides both; these functions fix the zoo's defaults in one place, for the CLI and
-for Python users building their own Trainer, and :class:`BestAndLastCheckpoint` keeps
-``last.ckpt`` current, which Lightning's ``ModelCheckpoint`` does not.
+Lightning provides these; the functions here fix the zoo's defaults in one place, for the CLI
+and for Python users building their own Trainer. :class:`BestAndLastCheckpoint` keeps
+``last.ckpt`` current, which Lightning's ``ModelCheckpoint`` does not; :class:`LearningRates`
+logs every ``log_every_n_steps`` and at every epoch, where Lightning's monitor does one or the other.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 
 from zoo.inference import class_labels, class_probabilities, label_indices
 
@@ -26,6 +33,26 @@ CHECKPOINT_DEFAULTS = {
     "save_last": True,
     "filename": "best-{epoch:03d}",
 }
+
+
+class LearningRates(LearningRateMonitor):
+    """The learning rate of every parameter group (``lr-AdamW``, ``lr-AdamW/pg2``, ...) in the logs
+    every ``log_every_n_steps`` and at the start of every epoch.
+
+    Lightning's ``LearningRateMonitor`` logs per step or per epoch: per step alone leaves a short
+    run (digits: 20 batches an epoch, a log every 50 steps) with a point or two; per epoch alone
+    misses a warmup inside the first epoch. Needs a logger (the zoo adds it only when there is one).
+    """
+
+    def __init__(self, log_momentum: bool = False, log_weight_decay: bool = False) -> None:
+        super().__init__(
+            logging_interval="step", log_momentum=log_momentum, log_weight_decay=log_weight_decay
+        )
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        stats = self._extract_stats(trainer, "any")
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
 def early_stopping(**overrides: object) -> EarlyStopping:

@@ -62,16 +62,17 @@ def is_decayed(name: str, p: torch.Tensor, named_exempt: set[str], decay_bias_an
 def param_groups(model: nn.Module, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
     """Split trainable parameters into ``[decayed, not decayed]`` groups (see :func:`is_decayed`).
 
-    The first group carries no ``weight_decay`` key, so it takes the optimizer's own value.
+    The first group carries no ``weight_decay`` key, so it takes the optimizer's own value. The
+    groups are named ``decay`` and ``no_decay`` (the logged learning rates read ``lr-AdamW/decay``).
     """
     exempt = no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (decay if is_decayed(name, p, exempt, decay_bias_and_norm) else no_decay).append(p)
-    groups: list[dict[str, Any]] = [{"params": decay}]
+    groups: list[dict[str, Any]] = [{"params": decay, "name": "decay"}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "name": "no_decay"})
     return groups
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ class ZooTrainer(pl.Trainer):
         datamodule: pl.LightningDataModule | None = None,
         ckpt_path: str | None = None,
     ) -> dict[str, Any]:
-        """Fit, then reload the best checkpoint, test it and write ``test_metrics.json`` and the
-        model card (``README.md``: see :mod:`zoo.model_card`) into the run directory.
+        """Fit, then reload the best checkpoint, test it and write ``test_metrics.json``, the
+        model card (``README.md``: see :mod:`zoo.model_card`) and the learning curves
+        (``curves.png``: see :mod:`zoo.curves`) into the run directory.
 
         Args:
             model: the module to train.
@@ -49,7 +51,21 @@ class ZooTrainer(pl.Trainer):
         if self.is_global_zero and log_dir is not None:
             write_json_atomic(Path(log_dir) / METRICS_FILE, metrics)
             write_model_card(self, model, datamodule, metrics, time.perf_counter() - started, Path(log_dir))
+            draw_curves(Path(log_dir))
         return metrics
+
+
+def draw_curves(run_dir: Path) -> None:
+    """``curves.png`` of the run (see :mod:`zoo.curves`), when it logged to ``metrics.csv``. The
+    run is over and its results saved: a plotting failure is a warning, never the run's error."""
+    from zoo.curves import CURVES_PNG, METRICS_CSV, plot_runs
+
+    if not (run_dir / METRICS_CSV).is_file():
+        return
+    try:
+        plot_runs([run_dir], run_dir / CURVES_PNG)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"could not draw {run_dir / CURVES_PNG}: {err}", stacklevel=2)
 
 
 def _number(value: Any) -> float | None:

@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from zoo.callbacks import CHECKPOINT_DEFAULTS, EARLY_STOPPING_DEFAULTS, BestAndLastCheckpoint, PredictionsCSV
+from zoo.callbacks import (
+    CHECKPOINT_DEFAULTS,
+    EARLY_STOPPING_DEFAULTS,
+    BestAndLastCheckpoint,
+    LearningRates,
+    PredictionsCSV,
+)
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
@@ -206,6 +212,10 @@ class ZooCLI(LightningCLI):
                 callbacks.append(PredictionsCSV(self._predictions_path(config)))
             self.save_config_callback = None
             warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be")
+        elif config.get("logger") not in (None, False, []) and not any(
+            isinstance(cb, LearningRateMonitor) for cb in callbacks
+        ):
+            callbacks = [*callbacks, LearningRates()]  # the learning-rate curves of `zoo plot`
         return super()._instantiate_trainer(config, callbacks)
 
     def _predictions_path(self, config: dict[str, Any]) -> Path:

@@ -1,0 +1,41 @@
+"""``zoo plot RUN [RUN...] [-o curves.png] [--x step|epoch]``: learning curves of finished or
+running runs, several overlaid (see :mod:`zoo.curves`)."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  zoo plot runs/mlp_digits/version_0                 # -> curves.png
+  zoo plot runs/mlp_digits -o digits.png             # every run under the folder, overlaid
+  zoo plot runs/mlp_digits/version_0 runs/mlp_digits/version_3 --x epoch
+
+Draws the loss, each task metric (training solid, validation dashed) and the learning rate of each
+parameter group from the runs' metrics.csv; each run's test metrics appear in its title or legend
+entry. `zoo train` draws its own run into RUN/curves.png when it ends.
+"""
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="zoo plot",
+        description="Draw the learning curves of one or more runs into a PNG file.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="a run directory, or a folder searched for run directories"
+    )
+    parser.add_argument("--output", "-o", default="curves.png", help="the PNG file (default: curves.png)")
+    parser.add_argument("--x", choices=["step", "epoch"], default="step", help="the horizontal axis")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    from zoo.curves import find_runs, plot_runs
+
+    runs = find_runs(args.runs)
+    plot_runs(runs, args.output, x=args.x)
+    print(f"wrote {args.output}: the curves of {len(runs)} run{'s' if len(runs) > 1 else ''}")
