@@ -16,6 +16,7 @@ import torch
 
 from tests.conftest import QUIET, zoo_executable
 from tests.test_cli import run_main
+from zoo.runs import collect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,14 @@ def _epoch_values(run: Path, key: str) -> list[tuple[str, str]]:
 # epoch 1 after its first batch, where the step checkpoint (every 4 steps) was written
 KILLS = {
     "epoch-boundary": ([], "KillAtEpoch", "epoch=2", (1, 6)),
-    "mid-epoch": (["--checkpoint.every_n_train_steps", "4"], "KillAtStep", "step=5", (1, 4)),
+    # a log every step: the rows logged after the step-4 checkpoint (the learning rate as step 4
+    # began) must not stay beside the resumed run's own
+    "mid-epoch": (
+        ["--checkpoint.every_n_train_steps", "4", "--trainer.log_every_n_steps", "1"],
+        "KillAtStep",
+        "step=5",
+        (1, 4),
+    ),
 }
 
 
@@ -89,6 +97,8 @@ def test_a_killed_run_resumes_bit_for_bit_in_its_own_directory(
         f"--trainer.callbacks+=tests.test_resume.{callback}", f"--trainer.callbacks.{argument}",
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert [run.status for run in collect(tmp_path / "cut")] == ["interrupted"]  # run.json: process gone
+    started = json.loads((tmp_path / "cut" / "version_0" / "run.json").read_text())["started"]
     last = tmp_path / "cut" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert (saved["epoch"], saved["global_step"]) == (last_epoch, last_step)
@@ -116,6 +126,11 @@ def test_a_killed_run_resumes_bit_for_bit_in_its_own_directory(
     assert Path(metrics_a.pop("best_checkpoint")).name == Path(metrics_b.pop("best_checkpoint")).name
     assert metrics_a == metrics_b
     assert (b / "config.yaml").is_file() and (b / "config.resume.yaml").is_file()
+    key = "lr-AdamW/decay"
+    rates = [[(row["step"], row[key]) for row in _rows(run) if row.get(key)] for run in (a, b)]
+    assert rates[0] == rates[1] and len(rates[0]) >= 5  # every epoch start's rate, once
+    record = json.loads((b / "run.json").read_text())
+    assert (record["status"], record["started"], record["resumed"]) == ("finished", started, 1)
 
 
 def test_ckpt_path_last_without_a_run_is_an_error(tmp_path: Path, capsys) -> None:

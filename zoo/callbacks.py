@@ -211,3 +211,93 @@ class PredictionsCSV(BasePredictionWriter):
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
             self._tmp.unlink(missing_ok=True)
+
+
+class RunRecord(pl.Callback):
+    """Keeps ``run.json`` in the run directory: what ran, when, on which host and process, and how
+    it ended (``running``, then ``finished``, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed``, with the
+    error's first line). ``zoo runs`` lists runs from it (see :mod:`zoo.runs`). The CLI adds it to
+    ``fit`` and ``train``, and :meth:`zoo.trainer.ZooTrainer.train` to its own runs, wherever there is
+    a logger (hence a run directory). A resumed run keeps the first start time and counts the wall
+    time of each part.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self._started = 0.0
+        self._record: dict[str, Any] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.path is not None:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if not trainer.is_global_zero or log_dir is None or not trainer.loggers:
+            return
+        import socket
+        import time
+        from datetime import datetime
+
+        from zoo.model_card import _command, _data_name
+
+        self.path = Path(log_dir) / "run.json"
+        earlier = _read_record(self.path)
+        now = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self._started = time.perf_counter()
+        self._record = {
+            "status": "running",
+            "started": earlier.get("started") or now,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": _command(),
+            "model": f"{type(pl_module).__module__}.{type(pl_module).__qualname__}",
+            "parameters": sum(p.numel() for p in pl_module.parameters()),
+            "data": _data_name(getattr(trainer, "datamodule", None)),
+            "monitor": getattr(trainer.checkpoint_callback, "monitor", None),
+            "earlier_wall_s": float(earlier.get("wall_s") or 0.0),
+        }
+        if earlier:
+            self._record["resumed"] = int(earlier.get("resumed", 0)) + 1
+        self._write()
+
+    def _write(self, **changes: Any) -> None:
+        if self.path is None:
+            return
+        import time
+        from datetime import datetime
+
+        from zoo.files import write_json_atomic
+
+        self._record.update(changes)
+        if self._record["status"] != "running":
+            self._record["ended"] = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        wall = self._record["earlier_wall_s"] + time.perf_counter() - self._started
+        self._record["wall_s"] = round(wall, 3)
+        write_json_atomic(self.path, {k: v for k, v in self._record.items() if k != "earlier_wall_s"})
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(status="finished")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write()  # the test of zoo train: its time counts
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            self._write(status="interrupted")
+            return
+        lines = str(exception).strip().splitlines()
+        error = f"{type(exception).__name__}: {lines[0]}" if lines else type(exception).__name__
+        self._write(status="failed", error=error)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -70,7 +70,10 @@ class _ContinuingWriter(ExperimentWriter):
         epoch, step = self._keep_through
 
         def kept(row: dict[str, str]) -> bool:
-            row_epoch, row_step = int(float(row.get("epoch") or 0)), int(float(row.get("step") or 0))
+            row_step = int(float(row.get("step") or 0))
+            if not row.get("epoch"):  # a callback's row (learning rates): logged as step row_step began
+                return row_step < step
+            row_epoch = int(float(row["epoch"]))
             return row_epoch < epoch or (row_epoch == epoch and row_step <= step)
 
         def write(handle: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from zoo.callbacks import RunRecord
 from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
 
@@ -39,6 +40,8 @@ class ZooTrainer(pl.Trainer):
             callback kept one and the final weights were tested).
         """
         started = time.perf_counter()
+        if self.loggers and not any(isinstance(cb, RunRecord) for cb in self.callbacks):
+            self.callbacks.append(RunRecord())  # run.json: what ran and how it ended (zoo runs)
         self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if self.interrupted:
             return {}

@@ -28,6 +28,7 @@ other commands:
   generate   sample text from a language-model checkpoint (`zoo generate --help`)
   export     write a checkpoint as ONNX, TorchScript or safetensors, checked against it
              (`zoo export --help`)
+  runs       list the runs under a folder with their results and status (`zoo runs --help`)
   plot       draw the learning curves of runs into a PNG file (`zoo plot --help`)
   recipes    list, show or copy the shipped recipes (`zoo recipes --help`)
   models     list the registered models
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.cli.generate import main as generate_main
 
             generate_main(argv[1:])
+        elif command == "runs":
+            from zoo.cli.runs import main as runs_main
+
+            runs_main(argv[1:])
         elif command == "plot":
             from zoo.cli.plot import main as plot_main
 
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ZooError(
                 f"unknown command {command!r}; "
-                f"valid commands: {', '.join(PIPELINE)}, generate, export, plot, recipes, models."
+                f"valid commands: {', '.join(PIPELINE)}, generate, export, runs, plot, recipes, models."
             )
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)

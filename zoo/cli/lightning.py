@@ -22,6 +22,7 @@ from zoo.callbacks import (
     BestAndLastCheckpoint,
     LearningRates,
     PredictionsCSV,
+    RunRecord,
 )
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
@@ -212,10 +213,10 @@ class ZooCLI(LightningCLI):
                 callbacks.append(PredictionsCSV(self._predictions_path(config)))
             self.save_config_callback = None
             warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be")
-        elif config.get("logger") not in (None, False, []) and not any(
-            isinstance(cb, LearningRateMonitor) for cb in callbacks
-        ):
-            callbacks = [*callbacks, LearningRates()]  # the learning-rate curves of `zoo plot`
+        elif config.get("logger") not in (None, False, []):  # a run directory: record the run
+            callbacks = [*callbacks, RunRecord()]  # run.json, for `zoo runs`
+            if not any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+                callbacks.append(LearningRates())  # the learning-rate curves of `zoo plot`
         return super()._instantiate_trainer(config, callbacks)
 
     def _predictions_path(self, config: dict[str, Any]) -> Path:

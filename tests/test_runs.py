@@ -1,0 +1,145 @@
+"""`zoo runs`: run.json through a run's life (finished, interrupted, failed, killed) and the table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from tests.test_cli import run_main
+from zoo.data import SklearnDataModule
+from zoo.errors import ZooError
+from zoo.loggers import CSVLogger
+from zoo.models import MLP
+from zoo.runs import collect, format_runs, sort_runs
+from zoo.trainer import ZooTrainer
+
+
+class StopAt(pl.Callback):
+    """Raises ``error`` as training step ``step`` begins."""
+
+    def __init__(self, step: int, error: BaseException) -> None:
+        self.step, self.error = step, error
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise self.error
+
+
+def _train(root: Path, name: str, epochs: int = 2, callbacks: list | None = None, lr: float = 0.01) -> dict:
+    torch.manual_seed(0)
+    data = SklearnDataModule("digits", batch_size=64)
+    model = MLP(
+        hidden_sizes=[32],
+        num_classes=data.num_classes,
+        input_shape=data.input_shape,
+        optimizer=lambda p: torch.optim.Adam(p, lr=lr),
+    )
+    trainer = ZooTrainer(
+        max_epochs=epochs,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        logger=CSVLogger(save_dir=str(root), name=name),
+        callbacks=callbacks or [],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+    return trainer.train(model, data)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    _train(root, "good", epochs=3, lr=0.01)
+    _train(root, "worse", epochs=2, lr=0.0005)
+    with pytest.raises(SystemExit):  # Lightning ends the process after a Ctrl-C: sys.exit(1)
+        _train(root, "stopped", callbacks=[StopAt(3, KeyboardInterrupt())])
+    with pytest.raises(RuntimeError, match="the disk fell off"):
+        _train(root, "broken", callbacks=[StopAt(2, RuntimeError("the disk fell off\nsecond line"))])
+    return root
+
+
+def _record(root: Path, name: str) -> dict:
+    return json.loads((root / name / "version_0" / "run.json").read_text())
+
+
+def test_run_json_follows_the_run(root: Path) -> None:
+    good = _record(root, "good")
+    assert good["status"] == "finished" and good["model"] == "zoo.models.mlp.MLP" and good["data"] == "digits"
+    assert good["pid"] == os.getpid() and good["host"] == socket.gethostname()
+    assert good["monitor"] is None  # no checkpoint callback in these runs
+    assert good["wall_s"] > 0 and good["ended"] >= good["started"]
+    assert good["parameters"] == 64 * 32 + 32 + 32 * 10 + 10
+    assert _record(root, "stopped")["status"] == "interrupted"
+    broken = _record(root, "broken")
+    assert broken["status"] == "failed" and broken["error"] == "RuntimeError: the disk fell off"
+
+
+def test_a_killed_run_reads_as_interrupted_and_a_live_one_as_running(root: Path, tmp_path: Path) -> None:
+    for name, pid in (("killed", 2**22 + 12345), ("alive", os.getpid())):
+        run_dir = tmp_path / name / "version_0"
+        run_dir.mkdir(parents=True)
+        record = {**_record(root, "good"), "status": "running", "pid": pid}
+        (run_dir / "run.json").write_text(json.dumps(record))
+    status = {run.name.split("/")[0]: run.status for run in collect(tmp_path)}
+    assert status == {"killed": "interrupted", "alive": "running"}
+
+
+def test_collect_reads_epochs_best_val_and_test(root: Path) -> None:
+    runs = {run.name: run for run in collect(root)}
+    assert list(runs) == ["good/version_0", "worse/version_0", "stopped/version_0", "broken/version_0"]
+    good = runs["good/version_0"]
+    assert good.epochs == 3 and good.status == "finished"
+    with (root / "good" / "version_0" / "metrics.csv").open(newline="") as handle:
+        val = [float(r["val/loss"]) for r in csv.DictReader(handle) if r.get("val/loss")]
+    assert good.best["val/loss"] == pytest.approx(min(val))
+    test = json.loads((root / "good" / "version_0" / "test_metrics.json").read_text())
+    assert good.test["test/acc"] == pytest.approx(test["test/acc"])
+    assert runs["broken/version_0"].test == {} and runs["stopped/version_0"].epochs is None
+
+
+def test_sort_best_first_and_runs_without_the_metric_last(root: Path) -> None:
+    runs = collect(root)
+    by_acc = [r.name.split("/")[0] for r in sort_runs(runs, "test/acc")]
+    accs = {r.name.split("/")[0]: r.test.get("test/acc") for r in runs}
+    assert accs["good"] > accs["worse"]
+    assert by_acc[:2] == ["good", "worse"] and set(by_acc[2:]) == {"stopped", "broken"}
+    by_loss = [r.name.split("/")[0] for r in sort_runs(runs, "val/loss")]
+    assert by_loss[0] == "good"  # lower is better for losses
+    assert [r.name for r in sort_runs(runs, "started", reverse=True)] == [r.name for r in runs][::-1]
+    with pytest.raises(ZooError, match=r"--sort 'accuracy': sort by a test metric \(test/acc\)"):
+        sort_runs(runs, "accuracy")
+
+
+def test_formats(root: Path) -> None:
+    runs = collect(root)
+    table = format_runs(runs).splitlines()
+    header = ["run", "started", "model", "data", "epochs", "best", "val", "test", "wall", "status"]
+    assert table[0].split() == header
+    good = next(line for line in table if line.startswith("good/"))
+    assert good.split()[-1] == "finished" and " MLP " in good and " digits " in good
+    assert next(line for line in table if line.startswith("broken/")).endswith("failed")
+    rows = list(csv.DictReader(io.StringIO(format_runs(runs, "csv"))))
+    assert [r["status"] for r in rows] == ["finished", "finished", "interrupted", "failed"]
+    assert float(rows[0]["test/acc"]) == pytest.approx(runs[0].test["test/acc"])
+    assert json.loads(format_runs(runs, "json"))[3]["error"] == "RuntimeError: the disk fell off"
+
+
+def test_zoo_runs_command(root: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run_main(["runs", str(root), "--sort", "test/acc"], capsys)
+    assert code == 0 and out.splitlines()[1].startswith("good/version_0")
+    code, out, _ = run_main(["runs", str(tmp_path)], capsys)
+    assert code == 0 and out.strip() == f"no runs under {tmp_path}"
+    code, _, err = run_main(["runs", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and err.strip().startswith(f"zoo: error: {tmp_path / 'nowhere'}: no such folder")
+    code, _, err = run_main(["runs", str(root), "--format", "xml"], capsys)
+    assert code == 2 and "invalid choice: 'xml'" in err

@@ -1,0 +1,273 @@
+"""The runs under a folder, one line each (``zoo runs``): what ran, when, how well, how it ended.
+
+Every run directory of ``zoo train`` / ``zoo fit`` holds ``run.json`` (written by
+:class:`zoo.callbacks.RunRecord`): the status (``running``, ``finished``, ``interrupted``,
+``failed``), start and end times, wall time, host and process, the command, the model and the data,
+and the metric the best checkpoint is chosen by. :func:`collect` reads it with ``metrics.csv``
+(epochs, the best validation value) and ``test_metrics.json``; run directories from before
+``run.json`` are described from ``config.yaml`` and their files. A ``running`` run whose process is
+gone from this host (killed, or the machine restarted) is shown as ``interrupted``.
+
+Nothing here imports torch or Lightning, so ``zoo runs`` answers at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+RUN_FILE = "run.json"
+METRICS_CSV = "metrics.csv"
+TEST_FILE = "test_metrics.json"
+STATUSES = ("running", "finished", "interrupted", "failed")
+#: metrics where lower is better (the rest: higher is better)
+LOWER_IS_BETTER = ("loss", "mse", "mae", "ppl", "bpc", "rmse")
+FORMATS = ("table", "csv", "json")
+
+
+def lower_is_better(key: str) -> bool:
+    return key.rpartition("/")[2] in LOWER_IS_BETTER or key in ("wall_s",)
+
+
+@dataclass
+class Run:
+    """One run directory's summary (the row of ``zoo runs``)."""
+
+    path: Path
+    name: str
+    status: str = "unknown"
+    started: str | None = None
+    wall_s: float | None = None
+    model: str = "?"
+    data: str = "?"
+    epochs: int | None = None
+    monitor: str = "val/loss"
+    best: dict[str, float] = field(default_factory=dict)  # best value of each val/ metric
+    test: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def value(self, key: str) -> float | None:
+        """The value sorted by: a test metric, the best of a val metric, ``epochs`` or ``wall_s``."""
+        if key.startswith("test/"):
+            return self.test.get(key)
+        if key.startswith("val/"):
+            return self.best.get(key)
+        if key in ("epochs", "wall_s"):
+            value = getattr(self, key)
+            return None if value is None else float(value)
+        raise ZooError(
+            f"--sort {key!r}: sort by a test metric (test/acc), a validation metric (val/loss: its best "
+            "value), epochs, wall_s or started."
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "run": self.name,
+            "status": self.status,
+            "started": self.started,
+            "model": self.model,
+            "data": self.data,
+            "epochs": self.epochs,
+            "monitor": self.monitor,
+            "best_val": self.best.get(self.monitor),
+            "wall_s": self.wall_s,
+        }
+        row.update({f"best {k}": v for k, v in sorted(self.best.items())})
+        row.update(sorted(self.test.items()))
+        if self.error:
+            row["error"] = self.error
+        return row
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _process_alive(record: dict[str, Any]) -> bool:
+    """Whether the process that wrote ``record`` still runs (``True`` where that cannot be told)."""
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(record.get("pid", -1)), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _metrics(run: Run) -> None:
+    """Epochs and the best value of each validation metric, from ``metrics.csv``."""
+    path = run.path / METRICS_CSV
+    if not path.is_file():
+        return
+    epochs: set[int] = set()
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            values = {}
+            for key, text in row.items():
+                try:
+                    values[key] = float(text)
+                except (TypeError, ValueError):
+                    continue
+            for key, value in values.items():
+                if not key.startswith("val/") or not math.isfinite(value):
+                    continue
+                if "epoch" in values:
+                    epochs.add(int(values["epoch"]))
+                kept = run.best.get(key)
+                if kept is None or (value < kept if lower_is_better(key) else value > kept):
+                    run.best[key] = value
+            if "train/loss" in values and "epoch" in values and len(values) > 3:
+                epochs.add(int(values["epoch"]))  # an epoch row of the training metrics
+    run.epochs = max(epochs) + 1 if epochs else None
+
+
+def read_run(path: Path, name: str) -> Run:
+    run = Run(path, name)
+    record = _read_json(path / RUN_FILE)
+    run.test = {k: float(v) for k, v in _read_json(path / TEST_FILE).items() if isinstance(v, (int, float))}
+    if record:
+        run.status = str(record.get("status", "unknown"))
+        if run.status == "running" and not _process_alive(record):
+            run.status = "interrupted"
+        run.started = record.get("started")
+        run.wall_s = record.get("wall_s")
+        run.model = str(record.get("model", "?")).rpartition(".")[2]
+        run.data = str(record.get("data", "?"))
+        run.monitor = str(record.get("monitor") or "val/loss")
+        run.error = record.get("error")
+    else:  # a run directory from before run.json
+        config = _config(path)
+        model = config.get("model") or {}
+        data = config.get("data") or {}
+        if isinstance(model, dict):
+            run.model = str(model.get("class_path", "?")).rpartition(".")[2]
+        if isinstance(data, dict):
+            args = data.get("init_args") or {}
+            run.data = str(args.get("dataset") or str(data.get("class_path", "?")).rpartition(".")[2])
+        checkpoint = config.get("checkpoint") if isinstance(config.get("checkpoint"), dict) else {}
+        run.monitor = str(checkpoint.get("monitor") or "val/loss")
+        run.status = "finished" if run.test else "unknown"
+        csv_path = path / METRICS_CSV
+        if csv_path.is_file():
+            run.started = datetime.fromtimestamp(csv_path.stat().st_ctime).isoformat(timespec="seconds")
+    _metrics(run)
+    return run
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Folders below ``root`` (or ``root`` itself) that are run directories."""
+    if not root.exists():
+        raise ZooError(f"{root}: no such folder (zoo train writes its runs under runs/ by default).")
+    if not root.is_dir():
+        raise ZooError(f"{root}: not a folder; give the folder the runs are in (e.g. runs/).")
+    markers = (RUN_FILE, METRICS_CSV)
+    found = {p.parent for marker in markers for p in root.rglob(marker)}
+    found |= {root} if any((root / m).is_file() for m in markers) else set()
+    return sorted(found)
+
+
+def collect(root: str | Path = "runs") -> list[Run]:
+    """Every run below ``root``, named by its path relative to ``root``, oldest first."""
+    root = Path(root)
+    runs = [read_run(p, str(p.relative_to(root)) if p != root else p.name) for p in find_run_dirs(root)]
+    return sorted(runs, key=lambda r: (r.started or "", r.name))
+
+
+def sort_runs(runs: list[Run], key: str | None, reverse: bool = False) -> list[Run]:
+    """Best first by ``key`` (lower first for losses and errors, higher first otherwise; runs without
+    it last), or by start time (``started``, the default: oldest first). ``reverse`` flips the order."""
+    if key in (None, "started"):
+        ordered = sorted(runs, key=lambda r: (r.started or "", r.name))
+        return ordered[::-1] if reverse else ordered
+    for run in runs:
+        run.value(key)  # an unknown key: one error, before sorting
+    sign = 1.0 if lower_is_better(key) else -1.0
+    have = [r for r in runs if r.value(key) is not None]
+    lack = [r for r in runs if r.value(key) is None]
+    have.sort(key=lambda r: sign * r.value(key), reverse=reverse)
+    return have + lack
+
+
+def _headline(test: dict[str, float]) -> str:
+    for key in ("test/acc", "test/r2", "test/mse", "test/loss"):
+        if key in test:
+            return f"{key.removeprefix('test/')} {test[key]:.4f}"
+    return "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_runs(runs: list[Run], fmt: str = "table") -> str:
+    """The runs as an aligned text table, CSV (every metric a column) or JSON (a list of objects)."""
+    if fmt not in FORMATS:
+        raise ZooError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
+    rows = [run.as_dict() for run in runs]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        import io
+
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    header = ("run", "started", "model", "data", "epochs", "best val", "test", "wall", "status")
+    lines = [header]
+    for run in runs:
+        best = run.best.get(run.monitor)
+        started = (run.started or "-").replace("T", " ")[:16]
+        lines.append(
+            (
+                run.name,
+                started,
+                run.model,
+                run.data,
+                "-" if run.epochs is None else str(run.epochs),
+                "-" if best is None else f"{run.monitor} {best:.4f}",
+                _headline(run.test),
+                _duration(run.wall_s),
+                run.status,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
