@@ -29,6 +29,7 @@ def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
 def test_help_and_recipes_list_do_not_import_torch():
     code = (
         "import sys; from zoo.cli import main; main(['--help']); main(['recipes', 'list']); "
+        "main(['train', '-c', 'mlp_digits', '--help']); "
         "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'heavy import'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -37,6 +38,20 @@ def test_help_and_recipes_list_do_not_import_torch():
     for recipe in list_recipes():
         assert recipe.name in proc.stdout
         assert recipe.description in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "fit", "validate", "test"])
+def test_pipeline_help_is_short_and_every_option_stays_one_flag_away(command: str, capsys) -> None:
+    code, out, _ = run_main([command, "--help"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == f"usage: zoo {command} -c RECIPE [-c MORE ...] [--KEY VALUE ...]"
+    assert len(lines) < 60
+    for flag in ("--model.help MLP", "--data.help SklearnDataModule", "--help-all", "--trainer.max_epochs"):
+        assert flag in out
+    if command == "train":  # the long form: LightningCLI's own help, every option
+        code, out, _ = run_main([command, "--help-all"], capsys)
+        assert code == 0 and len(out.splitlines()) > 500
+        assert "num_sanity_val_steps" in out and "--model.help" in out
 
 
 def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):

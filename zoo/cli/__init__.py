@@ -15,7 +15,8 @@ usage: zoo <command> [options]
 
 Train and evaluate lightning-zoo models from YAML recipes.
 
-pipeline commands (LightningCLI; `zoo <command> --help` lists every option):
+pipeline commands (LightningCLI; `zoo <command> --help` shows the common options,
+`--help-all` every one):
   train      fit with early stopping and checkpoints, reload the best checkpoint, test it,
              print and save the test metrics
   fit        Lightning's fit
@@ -95,7 +96,13 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.cli.predict import main as predict_main  # zoo predict CKPT --input ...
 
             predict_main(argv[1:])
+        elif command in PIPELINE and any(a in ("-h", "--help") for a in argv[1:]):
+            from zoo.cli.pipeline_help import short_help
+
+            print(short_help(command), end="")
         elif command in PIPELINE:
+            # --help-all: LightningCLI's own help, every option of the Trainer, model and data
+            argv = [("--help" if a == "--help-all" else a) for a in argv]
             from zoo.recipes import resolve_config_args
 
             argv = resolve_config_args(argv)
