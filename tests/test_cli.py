@@ -69,8 +69,48 @@ def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
 
 
 def test_models_lists_registry(capsys):
+    from zoo.registry import list_models
+
     code, out, _ = run_main(["models"], capsys)
-    assert code == 0 and "mlp" in out.split()
+    assert code == 0 and out.split() == list_models()
+    code, out, _ = run_main(["models", "resnet*", "--verbose"], capsys)
+    from zoo.models import ResNet
+
+    built = ResNet(input_shape=[3, 32, 32], num_classes=10, widths=(16, 32, 64), blocks_per_stage=3)
+    line = next(ln for ln in out.splitlines() if ln.startswith("resnet20 "))
+    assert "zoo.models.ResNet(widths=[16, 32, 64], blocks_per_stage=3)" in line
+    assert f"{sum(p.numel() for p in built.parameters()):,} parameters (3x32x32 images, 10 classes)" in line
+    code, out, _ = run_main(["models", "--data"], capsys)
+    assert {"digits", "wine", "fashion_mnist", "chars", "csv"} <= set(out.split())
+
+
+def _printed_config(argv: list[str], capsys) -> dict:
+    import yaml
+
+    code, out, err = run_main(["train", *argv, "--print_config"], capsys)
+    assert code == 0, err
+    return yaml.safe_load(out)
+
+
+def test_names_work_where_class_paths_do(capsys) -> None:
+    """``--model resnet8`` / ``--data wine``: the class path and the preset's arguments, which later
+    flags override; a class path, a class name and a name outside the registry pass unchanged."""
+    from zoo.cli.lightning import resolve_names
+
+    argv = ["-c", "convnet_digits", "--model", "resnet8", "--model.blocks_per_stage", "2"]
+    config = _printed_config(argv, capsys)
+    assert config["model"]["class_path"] == "zoo.models.ResNet"
+    assert config["model"]["init_args"]["widths"] == [16, 32, 64]
+    assert config["model"]["init_args"]["blocks_per_stage"] == 2  # the later flag wins
+    config = _printed_config(["-c", "mlp_digits", "--data=wine", "--model=gpt_char"], capsys)
+    assert config["data"]["class_path"] == "zoo.data.SklearnDataModule"
+    assert config["data"]["init_args"]["dataset"] == "wine"
+    assert config["model"]["init_args"]["n_embd"] == 384 and config["model"]["init_args"]["dropout"] == 0.2
+    config = _printed_config(["-c", "mlp_digits", "--data.class_path", "digits_images"], capsys)
+    assert config["data"]["init_args"]["as_images"] is True
+    unchanged = ["--model", "zoo.models.MLP", "--model", "MLPX", "--data", "my_pkg.Data"]
+    unchanged += ["--model.dropout", "mlp"]
+    assert resolve_names(unchanged) == unchanged
 
 
 BAD_INPUTS = {

@@ -112,11 +112,54 @@ LOSSES = Registry("loss", populate=["zoo.losses"])
 OPTIMIZERS = Registry("optimizer", populate=["zoo.optim"])
 SCHEDULERS = Registry("scheduler", populate=["zoo.optim"])
 ACTIVATIONS = Registry("activation", populate=["zoo.nn.layers"])
+DATA = Registry("data", populate=["zoo.data"])
 
 
 def register_model(name: str | None = None) -> Callable[[F], F]:
     """Decorator: add a LightningModule class (or a preset function returning one) to the model registry."""
     return MODELS.register(name)
+
+
+def _preset(
+    registry: Registry, name: str, cls: type, doc: str, defaults: dict[str, Any]
+) -> Callable[..., Any]:
+    def build(**kwargs: Any) -> Any:
+        return cls(**{**defaults, **kwargs})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    build.preset = (cls, dict(defaults))  # type: ignore[attr-defined]
+    registry.register(name, build)
+    return build
+
+
+def register_preset(name: str, cls: type, doc: str, **defaults: Any) -> Callable[..., Any]:
+    """Register the model ``name`` as ``cls`` with ``defaults`` (overridable): a preset, like timm's
+    and torchvision's model names. Returns the factory; its ``preset`` attribute is ``(cls,
+    defaults)``, which is how the command line turns ``--model resnet20`` into a class path and
+    its arguments."""
+    return _preset(MODELS, name, cls, doc, defaults)
+
+
+def register_data(name: str, cls: type, doc: str, **defaults: Any) -> Callable[..., Any]:
+    """Register the data name ``name`` (``--data digits``) as the DataModule ``cls`` with ``defaults``."""
+    return _preset(DATA, name, cls, doc, defaults)
+
+
+def public_class_path(cls: type) -> str:
+    """``zoo.models.ResNet`` rather than ``zoo.models.conv.ResNet`` where the package exports it."""
+    package = cls.__module__.rsplit(".", 1)[0]
+    module = importlib.import_module(package) if package != cls.__module__ else None
+    if module is not None and getattr(module, cls.__name__, None) is cls:
+        return f"{package}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def named_config(registry: Registry, name: str) -> tuple[str, dict[str, Any]]:
+    """The class path and preset arguments of the entry ``name`` (a model or data name)."""
+    entry = registry.get(name)
+    cls, defaults = getattr(entry, "preset", (entry, {}))
+    return public_class_path(cls), dict(defaults)
 
 
 def list_models(

@@ -32,7 +32,7 @@ other commands:
   runs       list the runs under a folder with their results and status (`zoo runs --help`)
   plot       draw the learning curves of runs into a PNG file (`zoo plot --help`)
   recipes    list, show or copy the shipped recipes (`zoo recipes --help`)
-  models     list the registered models
+  models     the model names --model takes (`--data`: the data names; `-v`: class paths)
 
 examples:
   zoo train -c mlp_digits
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
 
             export_main(argv[1:])
         elif command == "models":
-            from zoo.registry import list_models
+            from zoo.cli.models import main as models_main
 
-            print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
+            models_main(argv[1:])
         elif command == "predict" and len(argv) > 1 and (argv[1] in ("-h", "--help") or argv[1][0] != "-"):
             from zoo.cli.predict import main as predict_main  # zoo predict CKPT --input ...
 

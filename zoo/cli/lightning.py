@@ -332,7 +332,7 @@ def run(argv: list[str]) -> None:
     half-written.
     """
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0], *argv]
+    sys.argv = [saved_argv[0], *resolve_names(argv)]
     try:
         ZooCLI()
     except Exception as err:
@@ -346,6 +346,48 @@ def run(argv: list[str]) -> None:
     finally:
         sys.argv = saved_argv
         _STARTED.clear()
+
+
+#: the options that take a registered name (`zoo models`, `zoo models --data`) as well as a class path
+NAMED_OPTIONS = ("--model", "--model.class_path", "--data", "--data.class_path")
+
+
+def resolve_names(argv: list[str]) -> list[str]:
+    """``--model resnet20`` and ``--data digits`` (the names ``zoo models`` lists) as the class path
+    and the preset's arguments: ``--model zoo.models.ResNet --model.widths=[16, 32, 64]
+    --model.blocks_per_stage=3``; later flags still override them. Anything else passes unchanged
+    (class paths, and class names jsonargparse resolves)."""
+    import json
+
+    from zoo.registry import DATA, MODELS, named_config
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg, value, step = argv[i], None, 1
+        option = arg.split("=", 1)[0]
+        if option in NAMED_OPTIONS:
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                value, step = argv[i + 1], 2
+        registry = MODELS if option.startswith("--model") else DATA
+        if value is None or "." in value or value not in registry:
+            out += argv[i : i + step]
+            i += step
+            continue
+        class_path, defaults = named_config(registry, value)
+        group = option.split(".")[0]
+        out += [group, class_path]
+        for key, default in defaults.items():
+            shown = (
+                default
+                if isinstance(default, str)
+                else json.dumps(list(default) if isinstance(default, tuple) else default)
+            )
+            out.append(f"{group}.{key}={shown}")
+        i += step
+    return out
 
 
 def _zoo_error_in(err: BaseException | None) -> ZooError | None:

@@ -26,11 +26,11 @@ configs:
   --seed_everything N           the seed of the split, the initialization and the shuffling
 
 common options (every key of the config is a flag: --a.b.c VALUE):
-  --model CLASS                 the model's class path (`zoo models` lists the zoo's)
+  --model NAME|CLASS            a model name (`zoo models`: mlp, resnet20, vit_mini, ...) or class path
   --model.KEY VALUE             --model.dropout 0.3, --model.hidden_sizes [256,128], --model.compile true
   --model.optimizer CLASS       SGD, AdamW, ...; then --model.optimizer.lr 0.01
   --model.lr_scheduler CLASS    zoo.optim.WarmupCosineLR, zoo.optim.OneCycle, ...; null for none
-  --data CLASS                  the DataModule's class path
+  --data NAME|CLASS             a data name (`zoo models --data`: digits, wine, ...) or class path
   --data.KEY VALUE              --data.batch_size 128, --data.seed 1, --data.val_size 0.2
   --trainer.max_epochs N        also --trainer.max_steps N, --trainer.max_time 00:00:10:00
   --trainer.accelerator A       auto (default), cpu, gpu, mps; --trainer.devices N

@@ -16,7 +16,7 @@ from zoo.errors import ZooError
 from zoo.models.base import ZooModule
 from zoo.nn import conv as zconv
 from zoo.nn.conv import HEADS, NORMS2D, Head, Norm2d
-from zoo.registry import ACTIVATIONS, register_model
+from zoo.registry import ACTIVATIONS, register_model, register_preset
 
 
 class _ConvModel(ZooModule):
@@ -184,13 +184,17 @@ class FastCifarNet(_ConvModel):
         self._finish(channels_last)
 
 
-@register_model("resnet8")
-def resnet8(**kwargs: Any) -> ResNet:
-    """ResNet-8: widths (16, 32, 64), one basic block per stage."""
-    return ResNet(**{"widths": (16, 32, 64), "blocks_per_stage": 1, **kwargs})
-
-
-@register_model("resnet20")
-def resnet20(**kwargs: Any) -> ResNet:
-    """ResNet-20: widths (16, 32, 64), three basic blocks per stage."""
-    return ResNet(**{"widths": (16, 32, 64), "blocks_per_stage": 3, **kwargs})
+resnet8 = register_preset(
+    "resnet8",
+    ResNet,
+    "ResNet-8: widths (16, 32, 64), one basic block per stage.",
+    widths=(16, 32, 64),
+    blocks_per_stage=1,
+)
+resnet20 = register_preset(
+    "resnet20",
+    ResNet,
+    "ResNet-20: widths (16, 32, 64), three basic blocks per stage.",
+    widths=(16, 32, 64),
+    blocks_per_stage=3,
+)

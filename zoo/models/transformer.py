@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.models.base import ZooModule
 from zoo.nn import transformer as ztf
 from zoo.nn.transformer import Pooling
-from zoo.registry import register_model
+from zoo.registry import register_model, register_preset
 
 
 def _sequence_length(input_shape: Sequence[int] | None) -> int:
@@ -352,21 +352,33 @@ class GPT(ZooModule):
 # ---------------------------------------------------------------------- presets
 
 
-@register_model("vit_tiny")
-def vit_tiny(**kwargs: Any) -> ViT:
-    """ViT-Tiny's shape (DeiT-Ti): dim 192, depth 12, 3 heads, MLP ratio 4 (about 5.4M parameters).
-    Pass ``patch_size`` to suit the images (the default 4 gives 64 tokens on 32x32 CIFAR)."""
-    return ViT(**{"dim": 192, "depth": 12, "heads": 3, "mlp_ratio": 4.0, **kwargs})
-
-
-@register_model("vit_mini")
-def vit_mini(**kwargs: Any) -> ViT:
-    """A CPU-sized ViT for small images: dim 128, depth 6, 4 heads, MLP ratio 2 (about 0.8M parameters)."""
-    return ViT(**{"dim": 128, "depth": 6, "heads": 4, "mlp_ratio": 2.0, **kwargs})
-
-
-@register_model("gpt_char")
-def gpt_char(**kwargs: Any) -> GPT:
-    """nanoGPT's Shakespeare-char "baby GPT": 6 layers, 6 heads, width 384, dropout 0.2, no biases
-    (about 10.7M parameters; nanoGPT trains it with block_size 256)."""
-    return GPT(**{"n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2, "bias": False, **kwargs})
+vit_tiny = register_preset(
+    "vit_tiny",
+    ViT,
+    "ViT-Tiny's shape (DeiT-Ti): dim 192, depth 12, 3 heads, MLP ratio 4 (about 5.4M parameters). Pass "
+    "``patch_size`` to suit the images (the default 4 gives 64 tokens on 32x32 CIFAR).",
+    dim=192,
+    depth=12,
+    heads=3,
+    mlp_ratio=4.0,
+)
+vit_mini = register_preset(
+    "vit_mini",
+    ViT,
+    "A CPU-sized ViT for small images: dim 128, depth 6, 4 heads, MLP ratio 2 (about 0.8M parameters).",
+    dim=128,
+    depth=6,
+    heads=4,
+    mlp_ratio=2.0,
+)
+gpt_char = register_preset(
+    "gpt_char",
+    GPT,
+    'nanoGPT\'s Shakespeare-char "baby GPT": 6 layers, 6 heads, width 384, dropout 0.2, no biases (about '
+    "10.7M parameters; nanoGPT trains it with block_size 256).",
+    n_layer=6,
+    n_head=6,
+    n_embd=384,
+    dropout=0.2,
+    bias=False,
+)
