@@ -77,7 +77,7 @@ def test_train_writes_curves_png_and_its_figure_has_a_line_per_metric(runs: Path
     assert list(line.get_ydata()) == pytest.approx(val_loss) and len(val_loss) == 3
     test = json.loads((run / "test_metrics.json").read_text())
     headline = f"test/acc {test['test/acc']:.4g}, test/loss {test['test/loss']:.4g}"
-    assert figure._suptitle.get_text() == f"runs0/version_0 (test: {headline})"
+    assert figure._suptitle.get_text() == f"{runs.name}/version_0 (test: {headline})"
 
 
 def test_epoch_axis_places_validation_at_epoch_ends(runs: Path) -> None:

@@ -38,6 +38,12 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch):
     exec(compile(example.replace("max_epochs=50", "max_epochs=15"), "README.md", "exec"), namespace)
     assert namespace["metrics"]["test/acc"] >= 0.9
     assert Path(namespace["metrics"]["best_checkpoint"]).is_file()
+    # the same run directory as `zoo train` makes: runs/wine/version_0 with every file of a CLI run
+    run = tmp_path / "runs" / "wine" / "version_0"
+    assert Path(namespace["metrics"]["best_checkpoint"]).resolve().parent == (run / "checkpoints").resolve()
+    for name in ("metrics.csv", "test_metrics.json", "README.md", "curves.png", "run.json"):
+        assert (run / name).is_file(), name
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_wheel_ships_the_recipes(tmp_path: Path):

@@ -18,7 +18,23 @@ METRICS_FILE = "test_metrics.json"
 
 
 class ZooTrainer(pl.Trainer):
-    """``lightning.pytorch.Trainer`` plus :meth:`train`; every Trainer argument works unchanged."""
+    """``lightning.pytorch.Trainer`` plus :meth:`train`; every Trainer argument works unchanged.
+
+    Two defaults differ from Lightning's, so that a run started from Python lands where ``zoo
+    train`` puts its runs and holds the same files: ``default_root_dir`` is ``runs`` (not the
+    working directory) and the default logger is :class:`zoo.loggers.CSVLogger` in it (not
+    ``lightning_logs/``): ``ZooTrainer(default_root_dir="runs/wine").train(model, data)`` writes
+    ``runs/wine/version_N/`` with ``metrics.csv``, ``checkpoints/``, ``test_metrics.json``, the
+    model card, ``curves.png`` and ``run.json``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("default_root_dir", "runs")
+        if kwargs.get("logger", True) is True:
+            from zoo.loggers import CSVLogger
+
+            kwargs["logger"] = CSVLogger(save_dir=str(kwargs["default_root_dir"]))
+        super().__init__(**kwargs)
 
     def train(
         self,
