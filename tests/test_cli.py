@@ -59,11 +59,16 @@ def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
     assert code == 0 and "zoo.models.MLP" in out
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
-    assert (
-        code == 0
-        and (tmp_path / "mine.yaml").read_text()
-        == next(r.path for r in list_recipes() if r.name == "mlp_digits").read_text()
-    )
+    original = next(r.path for r in list_recipes() if r.name == "mlp_digits").read_text().splitlines()
+    copy = (tmp_path / "mine.yaml").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(original, copy, strict=True) if a != b]
+    # the copy's runs go to runs/mine, apart from the original's; nothing else changes
+    assert code == 0 and changed == [
+        ("# zoo train -c mlp_digits", "# zoo train -c mine.yaml"),
+        ("  default_root_dir: runs/mlp_digits", "  default_root_dir: runs/mine"),
+    ]
+    config = _printed_config(["-c", str(tmp_path / "mine.yaml")], capsys)
+    assert config["trainer"]["default_root_dir"] == "runs/mine"
     code, _, err = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
     assert code == 2 and "exists already" in err
 

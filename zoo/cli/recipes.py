@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import re
 import sys
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.files import atomic_write
 from zoo.recipes import find_recipe, list_recipes, recipes_dir
 
 
@@ -47,7 +48,17 @@ def main(argv: list[str]) -> None:
         dest = Path(args.dest or f"{recipe.name.rsplit('/', 1)[-1]}.yaml")
         if dest.exists():
             raise ZooError(f"{dest} exists already; choose another destination.")
-        shutil.copyfile(recipe.path, dest)
-        print(f"copied {recipe.name} to {dest}; run it with: zoo train -c {dest}")
+        if not dest.parent.is_dir():
+            raise ZooError(f"{dest.parent} is not a folder; copy the recipe into an existing folder.")
+        text = renamed_copy(recipe.path.read_text(encoding="utf-8"), recipe.name, dest)
+        atomic_write(dest, lambda handle: handle.write(text))
+        print(f"copied {recipe.name} to {dest}; run it with: zoo train -c {dest} (runs in runs/{dest.stem}/)")
     else:
         print(recipes_dir())
+
+
+def renamed_copy(text: str, name: str, dest: Path) -> str:
+    """A recipe's text for its copy ``dest``: its runs go to ``runs/<dest's stem>`` (so runs of the
+    edited copy never mix with the original's) and its usage line names the copy."""
+    text = re.sub(r"(?m)^(\s*default_root_dir:\s*)\S+", rf"\g<1>runs/{dest.stem}", text)
+    return re.sub(rf"(?m)^(#.*zoo \w+ -c ){re.escape(name)}\b", rf"\g<1>{dest}", text)
