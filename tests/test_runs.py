@@ -33,7 +33,14 @@ class StopAt(pl.Callback):
             raise self.error
 
 
-def _train(root: Path, name: str, epochs: int = 2, callbacks: list | None = None, lr: float = 0.01) -> dict:
+def _train(
+    root: Path,
+    name: str,
+    epochs: int = 2,
+    callbacks: list | None = None,
+    lr: float = 0.01,
+    progress: bool = False,
+) -> dict:
     torch.manual_seed(0)
     data = SklearnDataModule("digits", batch_size=64)
     model = MLP(
@@ -48,7 +55,7 @@ def _train(root: Path, name: str, epochs: int = 2, callbacks: list | None = None
         limit_val_batches=2,
         logger=CSVLogger(save_dir=str(root), name=name),
         callbacks=callbacks or [],
-        enable_progress_bar=False,
+        enable_progress_bar=progress,
         enable_model_summary=False,
         enable_checkpointing=False,
         accelerator="cpu",
@@ -143,3 +150,29 @@ def test_zoo_runs_command(root: Path, tmp_path: Path, capsys) -> None:
     assert code == 2 and err.strip().startswith(f"zoo: error: {tmp_path / 'nowhere'}: no such folder")
     code, _, err = run_main(["runs", str(root), "--format", "xml"], capsys)
     assert code == 2 and "invalid choice: 'xml'" in err
+
+
+def test_piped_output_is_one_line_per_epoch(tmp_path: Path, capsys) -> None:
+    """Under pytest stdout is not a terminal: the trainer reports one line per epoch with the
+    epoch's own values (train/loss: the epoch mean in metrics.csv), instead of a redrawn bar."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from zoo.callbacks import EpochLines
+
+    capsys.readouterr()
+    _train(tmp_path, "piped", epochs=3, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[:2] for line in epochs] == [["epoch", "1/3"], ["epoch", "2/3"], ["epoch", "3/3"]]
+    assert not any("it/s" in line for line in lines)  # no tqdm redraws
+    with (tmp_path / "piped" / "version_0" / "metrics.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train/acc")]
+    for line, row in zip(epochs, rows, strict=True):
+        fields = line.split()
+        shown = float(fields[fields.index("train/loss") + 1])
+        assert shown == pytest.approx(float(row["train/loss"]), rel=1e-3)
+    assert any(isinstance(cb, EpochLines) for cb in ZooTrainer(logger=False).callbacks)
+    quiet = ZooTrainer(logger=False, enable_progress_bar=False).callbacks
+    assert not any(isinstance(cb, EpochLines) for cb in quiet)
+    chosen = ZooTrainer(logger=False, callbacks=[TQDMProgressBar()]).callbacks
+    assert not any(isinstance(cb, EpochLines) for cb in chosen)

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import (
     EarlyStopping,
     LearningRateMonitor,
     ModelCheckpoint,
+    ProgressBar,
 )
 
 from zoo.inference import class_labels, class_probabilities, label_indices
@@ -301,3 +302,59 @@ def _read_record(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+class EpochLines(ProgressBar):
+    """The progress report for a log file or a pipe: one line per training epoch, e.g.
+    ``epoch 3/60  step 60  train/acc 0.9811  train/loss 0.5512  val/acc 0.9704  val/loss 0.5921  (0.4 s)``.
+
+    Lightning's bar redraws itself on every refresh, which a pipe or a log file keeps in full
+    (13 KB for two epochs of digits). :class:`~zoo.trainer.ZooTrainer` uses this bar instead when
+    its standard output is not a terminal and no other progress bar was given.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._epoch_started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import time
+
+        self._report(trainer)
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import time
+
+        # printed when the next epoch starts or training ends: the module logs the epoch's training
+        # metrics in its own on_train_epoch_end, which Lightning calls after the callbacks'
+        self._pending = (
+            trainer.current_epoch,
+            trainer.global_step,
+            time.perf_counter() - self._epoch_started,
+        )
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report(trainer)
+
+    _pending: tuple[int, int, float] | None = None
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or not self._enabled or not trainer.is_global_zero:
+            return
+        epoch, step, seconds = pending
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        parts = [f"epoch {epoch + 1}{total}", f"step {step}"]
+        # the epoch's values (train/loss: the epoch mean, not the last log step's window)
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if key.startswith(("train/", "val/")) and value.numel() == 1:
+                parts.append(f"{key} {float(value):.4g}")
+        print("  ".join(parts) + f"  ({seconds:.1f} s)", flush=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ProgressBar
 
-from zoo.callbacks import RunRecord
+from zoo.callbacks import EpochLines, RunRecord
 from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
 
@@ -34,6 +36,14 @@ class ZooTrainer(pl.Trainer):
             from zoo.loggers import CSVLogger
 
             kwargs["logger"] = CSVLogger(save_dir=str(kwargs["default_root_dir"]))
+        callbacks = kwargs.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if (
+            kwargs.get("enable_progress_bar") is not False
+            and not _terminal()
+            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        ):
+            kwargs["callbacks"] = [*callbacks, EpochLines()]  # a pipe or a log: one line per epoch
         super().__init__(**kwargs)
 
     def train(
@@ -72,6 +82,14 @@ class ZooTrainer(pl.Trainer):
             write_model_card(self, model, datamodule, metrics, time.perf_counter() - started, Path(log_dir))
             draw_curves(Path(log_dir))
         return metrics
+
+
+def _terminal() -> bool:
+    """Whether standard output is a terminal (where a redrawn progress bar makes sense)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def draw_curves(run_dir: Path) -> None:
