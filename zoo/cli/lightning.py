@@ -324,8 +324,9 @@ def check_run_root(root: str | Path | None) -> None:
         )
 
 
-def run(argv: list[str]) -> None:
-    """Run the CLI on ``argv`` (the words after ``zoo``).
+def run(argv: list[str], subcommand: bool = True) -> ZooCLI:
+    """Run the CLI on ``argv`` (the words after ``zoo``); with ``subcommand=False`` only build the
+    model, data and Trainer from ``argv`` (configs and flags, no subcommand) and return the CLI.
 
     A :class:`ZooError`, also one raised inside jsonargparse or Lightning, comes out unwrapped,
     and the run directory this invocation created is removed, so a user error leaves nothing
@@ -334,7 +335,7 @@ def run(argv: list[str]) -> None:
     saved_argv = sys.argv
     sys.argv = [saved_argv[0], *resolve_names(argv)]
     try:
-        ZooCLI()
+        return ZooCLI(run=subcommand)
     except Exception as err:
         cause = _zoo_error_in(err)
         if cause is None:

@@ -50,6 +50,10 @@ every option of a class:
   zoo {command} -c mlp_digits --print_config  every value a recipe sets
   zoo {command} --help-all                    every option of the Trainer, model and data (long)
 
+tuning:
+  zoo tune-lr -c RECIPE [...]                 the learning rate to train with (a range test)
+  zoo tune-batch-size -c RECIPE [...]         the largest batch that fits
+
 examples:
   zoo {command} -c mlp_digits
   zoo {command} -c mlp_digits --model.dropout 0.3 --trainer.max_epochs 20

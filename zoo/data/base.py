@@ -260,6 +260,11 @@ class ZooDataModule(pl.LightningDataModule):
         self.prepare()
         return {k: len(v) for k, v in self._splits.items()}
 
+    @property
+    def num_train_examples(self) -> int:
+        """Distinct training examples (rows, images, sequences): the most a batch can hold."""
+        return self.split_sizes()["train"]
+
     # ------------------------------------------------------------------ preparation
 
     def prepare(self) -> None:

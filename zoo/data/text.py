@@ -443,6 +443,11 @@ class CharTextDataModule(ZooDataModule):
         start, stop = self._bounds[name]
         return self._tokens[start:stop]
 
+    @property
+    def num_train_examples(self) -> int:
+        """Distinct training windows (one per start offset)."""
+        return max(1, self.split_sizes()["train"] - self.block_size)
+
     def split_sizes(self) -> dict[str, int]:
         """Characters per split."""
         self.prepare()

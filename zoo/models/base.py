@@ -98,6 +98,15 @@ def _set_metric_states(metrics: torchmetrics.MetricCollection, saved: dict[str, 
         metric._computed = None
 
 
+def _rescale_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give the first parameter group the rate ``lr`` and the others theirs in the same proportion."""
+    first = optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr"] / first if first else lr
+        if "initial_lr" in group:
+            group["initial_lr"] = group["lr"]
+
+
 def _loss_from_class_path(path: str) -> nn.Module:
     """``torch.nn.HuberLoss`` (a string) as ``torch.nn.HuberLoss()``, or a :class:`ZooError`."""
     import importlib
@@ -638,8 +647,35 @@ class ZooModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimization
 
+    @property
+    def lr(self) -> float | None:
+        """A learning rate that overrides the optimizer's (``None``: the optimizer's own). Lightning's
+        learning-rate finder (``Tuner.lr_find(update_attr=True)``, :class:`~lightning.pytorch.callbacks.
+        LearningRateFinder`) sets it; the optimizer lives in an injected callable, so this is where a
+        found rate goes. Setting it scales every parameter group and the schedule's base rates of an
+        optimizer that already exists, and :meth:`configure_optimizers` applies it to later ones."""
+        return self._lr_override
+
+    @lr.setter
+    def lr(self, value: float | None) -> None:
+        self._lr_override = None if value is None else float(value)
+        trainer = self._trainer
+        if value is None or trainer is None:
+            return
+        for optimizer in trainer.optimizers:
+            _rescale_rates(optimizer, float(value))
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if getattr(scheduler, "base_lrs", None):
+                first = scheduler.base_lrs[0]
+                scheduler.base_lrs = [float(value) * b / first for b in scheduler.base_lrs]
+
+    _lr_override: float | None = None
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(param_groups(self, self.decay_bias_and_norm))
+        if self._lr_override is not None:
+            _rescale_rates(optimizer, self._lr_override)
         if self.lr_scheduler is None:
             return optimizer
         with training_horizon(self.trainer.estimated_stepping_batches):
