@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ProgressBar, WeightAveraging
 
 from zoo.callbacks import EpochLines, RunRecord
 from zoo.files import write_json_atomic
@@ -73,6 +73,10 @@ class ZooTrainer(pl.Trainer):
             return {}
         callback = self.checkpoint_callback
         best = callback.best_model_path if callback is not None and callback.best_model_path else None
+        # weight averaging (EMA, SWA-style) validated and saved the averaged weights; its callback would
+        # load the raw ones back from the checkpoint ("current_model_state") for the test: test what
+        # was validated and what zoo.load and zoo predict read
+        self.callbacks = [cb for cb in self.callbacks if not isinstance(cb, WeightAveraging)]
         results = self.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         metrics: dict[str, Any] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
         metrics["best_checkpoint"] = best
