@@ -65,3 +65,21 @@ def test_accumulation_steps_once_per_four_batches(tmp_path: Path, capsys) -> Non
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 2 * 5  # 20 batches an epoch, one optimizer step per 4
     assert max(int(r["step"]) for r in _rows(run)) == 10
+
+
+def test_tensorboard_logs_into_the_run_directory_beside_metrics_csv(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = tmp_path / "runs"
+    argv = ["train", "-c", "mlp_digits", "-c", "trainer/debug", "-c", "logger/tensorboard"]
+    for _ in range(2):  # the second run: both loggers move on to version_1 together
+        code, _, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+        assert code == 0, err[-2000:]
+    assert sorted(p.name for p in root.iterdir()) == ["version_0", "version_1"]
+    run = root / "version_1"
+    events = EventAccumulator(str(run))
+    events.Reload()
+    logged = [event.value for event in events.Scalars("val/loss")]
+    assert logged == pytest.approx([float(r["val/loss"]) for r in _rows(run) if r.get("val/loss")])
+    assert "lr-AdamW/decay" in events.Tags()["scalars"]

@@ -98,4 +98,34 @@ class WandbLogger(loggers.WandbLogger):
         super().__init__(save_dir=save_dir or ".", project=project, **kwargs)
 
 
-FOLLOWS_ROOT_DIR = (CSVLogger, WandbLogger)
+class TensorBoardLogger(loggers.TensorBoardLogger):
+    """TensorBoard event files in the run directory itself (beside ``metrics.csv``), not in
+    ``lightning_logs/``: ``tensorboard --logdir runs`` shows every run. Needs the ``tensorboard``
+    package (``pip install "lightning-zoo[tensorboard]"``).
+
+    Args:
+        save_dir: ``None`` for the run's ``trainer.default_root_dir``.
+        name: sub-folder of ``save_dir`` (empty: none, as for the CSV logger).
+        **kwargs: the other arguments of ``lightning.pytorch.loggers.TensorBoardLogger``.
+    """
+
+    def __init__(self, save_dir: str | None = None, name: str = "", **kwargs: Any) -> None:
+        super().__init__(save_dir=save_dir or ".", name=name, **kwargs)
+
+
+#: the zoo's loggers that write into the run directory ``save_dir/version_N`` (their versions agree)
+RUN_DIRECTORY_LOGGERS = ("zoo.loggers.CSVLogger", "zoo.loggers.TensorBoardLogger")
+
+
+def next_version(root: str | Path) -> int:
+    """The ``N`` of the next ``version_N`` folder under ``root`` (0 when there is none)."""
+    root = Path(root)
+    taken = [
+        int(p.name.split("_", 1)[1])
+        for p in (root.iterdir() if root.is_dir() else [])
+        if p.is_dir() and p.name.startswith("version_") and p.name.split("_", 1)[1].isdigit()
+    ]
+    return max(taken, default=-1) + 1
+
+
+FOLLOWS_ROOT_DIR = (CSVLogger, WandbLogger, TensorBoardLogger)

@@ -149,6 +149,23 @@ class ZooCLI(LightningCLI):
         self._resume_at: tuple[int, int] | None = None
         if self.subcommand in ("fit", "train") and config.get("ckpt_path"):
             self._prepare_resume(config, zoo_loggers)
+        self._align_versions(zoo_loggers)
+
+    @staticmethod
+    def _align_versions(zoo_loggers: list[Any]) -> None:
+        """The CSV and TensorBoard loggers of one run write into the same ``version_N`` folder: each
+        would otherwise pick the next free number on its own, and the second would find the first's."""
+        from zoo.loggers import RUN_DIRECTORY_LOGGERS, next_version
+
+        writers = [lg for lg in zoo_loggers if lg.class_path in RUN_DIRECTORY_LOGGERS]
+        if len(writers) < 2 or any(lg.init_args.get("version") is not None for lg in writers):
+            return
+        places = {(str(lg.init_args.get("save_dir")), lg.init_args.get("name") or "") for lg in writers}
+        if len(places) == 1:
+            save_dir, name = places.pop()
+            version = next_version(Path(save_dir) / name)
+            for logger in writers:
+                logger.init_args.version = version
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path last`` is the newest ``last.ckpt`` under the run root; any checkpoint is
@@ -194,8 +211,10 @@ class ZooCLI(LightningCLI):
         run_dir = run_directory(path)
         if run_dir is None:
             return
+        from zoo.loggers import RUN_DIRECTORY_LOGGERS
+
         for logger in zoo_loggers:
-            if logger.class_path == "zoo.loggers.CSVLogger":
+            if logger.class_path in RUN_DIRECTORY_LOGGERS:
                 logger.init_args.save_dir, logger.init_args.name = str(run_dir.parent), ""
                 logger.init_args.version = run_dir.name
         self._resume_at = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
