@@ -1,0 +1,40 @@
+"""The documentation site's generated parts and API targets (the site itself: `nox -s docs`, run by CI)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_parts_follow_the_code() -> None:
+    from zoo.recipes import list_recipes
+    from zoo.registry import ACTIVATIONS, MODELS
+
+    hooks = _hooks()
+    table = hooks.render("<!-- zoo:recipes -->")
+    for recipe in list_recipes():
+        assert f"| `{recipe.name}` | {recipe.description} |" in table
+    names = ", ".join(f"`{n}`" for n in ACTIVATIONS.list())
+    assert hooks.render("a <!-- zoo:activations --> b") == f"a {names} b"
+    models = (ROOT / "docs" / "models.md").read_text()
+    assert "<!-- zoo:models -->" in models and all(f"`{n}`" in hooks.render(models) for n in MODELS.list())
+
+
+def test_every_page_is_in_the_nav_and_every_api_target_imports() -> None:
+    config = (ROOT / "mkdocs.yml").read_text()
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert pages == set(re.findall(r":\s*(\w+\.md)$", config, flags=re.M))
+    for target in re.findall(r"^::: ([\w.]+)$", (ROOT / "docs" / "api.md").read_text(), flags=re.M):
+        module, _, name = target.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), target
