@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s docs``, ``nox -s slow``, ``nox -s minimums``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``slow``, ``minimums``."""
 
 import nox
 
