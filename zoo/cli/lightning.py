@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
@@ -49,8 +50,35 @@ TRAINER_DEFAULTS = {
 _STARTED: list[ZooCLI] = []  # CLIs of the current run(), for cleaning up after a user error
 
 
+class ZooHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the list of known subclasses cut short where it would name every
+    class in torch (``--model.loss`` accepts any ``nn.Module``: 670 lines of ``--model.help MLP``)."""
+
+    #: the most subclasses a help entry names
+    MAX_LISTED = 12
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        head, found, listed = text.partition(", known subclasses: ")
+        if not found:
+            return text
+        listed, closing = (listed[:-1], ")") if listed.endswith(")") else (listed, "")
+        names = listed.split(", ")
+        if len(names) <= self.MAX_LISTED:
+            return text
+        # losses first (the one option that lists every module), the zoo's before torch's
+        ranked = sorted(names, key=lambda n: ("loss" not in n.lower(), not n.startswith("zoo.")))
+        shown = ", ".join(ranked[: self.MAX_LISTED])
+        rest = len(names) - self.MAX_LISTED
+        return f"{head}, e.g. {shown} and {rest} more: any subclass by class path{closing}"
+
+
 class ZooArgumentParser(LightningArgumentParser):
     """Reports a bad option or value in a few lines instead of the whole usage text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", ZooHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
