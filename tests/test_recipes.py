@@ -44,13 +44,18 @@ SHORTENED = {"gpt_chars"}
 def test_every_recipe_has_a_floor_and_a_header():
     assert {r.name for r in RECIPES} == set(FLOORS) | ON_WRITTEN_FILES | SHORTENED | GPU_SIZED
     # each fragment has its own test below (trainer/debug is used by many)
-    # (trainer/ddp: tests/test_distributed.py runs it on two processes)
+    # (trainer/ddp: tests/test_distributed.py runs it on two processes; logger/tensorboard and the
+    # training tricks: tests/test_fragments.py)
     assert {f.name for f in FRAGMENTS} == {
+        "logger/tensorboard",
         "logger/wandb",
+        "trainer/accumulate",
         "trainer/debug",
         "trainer/ddp",
+        "trainer/ema",
         "trainer/fsdp",
         "trainer/gpu_bf16",
+        "trainer/swa",
     }
     for recipe in RECIPES + FRAGMENTS:
         assert recipe.command.startswith("zoo "), f"{recipe.name}: first line must be its run command"
