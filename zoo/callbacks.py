@@ -241,9 +241,10 @@ class RunRecord(pl.Callback):
         from datetime import datetime
 
         from zoo.model_card import _command, _data_name
+        from zoo.runs import read_json_object
 
         self.path = Path(log_dir) / "run.json"
-        earlier = _read_record(self.path)
+        earlier = read_json_object(self.path)
         now = datetime.now().astimezone().isoformat(timespec="milliseconds")
         self._started = time.perf_counter()
         self._record = {
@@ -294,16 +295,6 @@ class RunRecord(pl.Callback):
         lines = str(exception).strip().splitlines()
         error = f"{type(exception).__name__}: {lines[0]}" if lines else type(exception).__name__
         self._write(status="failed", error=error)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class EpochLines(ProgressBar):

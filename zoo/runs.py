@@ -88,7 +88,8 @@ class Run:
         return row
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -151,8 +152,9 @@ def _metrics(run: Run) -> None:
 
 def read_run(path: Path, name: str) -> Run:
     run = Run(path, name)
-    record = _read_json(path / RUN_FILE)
-    run.test = {k: float(v) for k, v in _read_json(path / TEST_FILE).items() if isinstance(v, (int, float))}
+    record = read_json_object(path / RUN_FILE)
+    test = read_json_object(path / TEST_FILE)
+    run.test = {k: float(v) for k, v in test.items() if isinstance(v, (int, float))}
     if record:
         run.status = str(record.get("status", "unknown"))
         if run.status == "running" and not _process_alive(record):
