@@ -102,7 +102,7 @@ def _printed_config(argv: list[str], capsys) -> dict:
     return yaml.safe_load(out)
 
 
-def test_names_work_where_class_paths_do(capsys) -> None:
+def test_names_work_where_class_paths_do(capsys, tmp_path: Path) -> None:
     """``--model resnet8`` / ``--data wine``: the class path and the preset's arguments, which later
     flags override; a class path, a class name and a name outside the registry pass unchanged."""
     from zoo.cli.lightning import resolve_names
@@ -118,6 +118,14 @@ def test_names_work_where_class_paths_do(capsys) -> None:
     assert config["model"]["init_args"]["n_embd"] == 384 and config["model"]["init_args"]["dropout"] == 0.2
     config = _printed_config(["-c", "mlp_digits", "--data.class_path", "digits_images"], capsys)
     assert config["data"]["init_args"]["as_images"] is True
+    # in a config file too; its own init_args override the preset's
+    mine = tmp_path / "named.yaml"
+    mine.write_text("model:\n  class_path: resnet8\n  init_args:\n    blocks_per_stage: 2\ndata: wine\n")
+    config = _printed_config(["-c", "mlp_digits", "-c", str(mine)], capsys)
+    assert config["model"]["class_path"] == "zoo.models.ResNet"
+    assert config["model"]["init_args"]["widths"] == [16, 32, 64]
+    assert config["model"]["init_args"]["blocks_per_stage"] == 2
+    assert config["data"]["init_args"]["dataset"] == "wine"
     unchanged = ["--model", "zoo.models.MLP", "--model", "MLPX", "--data", "my_pkg.Data"]
     unchanged += ["--model.dropout", "mlp"]
     assert resolve_names(unchanged) == unchanged

@@ -403,7 +403,8 @@ NAMED_OPTIONS = ("--model", "--model.class_path", "--data", "--data.class_path")
 def resolve_names(argv: list[str]) -> list[str]:
     """``--model resnet20`` and ``--data digits`` (the names ``zoo models`` lists) as the class path
     and the preset's arguments: ``--model zoo.models.ResNet --model.widths=[16, 32, 64]
-    --model.blocks_per_stage=3``; later flags still override them. Anything else passes unchanged
+    --model.blocks_per_stage=3``; later flags still override them. A config file (``-c``) that
+    names its model or data so is read through a translated copy. Anything else passes unchanged
     (class paths, and class names jsonargparse resolves)."""
     import json
 
@@ -414,6 +415,14 @@ def resolve_names(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg, value, step = argv[i], None, 1
         option = arg.split("=", 1)[0]
+        if option in ("-c", "--config"):  # a config file may name its model and data too
+            if "=" in arg:
+                out.append(f"{option}={_config_with_class_paths(arg.split('=', 1)[1])}")
+            else:
+                out += [arg, *(_config_with_class_paths(v) for v in argv[i + 1 : i + 2])]
+                step = 2
+            i += step
+            continue
         if option in NAMED_OPTIONS:
             if "=" in arg:
                 value = arg.split("=", 1)[1]
@@ -436,6 +445,44 @@ def resolve_names(argv: list[str]) -> list[str]:
             out.append(f"{group}.{key}={shown}")
         i += step
     return out
+
+
+def _config_with_class_paths(path: str) -> str:
+    """``path``, or a copy of it in a temporary folder where its ``model`` or ``data`` names a
+    registered name (``model: resnet20``, ``class_path: digits``) with the class path and the
+    preset's arguments in its place (the config's own ``init_args`` override them)."""
+    import atexit
+    import tempfile
+
+    from zoo.registry import DATA, MODELS, named_config
+
+    file = Path(path)
+    if not file.is_file() or file.suffix not in (".yaml", ".yml"):
+        return path
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return path  # jsonargparse reports it
+    if not isinstance(config, dict):
+        return path
+    changed = False
+    for key, registry in (("model", MODELS), ("data", DATA)):
+        value = config.get(key)
+        name = value.get("class_path") if isinstance(value, dict) else value
+        if not isinstance(name, str) or "." in name or name not in registry:
+            continue
+        class_path, defaults = named_config(registry, name)
+        given = (value.get("init_args") or {}) if isinstance(value, dict) else {}
+        arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+        config[key] = {"class_path": class_path, "init_args": {**arguments, **given}}
+        changed = True
+    if not changed:
+        return path
+    folder = Path(tempfile.mkdtemp(prefix="zoo-config-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / file.name
+    copy.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return str(copy)
 
 
 def _zoo_error_in(err: BaseException | None) -> ZooError | None:
