@@ -12,8 +12,12 @@ def recipe_table() -> str:
     from zoo.recipes import list_recipes
 
     recipes = list_recipes()
-    rows = ["| recipe | what it trains, on what, and how well |", "| --- | --- |"]
-    rows += [f"| `{r.name}` | {r.description} |" for r in recipes if not r.is_fragment]
+    rows = ["| recipe | what it trains, on what, and its target | measured |", "| --- | --- | --- |"]
+    rows += [
+        f"| `{r.name}` | {r.description} | {r.measured or 'not yet (built for a GPU)'} |"
+        for r in recipes
+        if not r.is_fragment
+    ]
     rows += ["", "| fragment (a second `-c`) | what it adds |", "| --- | --- |"]
     rows += [f"| `{r.name}` | {r.description} |" for r in recipes if r.is_fragment]
     return "\n".join(rows)

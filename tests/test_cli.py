@@ -65,6 +65,8 @@ def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
     original = next(r.path for r in list_recipes() if r.name == "mlp_digits").read_text().splitlines()
+    assert original[2].startswith("# measured: ")
+    original = original[:2] + original[3:]  # the copy leaves the original's measured result out
     copy = (tmp_path / "mine.yaml").read_text().splitlines()
     changed = [(a, b) for a, b in zip(original, copy, strict=True) if a != b]
     # the copy's runs go to runs/mine, apart from the original's; nothing else changes

@@ -7,6 +7,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +27,9 @@ def test_generated_parts_follow_the_code() -> None:
     table = hooks.render("<!-- zoo:recipes -->")
     for recipe in list_recipes():
         assert f"| `{recipe.name}` | {recipe.description} |" in table
+    measured = [r for r in list_recipes() if r.measured]
+    assert {"mlp_digits", "convnet_fashion", "gpt_chars"} <= {r.name for r in measured}
+    assert all(f"| {r.measured} |" in table for r in measured)
     names = ", ".join(f"`{n}`" for n in ACTIVATIONS.list())
     assert hooks.render("a <!-- zoo:activations --> b") == f"a {names} b"
     models = (ROOT / "docs" / "models.md").read_text()
@@ -38,3 +43,12 @@ def test_every_page_is_in_the_nav_and_every_api_target_imports() -> None:
     for target in re.findall(r"^::: ([\w.]+)$", (ROOT / "docs" / "api.md").read_text(), flags=re.M):
         module, _, name = target.rpartition(".")
         assert hasattr(importlib.import_module(module), name), target
+
+
+def test_sphinx_roles_become_inline_code_on_the_api_pages() -> None:
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("rst_roles", ROOT / "docs" / "rst_roles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "see :class:`~zoo.models.MLP`, :func:`zoo.load` and :meth:`~zoo.models.GPT.generate`"
+    assert module.plain(text) == "see `MLP`, `zoo.load` and `generate`"

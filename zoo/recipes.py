@@ -30,6 +30,8 @@ class Recipe:
     path: Path
     command: str
     description: str
+    #: what a run of it reached, where and when (a ``# measured:`` header line; empty: not measured)
+    measured: str = ""
 
     @property
     def is_fragment(self) -> bool:
@@ -45,7 +47,8 @@ def _read(path: Path, root: Path) -> Recipe:
         comments.append(line.lstrip("#").strip())
     command = comments[0] if comments else ""
     description = comments[1] if len(comments) > 1 else ""
-    return Recipe(path.relative_to(root).with_suffix("").as_posix(), path, command, description)
+    measured = next((c.split(":", 1)[1].strip() for c in comments[2:] if c.startswith("measured:")), "")
+    return Recipe(path.relative_to(root).with_suffix("").as_posix(), path, command, description, measured)
 
 
 def list_recipes() -> list[Recipe]:

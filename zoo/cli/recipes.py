@@ -59,6 +59,8 @@ def main(argv: list[str]) -> None:
 
 def renamed_copy(text: str, name: str, dest: Path) -> str:
     """A recipe's text for its copy ``dest``: its runs go to ``runs/<dest's stem>`` (so runs of the
-    edited copy never mix with the original's) and its usage line names the copy."""
+    edited copy never mix with the original's), its usage line names the copy, and the original's
+    ``# measured:`` line is left out."""
     text = re.sub(r"(?m)^(\s*default_root_dir:\s*)\S+", rf"\g<1>runs/{dest.stem}", text)
+    text = re.sub(r"(?m)^# measured:.*\n", "", text)  # the original's result, not the copy's
     return re.sub(rf"(?m)^(#.*zoo \w+ -c ){re.escape(name)}\b", rf"\g<1>{dest}", text)
