@@ -418,7 +418,7 @@ def test_unknown_command_lists_the_valid_ones(capsys):
     assert code == 2 and out == ""
     assert err == (
         "zoo: error: unknown command 'trian'; valid commands: train, fit, validate, test, predict, "
-        "generate, export, tune-lr, tune-batch-size, runs, plot, recipes, models.\n"
+        "generate, export, sweep, tune-lr, tune-batch-size, runs, plot, recipes, models.\n"
     )
 
 

@@ -292,6 +292,9 @@ class RunRecord(pl.Callback):
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             self._write(status="interrupted")
             return
+        if type(exception).__name__ == "TrialPruned":  # a sweep's pruner stopped it (optuna)
+            self._write(status="pruned", error=str(exception))
+            return
         lines = str(exception).strip().splitlines()
         error = f"{type(exception).__name__}: {lines[0]}" if lines else type(exception).__name__
         self._write(status="failed", error=error)

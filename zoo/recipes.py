@@ -54,7 +54,8 @@ def _read(path: Path, root: Path) -> Recipe:
 def list_recipes() -> list[Recipe]:
     """Every shipped recipe and fragment, full recipes first, each group sorted by name."""
     root = recipes_dir()
-    found = [_read(p, root) for p in root.rglob("*.yaml")]
+    # sweeps/ holds search spaces for `zoo sweep --space NAME`, not configs
+    found = [_read(p, root) for p in root.rglob("*.yaml") if p.relative_to(root).parts[0] != "sweeps"]
     return sorted(found, key=lambda r: (r.is_fragment, r.name))
 
 

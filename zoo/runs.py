@@ -28,7 +28,7 @@ from zoo.errors import ZooError
 RUN_FILE = "run.json"
 METRICS_CSV = "metrics.csv"
 TEST_FILE = "test_metrics.json"
-STATUSES = ("running", "finished", "interrupted", "failed")
+STATUSES = ("running", "finished", "interrupted", "failed", "pruned")
 #: metrics where lower is better (the rest: higher is better)
 LOWER_IS_BETTER = ("loss", "mse", "mae", "ppl", "bpc", "rmse")
 FORMATS = ("table", "csv", "json")

@@ -29,6 +29,7 @@ other commands:
   generate   sample text from a language-model checkpoint (`zoo generate --help`)
   export     write a checkpoint as ONNX, TorchScript or safetensors, checked against it
              (`zoo export --help`)
+  sweep      hyperparameter search with Optuna over a recipe (`zoo sweep --help`)
   tune-lr    Lightning's learning-rate finder on a recipe: the rate to train with, and its plot
   tune-batch-size  the largest batch that fits, capped by the training set
   runs       list the runs under a folder with their results and status (`zoo runs --help`)
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
             from zoo.cli.generate import main as generate_main
 
             generate_main(argv[1:])
+        elif command == "sweep":
+            from zoo.cli.sweep import main as sweep_main
+
+            sweep_main(argv[1:])
         elif command in ("tune-lr", "tune-batch-size"):
             from zoo.cli.tune import main as tune_main
 
@@ -118,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ZooError(
                 f"unknown command {command!r}; "
-                f"valid commands: {', '.join(PIPELINE)}, generate, export, tune-lr, tune-batch-size, runs, "
-                "plot, recipes, models."
+                f"valid commands: {', '.join(PIPELINE)}, generate, export, sweep, tune-lr, tune-batch-size, "
+                "runs, plot, recipes, models."
             )
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
