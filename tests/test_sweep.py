@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,31 @@ def test_the_shipped_space_names_keys_of_its_recipe() -> None:
     check_keys(parameters, printed_config(resolve_config_args(["-c", "mlp_digits"])))
     with pytest.raises(ZooError, match=r"is not a file nor a shipped space \(mlp_digits\)"):
         read_space("no_such_space")
+
+
+def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "parallel"
+    argv = [
+        "sweep",
+        *SHORT,
+        "--space",
+        str(_space(tmp_path)),
+        "--trials",
+        "4",
+        "--jobs",
+        "2",
+        "--root",
+        str(root),
+    ]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err[-3000:]
+    study = optuna.load_study(study_name="parallel", storage=f"sqlite:///{(root / 'study.db').resolve()}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 4  # each process stops once four have finished (one may overshoot)
+    with (root / "trials.csv").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(study.trials)
+    runs = collect(root)
+    assert len(runs) == len(study.trials)  # a run directory per trial, whichever process ran it
+    # (which process ran which trial depends on timing: the worker starts a few seconds late and
+    # these trials take a second each; it joins the same study and ends cleanly)
+    assert all(json.loads((run.path / "run.json").read_text())["status"] in ("finished", "pruned") for run in runs)

@@ -183,6 +183,8 @@ def run_sweep(
     study_name: str | None = None,
     seed: int = 0,
     enqueue: list[dict[str, Any]] | None = None,
+    jobs: int = 1,
+    worker: bool = False,
 ) -> Any:
     """Run (or continue) a study of ``trials`` finished trials of ``zoo train ARGV`` and return it.
 
@@ -190,6 +192,11 @@ def run_sweep(
     without a test; at the end the best trial is tested once (``ROOT/best_test_metrics.json``),
     its config is written as the recipe ``ROOT/best.yaml`` (runs under ``ROOT/best``), and the trials
     table as ``ROOT/trials.csv``.
+
+    ``jobs`` > 1 runs trials in that many processes on this machine, sharing the study through its
+    storage (a SQLite file in ROOT when none is given): this process starts ``jobs - 1`` workers
+    (``zoo sweep ... --worker``), works beside them until the study has ``trials`` finished trials,
+    waits for them and writes the results. A worker only runs trials.
     """
     import optuna
 
@@ -212,6 +219,10 @@ def run_sweep(
     check_keys(parameters, printed_config(argv))
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if jobs < 1:
+        raise ZooError(f"--jobs must be >= 1; got {jobs}.")
+    if jobs > 1 and storage is None:  # the processes share the study through a database
+        storage = f"sqlite:///{(root / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name or root.name,
@@ -239,12 +250,49 @@ def run_sweep(
             raise ZooError(f"trial {trial.number} ran no validation, so {metric} is unknown.")
         return pruning.best
 
-    finished = [t for t in study.trials if t.state.is_finished()]
-    missing = trials - len(finished)
-    if missing > 0:
-        study.optimize(objective, n_trials=missing, catch=())
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    enough = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    options = [*argv, "--space", str(space), "--trials", str(trials), "--root", str(root), "--metric", metric]
+    options += [
+        "--direction",
+        direction,
+        "--seed",
+        str(seed),
+        "--storage",
+        str(storage),
+        "--study",
+        study.study_name,
+    ]
+    workers = [] if worker else _start_workers(jobs - 1, options)
+    try:
+        if sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials) < trials:
+            study.optimize(objective, callbacks=[enough], catch=())
+    finally:
+        failed = [w.args for w in workers if w.wait() != 0]
+    if worker:
+        return study
+    if failed:
+        raise ZooError(f"{len(failed)} of the sweep's worker processes failed; see their output above.")
+    if storage is not None:  # the workers' trials too
+        study = optuna.load_study(study_name=study.study_name, storage=storage)
     write_results(study, argv, root, metric)
     return study
+
+
+def _start_workers(count: int, options: list[str]) -> list[Any]:
+    """``count`` processes running trials of the same study (``zoo sweep OPTIONS --worker``)."""
+    import os
+    import subprocess
+    import sys
+
+    if count <= 0:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // (count + 1))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "zoo", "sweep", *options, "--worker"]
+    return [subprocess.Popen(command, env=env) for _ in range(count)]
 
 
 def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:

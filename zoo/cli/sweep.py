@@ -41,6 +41,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--root", default=None, help="where the trials go (default: runs/sweeps/<space name>)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler (default: 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="trials run in parallel processes (default: 1)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by --jobs
     return parser.parse_known_args(argv)
 
 
@@ -66,4 +68,6 @@ def main(argv: list[str]) -> None:
         storage=args.storage,
         study_name=args.study,
         seed=args.seed,
+        jobs=args.jobs,
+        worker=args.worker,
     )
