@@ -145,4 +145,5 @@ def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, caps
     assert len(runs) == len(study.trials)  # a run directory per trial, whichever process ran it
     # (which process ran which trial depends on timing: the worker starts a few seconds late and
     # these trials take a second each; it joins the same study and ends cleanly)
-    assert all(json.loads((run.path / "run.json").read_text())["status"] in ("finished", "pruned") for run in runs)
+    statuses = {json.loads((run.path / "run.json").read_text())["status"] for run in runs}
+    assert statuses <= {"finished", "pruned"}
