@@ -50,11 +50,14 @@ def test_a_sweep_writes_its_table_and_a_best_recipe_that_trains(tmp_path: Path, 
     assert (root / "best_test_metrics.json").is_file() and "test of the best trial: test/acc" in out
     # every trial is an ordinary run directory
     assert [r.status for r in collect(root)] == ["finished" if s == "complete" else s for s in states]
-    # the best recipe trains as any recipe does
+    # the best recipe reproduces the best trial: the same seed, config and so the same validation
     code, out, err = run_main(
         ["train", "-c", str(root / "best.yaml"), "--trainer.enable_progress_bar", "false"], capsys
     )
     assert code == 0, err[-3000:]
+    with (root / "best" / "version_0" / "metrics.csv").open(newline="") as handle:
+        again = max(float(r["val/acc"]) for r in csv.DictReader(handle) if r.get("val/acc"))
+    assert again == pytest.approx(best_value, abs=1e-6)
     # the same command with the same storage continues the study: two more trials, not five
     code, out, err = run_main([*argv[:-4], "--trials", "5", "--root", str(root), "--storage", storage,
                                "--metric", "val/acc"], capsys)  # fmt: skip

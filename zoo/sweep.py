@@ -329,7 +329,13 @@ def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:
     best = study.best_trial
     run_dir = Path(best.user_attrs["run_dir"])
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    config.setdefault("trainer", {})["default_root_dir"] = str(root / "best")
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = str(root / "best")
+    # the trial's loggers were pointed at its folder: the recipe's follow its own default_root_dir
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(logger, dict) and str(logger.get("class_path", "")).startswith("zoo.loggers."):
+            logger.setdefault("init_args", {})["save_dir"] = None
     header = (
         f"# zoo train -c {root / BEST_FILE}\n"
         f"# The best of {len(done)} trials of a sweep (trial {best.number}, {metric} {best.value:.4g}): "
