@@ -150,6 +150,17 @@ class Pruning(pl.Callback):
             raise optuna.TrialPruned(f"epoch {trainer.current_epoch}: {self.metric} {value:.4g}")
 
 
+def _is_choice(text: Any) -> bool:
+    """Whether a stored parameter is a choice, which Optuna holds as the JSON of the value."""
+    if not isinstance(text, str):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _flag(key: str, value: Any) -> str:
     shown = value if isinstance(value, str) else json.dumps(value)
     return f"--{key}={shown}"
@@ -327,15 +338,12 @@ def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:
         print("no trial finished; nothing to write")
         return
     best = study.best_trial
-    run_dir = Path(best.user_attrs["run_dir"])
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    trainer = config.setdefault("trainer", {})
-    trainer["default_root_dir"] = str(root / "best")
-    # the trial's loggers were pointed at its folder: the recipe's follow its own default_root_dir
-    loggers = trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if isinstance(logger, dict) and str(logger.get("class_path", "")).startswith("zoo.loggers."):
-            logger.setdefault("init_args", {})["save_dir"] = None
+    # the run's config with the best values, as `zoo train --print_config` states it: the same on
+    # every machine of a sweep, whichever ran the trial
+    values = {key: json.loads(text) for key, text in best.params.items() if _is_choice(text)}
+    values |= {key: value for key, value in best.params.items() if key not in values}
+    config = printed_config([*argv, *(_flag(key, value) for key, value in values.items())])
+    config.setdefault("trainer", {})["default_root_dir"] = str(root / "best")
     header = (
         f"# zoo train -c {root / BEST_FILE}\n"
         f"# The best of {len(done)} trials of a sweep (trial {best.number}, {metric} {best.value:.4g}): "
@@ -345,6 +353,9 @@ def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:
         root / BEST_FILE, lambda handle: handle.write(header + yaml.safe_dump(config, sort_keys=False))
     )
     checkpoint = best.user_attrs.get("best_checkpoint")
+    if checkpoint and not Path(checkpoint).is_file():
+        print(f"the best trial's checkpoint {checkpoint} is not on this machine: its test is left out")
+        checkpoint = None
     print(f"\nbest: trial {best.number}, {metric} {best.value:.4g}; recipe {root / BEST_FILE}")
     if checkpoint:
         from zoo.cli.lightning import run
