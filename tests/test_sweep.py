@@ -150,3 +150,8 @@ def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, caps
     # these trials take a second each; it joins the same study and ends cleanly)
     statuses = {json.loads((run.path / "run.json").read_text())["status"] for run in runs}
     assert statuses <= {"finished", "pruned"}
+
+
+def test_a_sweep_needs_a_recipe(tmp_path: Path, capsys) -> None:
+    code, _, err = run_main(["sweep", "--space", str(_space(tmp_path)), "--trials", "1"], capsys)
+    assert code == 2 and "zoo sweep needs a recipe: -c RECIPE" in err

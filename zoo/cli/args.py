@@ -40,3 +40,11 @@ def checkpoint_parser(
     )
     parser.add_argument("checkpoint", help=checkpoint_help)
     return parser
+
+
+def require_recipe(command: str, argv: list[str]) -> None:
+    """A command that builds a recipe's run (``tune-lr``, ``sweep``) needs at least one ``-c``."""
+    from zoo.errors import ZooError
+
+    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
+        raise ZooError(f"zoo {command} needs a recipe: -c RECIPE (zoo recipes list), as for zoo train.")

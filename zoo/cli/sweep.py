@@ -50,11 +50,10 @@ def main(argv: list[str]) -> None:
     args, rest = parse(argv)
     from pathlib import Path
 
-    from zoo.errors import ZooError
+    from zoo.cli.args import require_recipe
     from zoo.recipes import resolve_config_args
 
-    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in rest):
-        raise ZooError("zoo sweep needs a recipe: -c RECIPE (zoo recipes list), as for zoo train.")
+    require_recipe("sweep", rest)
     from zoo.sweep import run_sweep
 
     root = args.root or str(Path("runs") / "sweeps" / Path(args.space).stem)

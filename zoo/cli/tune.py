@@ -61,11 +61,11 @@ def parse(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[str]]
 
 def main(command: str, argv: list[str]) -> None:
     args, rest = parse(command, argv)
+    from zoo.cli.args import require_recipe
     from zoo.errors import ZooError
     from zoo.recipes import resolve_config_args
 
-    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in rest):
-        raise ZooError(f"zoo {command} needs a recipe: -c RECIPE (zoo recipes list), as for zoo train.")
+    require_recipe(command, rest)
     rest = resolve_config_args(rest)
     from lightning.pytorch.cli import SaveConfigCallback
     from lightning.pytorch.tuner import Tuner
