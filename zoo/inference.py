@@ -32,12 +32,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> ZooModule:
-    """The model of a zoo checkpoint (or of a ``zoo export --format safetensors`` file), in eval
-    mode, ready for :meth:`~zoo.models.ZooModule.predict`.
+    """The model of a zoo checkpoint (or of a ``zoo export --format safetensors`` file, or a shipped
+    model: ``pretrained:mlp_digits``), in eval mode, ready for :meth:`~zoo.models.ZooModule.predict`.
 
     The file is read without running code (see :meth:`zoo.models.ZooModule.load_from_checkpoint`);
     its preprocessing facts come back as ``model.preprocessing``.
     """
+    from zoo.pretrained import resolve
+
+    path = resolve(path)  # pretrained:NAME -> the shipped file, its sha256 checked
     if Path(path).suffix == ".safetensors":
         from zoo.export import load_safetensors
 

@@ -10,6 +10,7 @@ examples:
   zoo models                 # every model name
   zoo models 'resnet*' -v    # with class path, preset arguments and parameter count
   zoo models --data          # the data names: zoo train -c mlp_digits --data wine
+  zoo models --pretrained    # the trained models that ship: zoo predict pretrained:mlp_digits ...
 
 A name works wherever a class path does on the command line: --model resnet20 is
 --model zoo.models.ResNet with the preset's arguments (later flags override them).
@@ -40,11 +41,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("pattern", nargs="?", default=None, help="only names matching this pattern (fnmatch)")
     parser.add_argument("--verbose", "-v", action="store_true", help="class path, arguments, parameters")
     parser.add_argument("--data", action="store_true", help="list the data names instead")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="list the trained models that ship (load with pretrained:NAME)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
+    if args.pretrained:
+        from zoo.pretrained import manifest
+
+        for name, entry in manifest().items():
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(entry["test_metrics"].items()))
+            print(f"pretrained:{name:<20} {entry['bytes'] / 1024:7.0f} KiB  {metrics}  ({entry['command']})")
+        return
     from zoo.registry import DATA, MODELS, named_config
 
     registry = DATA if args.data else MODELS
