@@ -71,6 +71,8 @@ def test_wheel_ships_the_recipes(tmp_path: Path):
     assert shipped and {f"zoo/{name}" for name in shipped} <= names
     assert "zoo/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    weights = {p.relative_to(ROOT).as_posix() for p in (ROOT / "zoo" / "weights").iterdir()}
+    assert "zoo/weights/manifest.json" in weights and weights <= names  # the pretrained models ship
 
 
 def test_every_top_level_export_resolves():
