@@ -156,10 +156,11 @@ def public_class_path(cls: type) -> str:
 
 
 def named_config(registry: Registry, name: str) -> tuple[str, dict[str, Any]]:
-    """The class path and preset arguments of the entry ``name`` (a model or data name)."""
+    """The class path and preset arguments of the entry ``name`` (a model or data name), the
+    arguments as a config holds them (tuples as lists)."""
     entry = registry.get(name)
     cls, defaults = getattr(entry, "preset", (entry, {}))
-    return public_class_path(cls), dict(defaults)
+    return public_class_path(cls), {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
 
 
 def list_models(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -124,29 +123,22 @@ def _process_alive(record: dict[str, Any]) -> bool:
 
 
 def _metrics(run: Run) -> None:
-    """Epochs and the best value of each validation metric, from ``metrics.csv``."""
-    path = run.path / METRICS_CSV
-    if not path.is_file():
+    """Epochs and the best value of each validation metric, from ``metrics.csv`` (read as ``zoo plot``
+    reads it: :func:`zoo.curves.read_curves`)."""
+    from zoo.curves import read_curves
+
+    if not (run.path / METRICS_CSV).is_file():
         return
-    epochs: set[int] = set()
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            values = {}
-            for key, text in row.items():
-                try:
-                    values[key] = float(text)
-                except (TypeError, ValueError):
-                    continue
-            for key, value in values.items():
-                if not key.startswith("val/") or not math.isfinite(value):
-                    continue
-                if "epoch" in values:
-                    epochs.add(int(values["epoch"]))
-                kept = run.best.get(key)
-                if kept is None or (value < kept if lower_is_better(key) else value > kept):
-                    run.best[key] = value
-            if "train/loss" in values and "epoch" in values and len(values) > 3:
-                epochs.add(int(values["epoch"]))  # an epoch row of the training metrics
+    try:
+        curves = read_curves(run.path)
+    except ZooError:  # a file without values: nothing to report
+        return
+    epochs = {epoch for _, epoch, _ in curves.epoch_means if epoch is not None}
+    for key, points in curves.points.items():
+        if key.startswith("val/"):
+            values = [value for _, _, value in points]
+            run.best[key] = min(values) if lower_is_better(key) else max(values)
+            epochs |= {epoch for _, epoch, _ in points if epoch is not None}
     run.epochs = max(epochs) + 1 if epochs else None
 
 

@@ -26,7 +26,9 @@ from typing import Any
 import lightning.pytorch as pl
 import yaml
 
+from zoo.cli.lightning import as_flag, run
 from zoo.errors import ZooError
+from zoo.runs import lower_is_better
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TRIALS_FILE = "trials.csv"
@@ -161,17 +163,10 @@ def _is_choice(text: Any) -> bool:
     return True
 
 
-def _flag(key: str, value: Any) -> str:
-    shown = value if isinstance(value, str) else json.dumps(value)
-    return f"--{key}={shown}"
-
-
 def printed_config(argv: list[str]) -> dict[str, Any]:
     """The merged config of ``zoo train ARGV`` as ``--print_config`` prints it."""
     import contextlib
     import io
-
-    from zoo.cli.lightning import run
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -211,16 +206,13 @@ def run_sweep(
     """
     import optuna
 
-    from zoo.cli.lightning import run
     from zoo.recipes import resolve_config_args
 
     argv = resolve_config_args(argv)  # recipe names as paths, as zoo train takes them
     parameters = read_space(space)
     if trials < 1:
         raise ZooError(f"--trials must be >= 1; got {trials}.")
-    direction = direction or (
-        "minimize" if metric.rpartition("/")[2] in ("loss", "mse", "mae", "ppl", "bpc") else "maximize"
-    )
+    direction = direction or ("minimize" if lower_is_better(metric) else "maximize")
     if direction not in ("minimize", "maximize"):
         raise ZooError(f"--direction must be minimize or maximize; got {direction!r}.")
     if not metric.startswith("val/"):
@@ -249,7 +241,7 @@ def run_sweep(
     def objective(trial: Any) -> float:
         values = {p.key: p.suggest(trial) for p in parameters}
         trial_root = root / f"trial_{trial.number:03d}"
-        flags = [_flag(key, value) for key, value in values.items()]
+        flags = [as_flag(key, value) for key, value in values.items()]
         cli = run([*argv, *flags, "--trainer.default_root_dir", str(trial_root)], subcommand=False)
         pruning = Pruning(trial, metric, direction)
         cli.trainer.callbacks.append(pruning)
@@ -342,7 +334,7 @@ def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:
     # every machine of a sweep, whichever ran the trial
     values = {key: json.loads(text) for key, text in best.params.items() if _is_choice(text)}
     values |= {key: value for key, value in best.params.items() if key not in values}
-    config = printed_config([*argv, *(_flag(key, value) for key, value in values.items())])
+    config = printed_config([*argv, *(as_flag(key, value) for key, value in values.items())])
     config.setdefault("trainer", {})["default_root_dir"] = str(root / "best")
     header = (
         f"# zoo train -c {root / BEST_FILE}\n"
@@ -358,8 +350,6 @@ def write_results(study: Any, argv: list[str], root: Path, metric: str) -> None:
         checkpoint = None
     print(f"\nbest: trial {best.number}, {metric} {best.value:.4g}; recipe {root / BEST_FILE}")
     if checkpoint:
-        from zoo.cli.lightning import run
-
         cli = run(["test", "-c", str(root / BEST_FILE), "--ckpt_path", checkpoint])
         results = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
         write_json_atomic(

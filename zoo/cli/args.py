@@ -1,5 +1,6 @@
-"""What the zoo's argparse commands (``generate``, ``predict``, ``export``) share: the parser of a
-command that reads a checkpoint, and argument types."""
+"""What the zoo's argparse commands share: their parser (:func:`command_parser`; with a checkpoint
+argument for ``generate``, ``predict``, ``export``), argument types, and the recipe check of the
+commands that build a recipe's run."""
 
 from __future__ import annotations
 
@@ -28,16 +29,24 @@ def positive_float(text: str) -> float:
     return value
 
 
-def checkpoint_parser(
-    prog: str, description: str, examples: str, checkpoint_help: str
+def command_parser(
+    prog: str, description: str, examples: str, usage: str | None = None
 ) -> argparse.ArgumentParser:
-    """The parser of a command whose first argument is a checkpoint, with its examples as epilog."""
-    parser = argparse.ArgumentParser(
+    """The parser of one of the zoo's argparse commands, with its examples as epilog (kept as written)."""
+    return argparse.ArgumentParser(
         prog=prog,
+        usage=usage,
         description=description,
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def checkpoint_parser(
+    prog: str, description: str, examples: str, checkpoint_help: str
+) -> argparse.ArgumentParser:
+    """The parser of a command whose first argument is a checkpoint, with its examples as epilog."""
+    parser = command_parser(prog, description, examples)
     parser.add_argument("checkpoint", help=checkpoint_help)
     return parser
 

@@ -400,16 +400,30 @@ def run(argv: list[str], subcommand: bool = True) -> ZooCLI:
 NAMED_OPTIONS = ("--model", "--model.class_path", "--data", "--data.class_path")
 
 
+def as_flag(key: str, value: Any) -> str:
+    """``--key=value`` as jsonargparse reads it: strings as they are, anything else as JSON."""
+    import json
+
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def _registered(kind: str, name: Any) -> tuple[str, dict[str, Any]] | None:
+    """The class path and preset arguments of ``name`` when it is a registered model (``kind``
+    ``model``) or data name; ``None`` for anything else (a class path, a class name)."""
+    from zoo.registry import DATA, MODELS, named_config
+
+    registry = MODELS if kind == "model" else DATA
+    if not isinstance(name, str) or "." in name or name not in registry:
+        return None
+    return named_config(registry, name)
+
+
 def resolve_names(argv: list[str]) -> list[str]:
     """``--model resnet20`` and ``--data digits`` (the names ``zoo models`` lists) as the class path
     and the preset's arguments: ``--model zoo.models.ResNet --model.widths=[16, 32, 64]
     --model.blocks_per_stage=3``; later flags still override them. A config file (``-c``) that
     names its model or data so is read through a translated copy. Anything else passes unchanged
     (class paths, and class names jsonargparse resolves)."""
-    import json
-
-    from zoo.registry import DATA, MODELS, named_config
-
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -428,21 +442,14 @@ def resolve_names(argv: list[str]) -> list[str]:
                 value = arg.split("=", 1)[1]
             elif i + 1 < len(argv):
                 value, step = argv[i + 1], 2
-        registry = MODELS if option.startswith("--model") else DATA
-        if value is None or "." in value or value not in registry:
+        group = option.split(".")[0]
+        named = _registered(group.removeprefix("--"), value)
+        if named is None:
             out += argv[i : i + step]
             i += step
             continue
-        class_path, defaults = named_config(registry, value)
-        group = option.split(".")[0]
-        out += [group, class_path]
-        for key, default in defaults.items():
-            shown = (
-                default
-                if isinstance(default, str)
-                else json.dumps(list(default) if isinstance(default, tuple) else default)
-            )
-            out.append(f"{group}.{key}={shown}")
+        class_path, defaults = named
+        out += [group, class_path, *(as_flag(f"{group[2:]}.{key}", v) for key, v in defaults.items())]
         i += step
     return out
 
@@ -454,8 +461,6 @@ def _config_with_class_paths(path: str) -> str:
     import atexit
     import tempfile
 
-    from zoo.registry import DATA, MODELS, named_config
-
     file = Path(path)
     if not file.is_file() or file.suffix not in (".yaml", ".yml"):
         return path
@@ -466,15 +471,14 @@ def _config_with_class_paths(path: str) -> str:
     if not isinstance(config, dict):
         return path
     changed = False
-    for key, registry in (("model", MODELS), ("data", DATA)):
+    for key in ("model", "data"):
         value = config.get(key)
-        name = value.get("class_path") if isinstance(value, dict) else value
-        if not isinstance(name, str) or "." in name or name not in registry:
+        named = _registered(key, value.get("class_path") if isinstance(value, dict) else value)
+        if named is None:
             continue
-        class_path, defaults = named_config(registry, name)
+        class_path, defaults = named
         given = (value.get("init_args") or {}) if isinstance(value, dict) else {}
-        arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
-        config[key] = {"class_path": class_path, "init_args": {**arguments, **given}}
+        config[key] = {"class_path": class_path, "init_args": {**defaults, **given}}
         changed = True
     if not changed:
         return path

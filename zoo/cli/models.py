@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from zoo.cli.args import command_parser
+
 EXAMPLES = """\
 examples:
   zoo models                 # every model name
@@ -32,11 +34,8 @@ REFERENCE: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="zoo models",
-        description="List the registered model names (or, with --data, the data names).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "zoo models", "List the registered model names (or, with --data, the data names).", EXAMPLES
     )
     parser.add_argument("pattern", nargs="?", default=None, help="only names matching this pattern (fnmatch)")
     parser.add_argument("--verbose", "-v", action="store_true", help="class path, arguments, parameters")
@@ -67,7 +66,7 @@ def main(argv: list[str]) -> None:
         return
     for name in names:
         class_path, defaults = named_config(registry, name)
-        arguments = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in defaults.items())
+        arguments = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
         line = f"{name:<22} {class_path}({arguments})"
         if not args.data:
             line += f"  {_parameters(registry.get(name), class_path)}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from zoo.cli.args import command_parser
+
 EXAMPLES = """\
 examples:
   zoo plot runs/mlp_digits/version_0                 # -> curves.png
@@ -18,11 +20,8 @@ entry. `zoo train` draws its own run into RUN/curves.png when it ends.
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="zoo plot",
-        description="Draw the learning curves of one or more runs into a PNG file.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "zoo plot", "Draw the learning curves of one or more runs into a PNG file.", EXAMPLES
     )
     parser.add_argument(
         "runs", nargs="+", metavar="RUN", help="a run directory, or a folder searched for run directories"

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
+from zoo.cli.args import command_parser
 from zoo.errors import ZooError
 from zoo.files import atomic_write
 from zoo.recipes import find_recipe, list_recipes, recipes_dir
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="zoo recipes",
-        description="The YAML recipes shipped with lightning-zoo.",
-        epilog="examples:\n  zoo recipes list\n  zoo recipes show mlp_digits\n"
+    parser = command_parser(
+        "zoo recipes",
+        "The YAML recipes shipped with lightning-zoo.",
+        "examples:\n  zoo recipes list\n  zoo recipes show mlp_digits\n"
         "  zoo recipes copy mlp_digits my_digits.yaml   # then: zoo train -c my_digits.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="action", required=True, metavar="{list,show,copy,path}")
     sub.add_parser("list", help="each recipe with its one-line description")

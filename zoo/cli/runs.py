@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from zoo.cli.args import command_parser
+
 EXAMPLES = """\
 examples:
   zoo runs                              # every run under runs/, oldest first
@@ -22,12 +24,7 @@ for losses and errors); csv and json list every metric.
 def parse(argv: list[str]) -> argparse.Namespace:
     from zoo.runs import FORMATS
 
-    parser = argparse.ArgumentParser(
-        prog="zoo runs",
-        description="List the runs under a folder, one line each.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("zoo runs", "List the runs under a folder, one line each.", EXAMPLES)
     parser.add_argument("root", nargs="?", default="runs", help="the folder the runs are in (default: runs)")
     parser.add_argument("--sort", metavar="KEY", help="test/acc, val/loss, epochs, wall_s or started")
     parser.add_argument("--reverse", action="store_true", help="reverse the order")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from zoo.cli.args import command_parser, require_recipe
+
 EXAMPLES = """\
 examples:
   zoo sweep -c mlp_digits --space mlp_digits --trials 20      # a shipped space (recipes/sweeps/)
@@ -21,12 +23,11 @@ one test of the best trial. With --storage, rerunning the command continues the 
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="zoo sweep",
+    parser = command_parser(
+        "zoo sweep",
+        "Search hyperparameters of a recipe with Optuna (TPE sampler, median pruner).",
+        EXAMPLES,
         usage="zoo sweep -c RECIPE --space SPACE.yaml --trials N [options] [--KEY VALUE ...]",
-        description="Search hyperparameters of a recipe with Optuna (TPE sampler, median pruner).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--space", required=True, help="the YAML file of the search space")
     parser.add_argument("--trials", type=int, required=True, help="finished trials the study should reach")
@@ -50,7 +51,6 @@ def main(argv: list[str]) -> None:
     args, rest = parse(argv)
     from pathlib import Path
 
-    from zoo.cli.args import require_recipe
     from zoo.recipes import resolve_config_args
 
     require_recipe("sweep", rest)

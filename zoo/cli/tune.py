@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from zoo.cli.args import command_parser, require_recipe
+
 EXAMPLES = {
     "tune-lr": """\
 examples:
@@ -37,14 +39,13 @@ memory, never beyond the training examples of one process. As a callback during 
 
 
 def parse(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog=f"zoo {command}",
-        usage=f"zoo {command} -c RECIPE [options] [--KEY VALUE ...]",
-        description="Run Lightning's "
+    parser = command_parser(
+        f"zoo {command}",
+        "Run Lightning's "
         + ("learning-rate finder" if command == "tune-lr" else "batch size finder")
         + " on a recipe's model and data; -c and --KEY VALUE work as in `zoo train`.",
-        epilog=EXAMPLES[command],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES[command],
+        usage=f"zoo {command} -c RECIPE [options] [--KEY VALUE ...]",
     )
     if command == "tune-lr":
         parser.add_argument("--min-lr", type=float, default=1e-6, help="the first rate tried (default: 1e-6)")
@@ -61,7 +62,6 @@ def parse(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[str]]
 
 def main(command: str, argv: list[str]) -> None:
     args, rest = parse(command, argv)
-    from zoo.cli.args import require_recipe
     from zoo.errors import ZooError
     from zoo.recipes import resolve_config_args
 

@@ -56,7 +56,7 @@ def free_device_memory(device: torch.device) -> int | None:
 
 
 def check_on_device(value: Any) -> None:
-    if value not in (True, False, "auto") or isinstance(value, int) and not isinstance(value, bool):
+    if not (isinstance(value, bool) or value == "auto"):
         raise ZooError(f"data.on_device must be true, false or auto; got {value!r}.")
 
 
@@ -439,12 +439,16 @@ class ZooDataModule(pl.LightningDataModule):
         kept there (copied once), else in host memory."""
         self.setup()
         tensors = self._tensors[name]
-        if not self.keeps_data_on_device():
-            return tensors
+        return self._device_copy(name, tensors) if self.keeps_data_on_device() else tensors
+
+    def _device_copy(
+        self, key: str, tensors: tuple[torch.Tensor, ...], dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """``tensors`` on the training device, copied once per device and kept under ``key``."""
         device = self._on_device_decision[0]
-        copies = self._device_copies.get(name)
+        copies = self._device_copies.get(key)
         if copies is None or copies[0].device != device:
-            copies = self._device_copies[name] = tuple(t.to(device) for t in tensors)
+            copies = self._device_copies[key] = tuple(t.to(device, dtype) for t in tensors)
         return copies
 
     def _loader(self, name: str, train: bool = False, targets: bool = True) -> TensorLoader:

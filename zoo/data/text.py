@@ -476,12 +476,9 @@ class CharTextDataModule(ZooDataModule):
         the training device when the data is kept there (``on_device``), else :meth:`split_tokens`."""
         if not self.keeps_data_on_device():
             return self.split_tokens(name)
-        device = self._on_device_decision[0]
-        copy = self._device_copies.get("tokens")
-        if copy is None or copy[0].device != device:
-            copy = self._device_copies["tokens"] = (self.tokens.to(device, torch.long),)
+        (tokens,) = self._device_copy("tokens", (self.tokens,), torch.long)
         start, stop = self._bounds[name]
-        return copy[0][start:stop]
+        return tokens[start:stop]
 
     def train_dataloader(self) -> RandomWindowLoader:
         rank, world = self.distributed_position()

@@ -98,13 +98,19 @@ def _set_metric_states(metrics: torchmetrics.MetricCollection, saved: dict[str, 
         metric._computed = None
 
 
+def _proportional(rates: list[float], lr: float) -> list[float]:
+    """``rates`` rescaled so that the first is ``lr`` and the others keep their proportion to it."""
+    first = rates[0]
+    return [lr * rate / first if first else lr for rate in rates]
+
+
 def _rescale_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Give the first parameter group the rate ``lr`` and the others theirs in the same proportion."""
-    first = optimizer.param_groups[0]["lr"]
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr"] / first if first else lr
+    rates = _proportional([group["lr"] for group in optimizer.param_groups], lr)
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
         if "initial_lr" in group:
-            group["initial_lr"] = group["lr"]
+            group["initial_lr"] = rate
 
 
 def _loss_from_class_path(path: str) -> nn.Module:
@@ -667,8 +673,7 @@ class ZooModule(pl.LightningModule):
         for config in trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             if getattr(scheduler, "base_lrs", None):
-                first = scheduler.base_lrs[0]
-                scheduler.base_lrs = [float(value) * b / first for b in scheduler.base_lrs]
+                scheduler.base_lrs = _proportional(scheduler.base_lrs, float(value))
 
     _lr_override: float | None = None
 
