@@ -15,22 +15,11 @@ import yaml
 
 from tests.conftest import QUIET, read_metrics
 from tests.test_vision import read_idx_gz, write_cifar10_from
-from zoo.recipes import list_recipes
+from zoo.recipes import find_recipe, list_recipes
 
 RECIPES = [r for r in list_recipes() if not r.is_fragment]
 FRAGMENTS = [r for r in list_recipes() if r.is_fragment]
 
-# the floors promised in each recipe's description and in the README
-FLOORS = {
-    "mlp_digits": ("test/acc", 0.96),  # 0.967 / 0.978 / 0.982 with seed_everything 0 / 1 / 2
-    "mlp_breast_cancer": ("test/acc", 0.95),
-    "mlp_diabetes": ("test/r2", 0.35),
-    "convnet_digits": ("test/acc", 0.98),
-    "vit_digits": ("test/acc", 0.95),
-    "transformer_sequence": ("test/acc", 0.99),
-    "mlp_fashion": ("test/acc", 0.885),
-    "convnet_fashion": ("test/acc", 0.92),
-}
 # recipes on real Fashion-MNIST (Debian's package): the files are copied into the run's data/
 ON_FASHION = {"mlp_fashion", "convnet_fashion", "resnet_fashion"}
 # recipes whose data can't be downloaded here: run briefly on files written in the real format
@@ -39,10 +28,14 @@ ON_WRITTEN_FILES = {"convnet_mnist", "resnet_cifar10"}
 GPU_SIZED = {"resnet_fashion"}
 # recipes too long for the default run: a short run here, the full one marked slow
 SHORTENED = {"gpt_chars"}
+# the floors each recipe states in its header (`# floor: test/acc >= 0.96`), promised in the README:
+# reached end to end here, except where the data or the time is not at hand (above)
+FLOORS = {r.name: r.floor for r in RECIPES if r.name not in ON_WRITTEN_FILES | SHORTENED | GPU_SIZED}
 
 
 def test_every_recipe_has_a_floor_and_a_header():
     assert {r.name for r in RECIPES} == set(FLOORS) | ON_WRITTEN_FILES | SHORTENED | GPU_SIZED
+    assert all(r.floor is not None for r in RECIPES), [r.name for r in RECIPES if r.floor is None]
     # each fragment has its own test below (trainer/debug is used by many)
     # (trainer/ddp: tests/test_distributed.py runs it on two processes; logger/tensorboard and the
     # training tricks: tests/test_fragments.py)
@@ -84,9 +77,9 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str, request):
     if name in ON_FASHION:
         copy_fashion(request, tmp_path / "data")  # the recipes' data_dir, relative to the run
     proc = zoo("train", "-c", name, "--trainer.default_root_dir", str(tmp_path / "runs"), *QUIET)
-    metric, floor = FLOORS[name]
+    metric = FLOORS[name][0]
     metrics = read_metrics(tmp_path / "runs")
-    assert metrics[metric] >= floor, metrics
+    assert find_recipe(name).meets_floor(metrics), (FLOORS[name], metrics)
     # the run directory holds the config, the checkpoints and the metrics, and the output says where
     run_dir = next((tmp_path / "runs").rglob("test_metrics.json")).parent
     assert (run_dir / "config.yaml").is_file()
@@ -359,4 +352,5 @@ def test_gpt_chars_learns_and_generates(zoo, tmp_path: Path, capsys):
 def test_gpt_chars_full_run(zoo, tmp_path: Path):
     """nanoGPT's CPU configuration, 2000 steps: test loss 1.71 nats/char on 2026-11-25."""
     zoo("train", "-c", "gpt_chars", "--trainer.default_root_dir", str(tmp_path / "runs"), *QUIET)
-    assert read_metrics(tmp_path / "runs")["test/loss"] < 1.85
+    metrics = read_metrics(tmp_path / "runs")
+    assert find_recipe("gpt_chars").meets_floor(metrics), metrics

@@ -2,11 +2,15 @@
 
 Recipes live in the top-level ``recipes/`` folder of the source tree and are shipped inside the
 wheel as ``zoo/recipes``. A recipe's first comment line is the command that runs it, the second
-is its one-line description.
+is its one-line description; later header lines may say what a run of it reached (``# measured:
+...``) and the least it must reach (``# floor: test/acc >= 0.96``), which the tests and the
+weights build (``nox -s weights``) hold it to.
 """
 
 from __future__ import annotations
 
+import operator
+import re
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
@@ -32,6 +36,16 @@ class Recipe:
     description: str
     #: what a run of it reached, where and when (a ``# measured:`` header line; empty: not measured)
     measured: str = ""
+    #: ``(metric, ">=" or "<=", value)`` from a ``# floor:`` header line; ``None``: no floor
+    floor: tuple[str, str, float] | None = None
+
+    def meets_floor(self, metrics: dict[str, float]) -> bool:
+        """Whether ``metrics`` (a run's test metrics) reach this recipe's floor (``True`` without one)."""
+        if self.floor is None:
+            return True
+        metric, op, value = self.floor
+        found = metrics.get(metric)
+        return found is not None and {">=": operator.ge, "<=": operator.le}[op](found, value)
 
     @property
     def is_fragment(self) -> bool:
@@ -47,8 +61,17 @@ def _read(path: Path, root: Path) -> Recipe:
         comments.append(line.lstrip("#").strip())
     command = comments[0] if comments else ""
     description = comments[1] if len(comments) > 1 else ""
-    measured = next((c.split(":", 1)[1].strip() for c in comments[2:] if c.startswith("measured:")), "")
-    return Recipe(path.relative_to(root).with_suffix("").as_posix(), path, command, description, measured)
+    field = lambda key: next((c.split(":", 1)[1].strip() for c in comments[2:] if c.startswith(key)), "")  # noqa: E731
+    name = path.relative_to(root).with_suffix("").as_posix()
+    floor = None
+    if field("floor:"):
+        match = re.fullmatch(r"(\S+)\s*(>=|<=)\s*([-+0-9.eE]+)", field("floor:"))
+        if match is None:
+            raise ZooError(
+                f"recipe {name}: '# floor: {field('floor:')}' is not 'METRIC >= VALUE' or 'METRIC <= VALUE'."
+            )
+        floor = (match[1], match[2], float(match[3]))
+    return Recipe(name, path, command, description, field("measured:"), floor)
 
 
 def list_recipes() -> list[Recipe]:
