@@ -124,6 +124,9 @@ def test_safetensors_export_predicts_like_the_checkpoint(tmp_path: Path, capsys)
     code, out, err = run_main(["export", str(tmp_path / "wine.ckpt"), "--format", "safetensors"], capsys)
     assert code == 0, err
     assert out.startswith(f"wrote {tmp_path / 'wine.safetensors'} (safetensors); largest output difference")
+    # readable as any new file is (not the owner-only mode of a temporary file): it may be shipped
+    (tmp_path / "plain").write_text("")
+    assert (tmp_path / "wine.safetensors").stat().st_mode == (tmp_path / "plain").stat().st_mode
     from sklearn.datasets import load_wine
 
     raw = load_wine().data[:20]  # unscaled rows: the preprocessing travels in the file

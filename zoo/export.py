@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.files import move_into_place, temporary_beside
 from zoo.inference import PREPROCESSING_KEY, jsonable
 
 if TYPE_CHECKING:
@@ -101,8 +102,7 @@ def export(
     x = example_input(model, CHECK_BATCH, seed=1)
     with torch.no_grad():
         expected = model(x).float()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=FORMATS[fmt], dir=target.parent)
-    os.close(fd)
+    tmp = temporary_beside(target, suffix=FORMATS[fmt])
     try:
         write(model, Path(tmp))
         got = run(Path(tmp), x)
@@ -116,7 +116,7 @@ def export(
                 f"export: the {fmt} model's outputs differ from the checkpoint's by up to {difference:.3g} "
                 f"(tolerance {tolerance:g}); nothing was written."
             )
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target, difference

@@ -30,3 +30,23 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """``data`` as indented JSON in ``path`` (its folder made if needed), written atomically."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=2) + "\n"))
+
+
+def temporary_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty file in ``path``'s folder to write ``path`` through; :func:`move_into_place`
+    then renames it to ``path``."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def move_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished ``tmp`` to ``path``, with the permissions a new file gets (a temporary
+    file is readable by its owner alone, which a shared or packaged file must not be)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
