@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -17,6 +18,15 @@ from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
 
 METRICS_FILE = "test_metrics.json"
+
+
+def _no_adverts(record: logging.LogRecord) -> bool:
+    """Lightning 2.6 prints two "💡 Tip" lines per Trainer that advertise its cloud services; a zoo
+    run's output keeps to what the run does."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
 
 
 class ZooTrainer(pl.Trainer):
