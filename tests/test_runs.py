@@ -176,3 +176,14 @@ def test_piped_output_is_one_line_per_epoch(tmp_path: Path, capsys) -> None:
     assert not any(isinstance(cb, EpochLines) for cb in quiet)
     chosen = ZooTrainer(logger=False, callbacks=[TQDMProgressBar()]).callbacks
     assert not any(isinstance(cb, EpochLines) for cb in chosen)
+
+
+def test_a_zoo_trainer_prints_no_cloud_adverts(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from zoo.trainer import ZooTrainer
+
+    with caplog.at_level(logging.INFO):
+        ZooTrainer(default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False)
+    assert "GPU available" in caplog.text  # Lightning's own lines still come
+    assert "Tip:" not in caplog.text
