@@ -1,9 +1,14 @@
-"""Shipped weights: each loads without pickle, reproduces its recorded test metric, is checked by
-sha256, and works wherever a checkpoint path does (pretrained:NAME)."""
+"""Trained weights: each shipped file loads without pickle and reproduces its recorded test metric,
+is checked by sha256, downloads into the cache when it is not shipped, and works wherever a
+checkpoint path does (pretrained:NAME); fine-tuning starts from it with a fresh head or a frozen
+backbone."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,52 +17,149 @@ import torch
 
 import zoo
 import zoo.pretrained as pretrained
+from tests.conftest import QUIET, quiet_trainer, read_metrics
 from tests.test_cli import run_main
-from zoo.data import SklearnDataModule
+from tests.test_recipes import copy_fashion
 from zoo.errors import ZooError
+from zoo.models import MLP, ConvNet
 
 SHIPPED = pretrained.manifest()
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_something_ships_and_every_entry_is_complete() -> None:
-    assert "mlp_digits" in SHIPPED
+def test_every_recipe_named_to_ship_ships_with_a_complete_entry() -> None:
+    assert set(SHIPPED) == set(pretrained.SHIPPED)
+    total = 0
     for name, entry in SHIPPED.items():
-        assert (pretrained.WEIGHTS_DIR / entry["file"]).suffix == ".safetensors", name
-        assert {"sha256", "bytes", "command", "test_metrics", "versions"} <= set(entry), name
+        path = pretrained.WEIGHTS_DIR / entry["file"]
+        assert path.suffix == ".safetensors" and path.stat().st_size == entry["bytes"], name
+        assert entry["recipe"] == name and entry["command"] == f"zoo train -c {name}"
+        assert {"sha256", "model", "parameters", "data", "test_metrics", "versions"} <= set(entry), name
+        total += entry["bytes"]
+    assert total < 10 * 2**20  # a few MB in all
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_a_shipped_model_reproduces_its_recorded_test_metric(name: str) -> None:
-    entry = SHIPPED[name]
-    model = zoo.load(f"pretrained:{name}")
-    assert model.preprocessing is not None  # raw rows in, labels out
-    if name == "mlp_digits":  # the recipe's own split
-        data = SklearnDataModule("digits", batch_size=64, val_size=0.15, test_size=0.15)
-    data.setup()
-    x, y = data._tensors["test"]
-    with torch.no_grad():
-        acc = (model(x).argmax(-1) == y).float().mean().item()
-    assert acc == pytest.approx(entry["test_metrics"]["test/acc"], abs=0.005)
+def test_a_shipped_model_reproduces_its_recorded_test_metrics(name: str, tmp_path: Path, request) -> None:
+    flags = []
+    if name == "convnet_fashion":
+        copy_fashion(request, tmp_path)
+        flags = ["--data.data_dir", str(tmp_path)]
+    measured = pretrained.evaluate(name, *flags)
+    recorded = SHIPPED[name]["test_metrics"]
+    assert set(recorded) <= set(measured)
+    for metric, value in recorded.items():
+        assert measured[metric] == pytest.approx(value, rel=0.005), metric
+
+
+def test_the_readme_lists_the_trained_models_as_the_manifest_does() -> None:
+    # nox -s weights rewrites this table; the docs page renders it from the manifest at build time
+    assert pretrained.table() in README.read_text(encoding="utf-8")
+
+
+def _copy_of_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for item in pretrained.WEIGHTS_DIR.iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "manifest.json")
+    return tmp_path
 
 
 def test_a_damaged_file_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for item in pretrained.WEIGHTS_DIR.iterdir():
-        shutil.copy(item, tmp_path / item.name)
-    damaged = tmp_path / SHIPPED["mlp_digits"]["file"]
+    folder = _copy_of_the_weights(tmp_path, monkeypatch)
+    damaged = folder / SHIPPED["mlp_digits"]["file"]
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF  # one flipped byte in the weights
     damaged.write_bytes(bytes(data))
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "manifest.json")
     with pytest.raises(
         ZooError, match=rf"pretrained:mlp_digits: {damaged} does not match its recorded sha256"
     ):
         zoo.load("pretrained:mlp_digits")
-    with pytest.raises(ZooError, match=r"no pretrained model named 'mlp_digit'; shipped: mlp_digits"):
+    with pytest.raises(ZooError, match=r"no pretrained model named 'mlp_digit'; there are: convnet_fashion"):
         zoo.load("pretrained:mlp_digit")
 
 
-def test_pretrained_names_work_in_the_commands(tmp_path: Path, capsys) -> None:
+# ------------------------------------------------------------------ downloads
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """A local HTTP server of ``tmp_path/served`` (stands in for the release host); its base URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _as_download(folder: Path, name: str, url: str) -> dict:
+    """Make ``name`` a download entry of the manifest in ``folder`` (its file no longer shipped)."""
+    import json
+
+    entries = json.loads((folder / "manifest.json").read_text())
+    entries[name]["url"] = url
+    (folder / "manifest.json").write_text(json.dumps(entries))
+    return entries[name]
+
+
+def test_a_large_model_downloads_once_into_the_cache_and_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server
+) -> None:
+    served, base = server
+    (tmp_path / "pkg").mkdir()
+    folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
+    shutil.move(folder / "mlp_digits.safetensors", served / "mlp_digits-434be7ee.safetensors")
+    entry = _as_download(folder, "mlp_digits", f"{base}/mlp_digits-434be7ee.safetensors")
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "weights" / entry["file"]
+
+    model = zoo.load("pretrained:mlp_digits")
+    assert cached.is_file() and pretrained.sha256(cached) == entry["sha256"]
+    assert list(cached.parent.iterdir()) == [cached]  # no partial file left beside it
+    (served / "mlp_digits-434be7ee.safetensors").unlink()  # the host is gone: the cache serves
+    again = zoo.load("pretrained:mlp_digits")
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+    # a download that does not match its sha256 is refused and nothing is kept
+    cached.unlink()
+    (served / "mlp_digits-434be7ee.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(ZooError, match=r"the file downloaded from http://127.0.0.1:\d+/mlp_digits-434be7ee"):
+        zoo.load("pretrained:mlp_digits")
+    assert list(cached.parent.iterdir()) == []
+
+
+def test_offline_a_download_says_where_to_put_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    folder = _copy_of_the_weights(tmp_path, monkeypatch)
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    entry = _as_download(folder, "mlp_digits", f"http://127.0.0.1:{port}/mlp_digits.safetensors")
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    target = tmp_path / "cache" / "weights" / "mlp_digits.safetensors"
+    with pytest.raises(ZooError) as caught:
+        zoo.load("pretrained:mlp_digits")
+    assert str(caught.value).startswith(
+        f"pretrained:mlp_digits is not in the package (0.2 MiB) and could not be downloaded from "
+        f"http://127.0.0.1:{port}/mlp_digits.safetensors ("
+    )
+    assert f"put it at {target} (sha256 {entry['sha256']})" in str(caught.value)
+    assert list(target.parent.iterdir()) == []
+
+
+# ------------------------------------------------------------------ every command
+
+
+def test_pretrained_names_work_in_every_command_that_takes_a_checkpoint(tmp_path: Path, capsys) -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -69,9 +171,219 @@ def test_pretrained_names_work_in_the_commands(tmp_path: Path, capsys) -> None:
     labels = [int(line.split(",")[0]) for line in out.strip().splitlines()[1:]]
     assert len(labels) == 50 and np.mean(np.array(labels) == digits.target[:50]) >= 0.9
     code, out, _ = run_main(["models", "--pretrained"], capsys)
-    assert code == 0 and out.startswith("pretrained:mlp_digits") and "test/acc 0.96" in out
+    assert code == 0 and out.startswith("pretrained:convnet_fashion")
+    assert "pretrained:mlp_digits" in out and "test/acc 0.9667" in out
     code, out, err = run_main(
         ["export", "pretrained:mlp_digits", "--format", "safetensors", "-o", str(tmp_path / "m.safetensors")],
         capsys,
     )
     assert code == 0, err
+    code, out, err = run_main(
+        ["test", "-c", "mlp_digits", "--ckpt_path", "pretrained:mlp_digits", *QUIET], capsys
+    )
+    assert code == 0, err
+    assert f"{SHIPPED['mlp_digits']['test_metrics']['test/acc']:.4f}"[:5] in out  # Lightning's table
+    code, out, err = run_main(["train", "-c", "mlp_digits", "--ckpt_path", "pretrained:mlp_digits"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        "zoo: error: --ckpt_path resumes a run from its .ckpt; pretrained:mlp_digits holds weights alone. "
+        "To start training from them, use --model.init_from pretrained:mlp_digits."
+    )
+
+
+def test_generate_samples_from_the_pretrained_language_model(capsys) -> None:
+    args = ["generate", "pretrained:gpt_chars", "--prompt", "def ", "-n", "200", "--top-k", "5"]
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert out.startswith("def ") and len(out.removesuffix("\n")) in (4 + 200, 4 + 199)  # ends in a newline
+    # a model of Python's source: it opens brackets and indents as code does
+    assert "(" in out and "\n    " in out
+
+
+def test_create_model_pretrained_is_the_trained_model() -> None:
+    model = zoo.create_model("mlp_digits", pretrained=True)
+    shipped = zoo.load("pretrained:mlp_digits")
+    x = torch.randn(4, 64)
+    assert not model.training
+    assert torch.equal(model(x), shipped(x)) and model.preprocessing == shipped.preprocessing
+    with pytest.raises(ZooError, match="no pretrained model named 'resnet20'"):
+        zoo.create_model("resnet20", pretrained=True)
+
+
+def test_create_model_with_another_class_count_keeps_all_but_a_fresh_head() -> None:
+    shipped = zoo.load("pretrained:mlp_digits")
+    model = zoo.create_model("mlp_digits", pretrained=True, num_classes=3)
+    assert model.net.head.weight.shape == (3, shipped.net.head.weight.shape[1])
+    for name, tensor in shipped.state_dict().items():
+        if not name.startswith("net.head."):
+            assert torch.equal(model.state_dict()[name], tensor), name
+    assert model.preprocessing is None  # the class labels of the digits no longer apply
+
+
+# ------------------------------------------------------------------ fine-tuning
+
+
+@pytest.fixture
+def five_digits(tmp_path: Path) -> Path:
+    """Digits 0-4 as a CSV (64 pixel columns and a label): a new task of five classes, same inputs."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = digits.target < 5
+    header = ",".join([f"p{i}" for i in range(64)] + ["label"])
+    path = tmp_path / "five.csv"
+    np.savetxt(
+        path,
+        np.c_[digits.data[keep], digits.target[keep]],
+        delimiter=",",
+        fmt="%g",
+        header=header,
+        comments="",
+    )
+    return path
+
+
+def _fine_tune(five_digits: Path, root: Path, capsys, caplog, *flags: str) -> tuple[dict, dict]:
+    code, out, err = run_main(
+        [
+            "train",
+            "-c",
+            "mlp_digits",
+            "--data",
+            "zoo.data.CSVDataModule",
+            "--data.path",
+            str(five_digits),
+            "--data.target",
+            "label",
+            "--model.init_from",
+            "pretrained:mlp_digits",
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.default_root_dir",
+            str(root),
+            *QUIET,
+            *flags,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert (
+        "model.init_from: 8 tensors from pretrained:mlp_digits; fresh: net.head.weight, net.head.bias"
+        in caplog.text
+    )
+    metrics = read_metrics(root)
+    return metrics, torch.load(metrics["best_checkpoint"], weights_only=True)["state_dict"]
+
+
+def test_fine_tuning_with_a_frozen_backbone_trains_the_new_head_alone(
+    five_digits: Path, tmp_path: Path, capsys, caplog
+):
+    shipped = zoo.load("pretrained:mlp_digits").state_dict()
+    metrics, tuned = _fine_tune(five_digits, tmp_path / "runs", capsys, caplog, "--model.freeze", "backbone")
+    assert metrics["test/acc"] >= 0.95  # three epochs of a linear head on the pretrained features
+    assert tuned["net.head.weight"].shape == (5, shipped["net.head.weight"].shape[1])
+    for name, tensor in shipped.items():
+        if not name.startswith("net.head."):
+            assert torch.equal(tuned[name], tensor), name  # the backbone kept every value
+
+
+def test_fine_tuning_unfrozen_trains_every_layer(five_digits: Path, tmp_path: Path, capsys, caplog):
+    shipped = zoo.load("pretrained:mlp_digits").state_dict()
+    metrics, tuned = _fine_tune(five_digits, tmp_path / "runs", capsys, caplog)
+    assert metrics["test/acc"] >= 0.95
+    assert not torch.equal(tuned["net.blocks.0.linear.weight"], shipped["net.blocks.0.linear.weight"])
+    # the run can be resumed without the file it started from: init_from is not read again
+    checkpoint = Path(metrics["best_checkpoint"]).parent / "last.ckpt"
+    code, out, err = run_main(
+        [
+            "train",
+            "-c",
+            str(Path(metrics["best_checkpoint"]).parents[1] / "config.yaml"),
+            "--model.init_from",
+            str(tmp_path / "gone.safetensors"),
+            "--trainer.max_epochs",
+            "4",
+            "--ckpt_path",
+            str(checkpoint),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+
+
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics_and_weights(seeded_one_thread) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = ConvNet(
+        input_shape=[1, 8, 8],
+        num_classes=3,
+        widths=[4, 8],
+        norm="batch",
+        head="flatten",
+        hidden=[16],
+        freeze="backbone",
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(64, 1, 8, 8) * 3 + 1, torch.randint(0, 3, (64,))
+    quiet_trainer(max_epochs=2).fit(model, DataLoader(TensorDataset(x, y), batch_size=16))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"net.head.1.weight", "net.head.1.bias", "net.head.3.weight", "net.head.3.bias"}
+    # no running mean, variance or batch count moved: the frozen layers ran in eval mode
+    assert model.training and all(not m.training for m in model.net.features.modules())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"net.head.1.weight", "net.head.1.bias", "net.head.3.weight", "net.head.3.bias"}
+
+
+def test_init_from_refuses_weights_that_do_not_fit(tmp_path: Path, capsys) -> None:
+    mlp = MLP(input_shape=[4], num_classes=3, hidden_sizes=[256, 128])
+    with pytest.raises(ZooError) as caught:
+        mlp.load_weights_from("pretrained:mlp_digits")
+    assert str(caught.value) == (
+        "model.init_from: pretrained:mlp_digits does not fit this MLP: net.blocks.0.linear.weight is "
+        "[256, 64] there and [256, 4] here (only the output head may differ, for another number of "
+        "classes); build the model as it was trained."
+    )
+    gpt = zoo.create_model("gpt", input_shape=[16], vocab="abc")
+    with pytest.raises(ZooError, match=r"holds none of this GPT's weights \(none of its 10 tensors"):
+        gpt.load_weights_from("pretrained:mlp_digits")
+    with pytest.raises(ZooError, match="a GPT has no separate output head to train alone"):
+        gpt.freeze_backbone()
+    with pytest.raises(ZooError, match=r"model.freeze must be backbone or none \(null\); got 'all'"):
+        MLP(input_shape=[4], num_classes=3, freeze="all")
+    code, _, err = run_main(
+        ["train", "-c", "mlp_digits", "--model.init_from", str(tmp_path / "no.ckpt")], capsys
+    )
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"zoo: error: model.init_from: {tmp_path / 'no.ckpt'} does not exist; give a .ckpt file, a "
+        ".safetensors file of `zoo export`, or pretrained:NAME (zoo models --pretrained lists them)."
+    )
+
+
+def test_init_from_reads_a_checkpoint_and_ties_shared_weights(tmp_path: Path) -> None:
+    gpt = zoo.create_model("gpt", input_shape=[16], vocab="abcd", n_layer=1, n_head=2, n_embd=8)
+    torch.save({"state_dict": gpt.state_dict()}, tmp_path / "gpt.ckpt")  # what a .ckpt holds of it
+    other = zoo.create_model("gpt", input_shape=[16], vocab="abcd", n_layer=1, n_head=2, n_embd=8)
+    report = other.load_weights_from(tmp_path / "gpt.ckpt")
+    assert report["fresh"] == [] and report["unused"] == []
+    assert torch.equal(other.net.lm_head.weight, gpt.net.wte.weight)
+    assert other.net.lm_head.weight is other.net.wte.weight  # still one tensor
+
+
+def test_predict_names_the_garment_in_a_fashion_image(fashion_gz: Path, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from tests.test_vision import read_idx_gz
+
+    images = read_idx_gz(fashion_gz / "t10k-images-idx3-ubyte.gz")[:40]
+    labels = read_idx_gz(fashion_gz / "t10k-labels-idx1-ubyte.gz")[:40]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")  # as a user's file: a grey PNG
+    code, out, err = run_main(["predict", "pretrained:convnet_fashion", "--input", str(folder)], capsys)
+    assert code == 0, err
+    rows = out.strip().splitlines()
+    classes = zoo.load("pretrained:convnet_fashion").preprocessing["classes"]
+    predicted = [row.split(",")[1] for row in rows[1:]]  # path, prediction, probabilities
+    assert rows[0].startswith("path,prediction,prob_") and len(predicted) == 40
+    assert np.mean([p == classes[y] for p, y in zip(predicted, labels, strict=True)]) >= 0.85

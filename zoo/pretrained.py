@@ -1,11 +1,17 @@
-"""Trained weights that ship with the package: ``zoo.load("pretrained:mlp_digits")``.
+"""Trained weights of the zoo's recipes: ``zoo.load("pretrained:convnet_fashion")``.
 
-``zoo/weights/manifest.json`` lists each shipped model: its safetensors file (weights, the model's
-config and its preprocessing facts in the header: loading runs no pickle), the file's sha256, the
-recipe and command that produced it, the versions used and the test metrics it reached. Loading
-checks the sha256 first and refuses a file that does not match, naming it. ``zoo models
---pretrained`` lists them; ``pretrained:NAME`` works wherever a checkpoint path does (``zoo.load``,
-``zoo predict``, ``zoo export``, ``zoo generate``).
+``zoo/weights/manifest.json`` lists each trained model by its recipe's name: its safetensors file
+(weights, the model's config and its preprocessing facts in the header: loading runs no pickle),
+the file's sha256 and size, the recipe and command that produced it, the versions used and the
+test metrics it reached. Small models ship inside the package; a larger one has a ``url`` instead,
+and is downloaded once into the user's cache (:func:`cache_dir`). Either way the sha256 is checked
+before the file is read, and a file that does not match is refused by name.
+
+``pretrained:NAME`` works wherever a checkpoint path does: ``zoo.load``, ``zoo predict``, ``zoo
+export``, ``zoo generate``, ``zoo test --ckpt_path`` and ``--model.init_from`` (fine-tuning);
+``zoo.create_model(NAME, pretrained=True)`` builds the model with its weights, and ``zoo models
+--pretrained`` lists them. ``nox -s weights`` rebuilds every shipped file from its recipe
+(:func:`build`), refusing one that misses the recipe's floor.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +29,19 @@ PREFIX = "pretrained:"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 
+#: the recipes whose trained weights ship inside the package (`nox -s weights` rebuilds them)
+SHIPPED = (
+    "mlp_digits",
+    "mlp_breast_cancer",
+    "mlp_diabetes",
+    "convnet_fashion",
+    "transformer_sequence",
+    "gpt_chars",
+)
+
 
 def manifest() -> dict[str, dict[str, Any]]:
-    """The shipped models by name (empty when the package ships none)."""
+    """The trained models by name, shipped and downloadable (empty when there are none)."""
     if not MANIFEST.is_file():
         return {}
     return json.loads(MANIFEST.read_text(encoding="utf-8"))
@@ -38,24 +55,78 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def weights_path(name: str) -> Path:
-    """The verified file of the shipped model ``name`` (with or without the ``pretrained:`` prefix)."""
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: ``$ZOO_CACHE/weights``, else
+    ``$XDG_CACHE_HOME/lightning-zoo/weights`` (``~/.cache/lightning-zoo/weights``)."""
+    if os.environ.get("ZOO_CACHE"):
+        return Path(os.environ["ZOO_CACHE"]) / "weights"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lightning-zoo" / "weights"
+
+
+def entry(name: str) -> dict[str, Any]:
+    """The manifest entry of ``name`` (with or without the ``pretrained:`` prefix)."""
     name = name.removeprefix(PREFIX)
     entries = manifest()
     if name not in entries:
-        shipped = ", ".join(sorted(entries)) or "none"
-        raise ZooError(f"no pretrained model named {name!r}; shipped: {shipped} (zoo models --pretrained).")
-    entry = entries[name]
-    path = WEIGHTS_DIR / entry["file"]
-    if not path.is_file():
-        raise ZooError(f"pretrained:{name}: {path} is missing from this installation of lightning-zoo.")
+        known = ", ".join(sorted(entries)) or "none"
+        raise ZooError(f"no pretrained model named {name!r}; there are: {known} (zoo models --pretrained).")
+    return entries[name]
+
+
+def weights_path(name: str) -> Path:
+    """The verified file of the trained model ``name``: the shipped one, or the cached download
+    (fetched first if it is not there yet)."""
+    name = name.removeprefix(PREFIX)
+    info = entry(name)
+    if "url" in info:
+        path = cache_dir() / info["file"]
+        if not path.is_file():
+            _download(name, info, path)
+    else:
+        path = WEIGHTS_DIR / info["file"]
+        if not path.is_file():
+            raise ZooError(f"pretrained:{name}: {path} is missing from this installation of lightning-zoo.")
     found = sha256(path)
-    if found != entry["sha256"]:
+    if found != info["sha256"]:
+        again = "delete it to download it again" if "url" in info else "reinstall lightning-zoo"
         raise ZooError(
             f"pretrained:{name}: {path} does not match its recorded sha256 ({found[:12]}... against "
-            f"{entry['sha256'][:12]}...): the file is damaged or was changed; reinstall lightning-zoo."
+            f"{info['sha256'][:12]}...): the file is damaged or was changed; {again}."
         )
     return path
+
+
+def _download(name: str, info: dict[str, Any], path: Path) -> None:
+    """Fetch ``info["url"]`` into ``path`` through a temporary file that is checked before it is
+    moved into place: an interrupted or wrong download leaves nothing in the cache."""
+    from urllib.error import URLError
+
+    from torch.hub import download_url_to_file
+
+    from zoo.files import move_into_place, temporary_beside
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(path, suffix=".part")
+    try:
+        try:
+            download_url_to_file(info["url"], tmp, progress=False)
+        except (URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            size = f"{info['bytes'] / 2**20:.1f} MiB"
+            raise ZooError(
+                f"pretrained:{name} is not in the package ({size}) and could not be downloaded from "
+                f"{info['url']} ({reason}). Offline, fetch that file elsewhere and put it at {path} "
+                f"(sha256 {info['sha256']})."
+            ) from None
+        found = sha256(tmp)
+        if found != info["sha256"]:
+            raise ZooError(
+                f"pretrained:{name}: the file downloaded from {info['url']} does not match its recorded "
+                f"sha256 ({found[:12]}... against {info['sha256'][:12]}...); nothing was kept."
+            )
+        move_into_place(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def resolve(path: str | os.PathLike) -> str | os.PathLike:
@@ -65,13 +136,108 @@ def resolve(path: str | os.PathLike) -> str | os.PathLike:
     return path
 
 
-#: what `nox -s weights` rebuilds: shipped name -> the `zoo train` arguments that produce it
-RECIPES: dict[str, list[str]] = {"mlp_digits": ["-c", "mlp_digits"]}
+def is_weights_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names weights without training state: ``pretrained:NAME`` or a
+    ``.safetensors`` file of ``zoo export`` (as opposed to a Lightning ``.ckpt``)."""
+    text = str(path)
+    return text.startswith(PREFIX) or text.endswith(".safetensors")
+
+
+def read_weights(source: str | os.PathLike, option: str = "model.init_from") -> dict[str, Any]:
+    """The tensors of ``source`` by parameter name (``net.blocks.0.linear.weight``, ...), read
+    without pickle: ``pretrained:NAME``, a ``.safetensors`` file of ``zoo export``, or a Lightning
+    ``.ckpt`` (read with ``weights_only=True``). Errors name ``option``."""
+    path = Path(resolve(source))
+    if not path.is_file():
+        raise ZooError(
+            f"{option}: {source} does not exist; give a .ckpt file, a .safetensors file of `zoo export`, "
+            "or pretrained:NAME (zoo models --pretrained lists them)."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ZooError(f"{option}: {source} is not a readable safetensors file ({err}).") from None
+    from zoo.checkpoints import read_checkpoint
+
+    return dict(read_checkpoint(path, option=option)["state_dict"])
+
+
+def read_config(source: str | os.PathLike) -> dict[str, Any]:
+    """The config a ``.safetensors`` file of ``zoo export`` (or ``pretrained:NAME``) carries in its
+    header: ``class_path``, ``hyper_parameters``, ``preprocessing`` and ``versions``."""
+    from safetensors import SafetensorError, safe_open
+
+    from zoo.export import META_KEY
+
+    path = Path(resolve(source))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {})[META_KEY])
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise ZooError(
+            f"{source} is not a safetensors file written by `zoo export` "
+            f"({type(err).__name__}: {str(err)[:120]})."
+        ) from None
+
+
+def create(name: str, **overrides: Any) -> Any:
+    """The trained model ``name`` (``zoo.create_model(name, pretrained=True)``), in eval mode.
+
+    With ``overrides`` (e.g. ``num_classes=5``, ``dropout=0.2``) the model is built from its stored
+    config with those changed and then given every trained weight that still fits, like timm's
+    ``pretrained=True, num_classes=...``: a new number of classes gets a fresh output layer. Its
+    preprocessing facts are kept only when nothing is overridden.
+    """
+    from zoo.inference import load
+
+    model = load(PREFIX + name.removeprefix(PREFIX))
+    if not overrides:
+        return model
+    hparams = {**dict(model.hparams), **overrides}
+    fresh = type(model)(**hparams)
+    fresh.load_weights_from(PREFIX + name.removeprefix(PREFIX), option=f"create_model({name!r})")
+    return fresh.eval()
+
+
+def evaluate(name: str, *flags: str) -> dict[str, float]:
+    """The test metrics of the trained model ``name`` on its recipe's test split, measured now
+    (``zoo test -c NAME --ckpt_path pretrained:NAME``); ``flags`` add to the recipe (e.g. a
+    ``--data.data_dir``)."""
+    from zoo.cli.lightning import run
+    from zoo.recipes import find_recipe
+
+    with tempfile.TemporaryDirectory(prefix="zoo-evaluate-") as root:
+        cli = run(
+            [
+                "-c",
+                str(find_recipe(entry(name)["recipe"]).path),
+                "--trainer.default_root_dir",
+                root,
+                "--trainer.logger",
+                "false",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.enable_model_summary",
+                "false",
+                "--model.init_from",
+                PREFIX + name,
+                *flags,
+            ],
+            subcommand=False,
+        )
+        (metrics,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]:
-    """Train ``RECIPES[name]`` with ``zoo train``, export its best checkpoint as safetensors into the
-    package's weights folder and record it in the manifest (a maintainers' step: ``nox -s weights``)."""
+    """Train the recipe ``name`` with ``zoo train``, check its test metrics against the recipe's
+    floor, export its best checkpoint as safetensors into the package's weights folder and record
+    it in the manifest (a maintainers' step: ``nox -s weights``). A run below its floor is refused
+    and nothing is written."""
     import platform
 
     import lightning
@@ -80,20 +246,38 @@ def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]
     from zoo.cli import main as zoo_main
     from zoo.export import export
     from zoo.files import write_json_atomic
+    from zoo.recipes import find_recipe
 
-    args = [*RECIPES[name], "--trainer.default_root_dir", str(Path(root) / name)]
+    recipe = find_recipe(name)
+    args = ["-c", name, "--trainer.default_root_dir", str(Path(root) / name)]
     zoo_main(["train", *args, "--trainer.enable_progress_bar", "false"])
     runs = sorted(Path(root, name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     metrics = json.loads((runs[-1] / "test_metrics.json").read_text())
+    best = metrics.pop("best_checkpoint")
+    metrics = {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)}
+    if not recipe.meets_floor(metrics):
+        metric, op, value = recipe.floor  # type: ignore[misc]
+        raise ZooError(
+            f"weights: {name} reached {metric} {metrics.get(metric)}, not {op} {value} (its recipe's floor); "
+            f"nothing was recorded (the run: {runs[-1]})."
+        )
     target = WEIGHTS_DIR / f"{name}.safetensors"
-    export(metrics.pop("best_checkpoint"), "safetensors", target)
+    export(best, "safetensors", target)
+    config = read_config(target)
+    from zoo.inference import load
+
+    model = load(target)
     entries = manifest()
     entries[name] = {
         "file": target.name,
         "sha256": sha256(target),
         "bytes": target.stat().st_size,
-        "command": "zoo train " + " ".join(RECIPES[name]),
-        "test_metrics": {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)},
+        "recipe": name,
+        "command": recipe.command,
+        "model": config["class_path"].rsplit(".", 1)[1],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": _data_name(runs[-1]),
+        "test_metrics": metrics,
         "versions": {
             "torch": torch.__version__,
             "lightning": lightning.__version__,
@@ -102,3 +286,70 @@ def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]
     }
     write_json_atomic(MANIFEST, dict(sorted(entries.items())))
     return entries[name]
+
+
+def _data_name(run_dir: Path) -> str:
+    """The data a run trained on, as its config names it: the dataset or problem argument, else the
+    DataModule's class name (``FashionMNIST``)."""
+    import yaml
+
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    args = data.get("init_args") or {}
+    return str(
+        args.get("dataset")
+        or args.get("problem")
+        or data["class_path"].rsplit(".", 1)[1].removesuffix("DataModule")
+    )
+
+
+def table() -> str:
+    """The trained models as a Markdown table (the README's and the docs' list)."""
+    rows = [
+        "| name | model | data | parameters | size | test metrics |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for name, info in manifest().items():
+        metrics = ", ".join(
+            f"{k.removeprefix('test/')} {v:.4f}" for k, v in sorted(info["test_metrics"].items())
+        )
+        where = "" if "url" not in info else " (download)"
+        rows.append(
+            f"| `pretrained:{name}` | {info['model']} | {info['data']} | {info['parameters']:,} | "
+            f"{info['bytes'] / 2**10:,.0f} KiB{where} | {metrics} |"
+        )
+    return "\n".join(rows)
+
+
+#: the lines between which the README lists the trained models (`nox -s weights` rewrites them)
+TABLE_START, TABLE_END = "<!-- pretrained:start -->", "<!-- pretrained:end -->"
+
+
+def refresh_table(path: str | os.PathLike) -> None:
+    """Rewrite the trained models' table in the Markdown file ``path`` (between its markers)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ZooError(
+            f"weights: {path} has no {TABLE_START} ... {TABLE_END} lines to put the table between."
+        )
+    path.write_text(text[: start + len(TABLE_START)] + "\n" + table() + "\n" + text[end:], encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.pretrained [NAME ...]`` (``nox -s weights``): retrain the named recipes (default:
+    every shipped one) from a source checkout, record their weights, then refresh the README's table."""
+    import sys
+
+    names = list(sys.argv[1:] if argv is None else argv) or list(SHIPPED)
+    unknown = [n for n in names if n not in SHIPPED]
+    if unknown:
+        raise SystemExit(f"weights: {', '.join(unknown)} not among the shipped recipes: {', '.join(SHIPPED)}")
+    for name in names:
+        info = build(name)
+        print(f"weights: {name}: {info['test_metrics']} ({info['bytes'] / 2**10:,.0f} KiB)")
+    refresh_table(Path(__file__).resolve().parents[1] / "README.md")
+
+
+if __name__ == "__main__":
+    main()

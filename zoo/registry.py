@@ -170,6 +170,16 @@ def list_models(
     return MODELS.list(include, exclude)
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Build a registered model; ``None``-valued kwargs are ignored."""
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+    """Build a registered model; ``None``-valued kwargs are ignored.
+
+    With ``pretrained=True``, ``name`` is a trained model (``zoo models --pretrained``, e.g.
+    ``convnet_fashion``), returned with its weights and preprocessing in eval mode; ``kwargs`` then
+    change its config, and a new ``num_classes`` gets a fresh output layer (see
+    :func:`zoo.pretrained.create`).
+    """
+    if pretrained:
+        from zoo.pretrained import create
+
+        return create(name, **{k: v for k, v in kwargs.items() if v is not None})
     return MODELS.create(name, **kwargs)

@@ -12,6 +12,7 @@ from zoo.errors import ZooError
 
 EXAMPLES = """\
 examples:
+  zoo generate pretrained:gpt_chars --prompt "def "
   zoo generate runs/gpt_chars/version_0/checkpoints/last.ckpt
   zoo generate best.ckpt --prompt "def main(" --max-new-tokens 300 --temperature 0.8 --top-k 20 --seed 1
 """
@@ -22,7 +23,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "zoo generate",
         "Continue a prompt with a language model trained by `zoo train` (e.g. -c gpt_chars).",
         EXAMPLES,
-        "a .ckpt file of a language model (zoo.models.GPT or a subclass)",
+        "a language model (zoo.models.GPT or a subclass): a .ckpt file, a .safetensors file of "
+        "zoo export, or pretrained:NAME (zoo models --pretrained)",
     )
     parser.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
     parser.add_argument(
@@ -48,18 +50,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
-    path = Path(args.checkpoint)
-    if not path.is_file():
+    from zoo.pretrained import PREFIX
+
+    path = args.checkpoint if args.checkpoint.startswith(PREFIX) else Path(args.checkpoint)
+    if isinstance(path, Path) and not path.is_file():
         raise ZooError(f"generate: no such checkpoint file: {path}")
 
     import torch
 
     import zoo.models  # noqa: F401  (registers the classes a checkpoint may name)
-    from zoo.models.base import ZooModule
+    from zoo.inference import load
 
     try:
-        device = torch.device(args.device)
-        model = ZooModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+        model = load(path, map_location=torch.device(args.device))
     except (RuntimeError, KeyError, TypeError, ValueError, OSError) as err:
         if isinstance(err, ZooError):
             raise

@@ -30,6 +30,7 @@ from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
 from zoo.loggers import CSVLogger
 from zoo.models.base import CLASS_KEY, ZooModule
+from zoo.pretrained import is_weights_file
 from zoo.trainer import METRICS_FILE, ZooTrainer
 
 #: subcommands that read a checkpoint and write no run directory
@@ -210,6 +211,9 @@ class ZooCLI(LightningCLI):
             if rank_zero_only.rank == 0:
                 verb = "resuming from" if subcommand in ("fit", "train") else "using"
                 print(f"zoo: {verb} {path}", file=sys.stderr)
+        if is_weights_file(path):
+            self._use_weights_file(subcommand, config, str(path))
+            return
         checkpoint = read_checkpoint(path)
         check_named_classes(checkpoint, path, "--ckpt_path")
         config.ckpt_path = str(path)
@@ -218,6 +222,31 @@ class ZooCLI(LightningCLI):
         self._checkpoint_facts = {k: stored.get(k) for k in DATA_TO_MODEL if k in stored}
         self._checkpoint_path = str(path)
         self._apply_checkpoint_hparams(subcommand, checkpoint)
+
+    def _use_weights_file(self, subcommand: str, config: Any, path: str) -> None:
+        """``--ckpt_path pretrained:NAME`` (or a ``.safetensors`` file of ``zoo export``) for
+        validate, test and predict: weights without training state, so the model is built from the
+        config in the file's header and given the weights by ``model.init_from``."""
+        if subcommand in ("fit", "train"):
+            raise ZooError(
+                f"--ckpt_path resumes a run from its .ckpt; {path} holds weights alone. To start "
+                f"training from them, use --model.init_from {path}."
+            )
+        from zoo.pretrained import read_config
+
+        stored = read_config(path)
+        check_named_classes(
+            {"hyper_parameters": {**stored["hyper_parameters"], "_class_path": stored["class_path"]}},
+            path,
+            "--ckpt_path",
+        )
+        hparams = {**stored["hyper_parameters"], "init_from": path}
+        config.ckpt_path = None
+        self._checkpoint_facts = {k: hparams.get(k) for k in DATA_TO_MODEL if k in hparams}
+        self._checkpoint_path = path
+        self._apply_checkpoint_hparams(
+            subcommand, {"hyper_parameters": hparams, CLASS_KEY: stored["class_path"]}
+        )
 
     def _apply_checkpoint_hparams(self, subcommand: str, checkpoint: dict[str, Any]) -> None:
         """What LightningCLI's ``_parse_ckpt_path`` does (the model's stored hyper-parameters

@@ -55,7 +55,9 @@ def main(argv: list[str]) -> None:
 
         for name, entry in manifest().items():
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(entry["test_metrics"].items()))
-            print(f"pretrained:{name:<20} {entry['bytes'] / 1024:7.0f} KiB  {metrics}  ({entry['command']})")
+            size = f"{entry['bytes'] / 2**10:,.0f} KiB" + (" to download" if "url" in entry else "")
+            print(f"pretrained:{name:<21} {entry['model']} on {entry['data']}, {size}")
+            print(f"{'':<32} {metrics}  ({entry['command']})")
         return
     from zoo.registry import DATA, MODELS, named_config
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -47,6 +48,15 @@ _PLAIN = (str, int, float, bool, type(None))
 
 CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
 RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoint
+
+
+#: the values of ZooModule's ``freeze``
+FREEZE = (None, "none", "backbone")
+
+
+def _within(module: nn.Module, parent: nn.Module) -> bool:
+    """Whether ``module`` is ``parent`` or one of its descendants."""
+    return any(module is m for m in parent.modules())
 
 
 def _is_plain(value: Any) -> bool:
@@ -161,6 +171,13 @@ class ZooModule(pl.LightningModule):
         compile: ``torch.compile`` the network (``self.net``, else ``forward``) in place when a
             Trainer sets the model up; parameter names, checkpoints and the eager ``forward``
             stay as they are. The first steps (and the first evaluation) pay the compilation.
+        init_from: start from trained weights (fine-tuning): ``pretrained:NAME`` (``zoo models
+            --pretrained``), a ``.ckpt`` or a ``.safetensors`` file of ``zoo export``. Loaded when a
+            Trainer sets the model up, unless it restores a checkpoint (``ckpt_path``); see
+            :meth:`load_weights_from`. A different number of classes gets a fresh output layer.
+        freeze: ``backbone`` trains the head alone (:meth:`output_head`): every other parameter
+            keeps its value and every other layer runs in eval mode (batch-norm statistics and
+            dropout as at inference), a frozen feature extractor. ``None``: train everything.
     """
 
     #: whether the model reads int64 token ids (GPT, SequenceClassifier) rather than features
@@ -189,6 +206,8 @@ class ZooModule(pl.LightningModule):
         decay_bias_and_norm: bool = False,
         monitor: str = "val/loss",
         compile: bool = False,
+        init_from: str | None = None,
+        freeze: str | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -197,6 +216,8 @@ class ZooModule(pl.LightningModule):
             raise ZooError(f"model.num_classes must be >= 2 for a multiclass task; got {num_classes}.")
         if l1_lambda < 0:
             raise ZooError(f"model.l1_lambda must be >= 0; got {l1_lambda}.")
+        if freeze not in FREEZE:
+            raise ZooError(f"model.freeze must be backbone or none (null); got {freeze!r}.")
         if vocab is not None:
             if not isinstance(vocab, str) or not vocab:
                 raise ZooError(f"model.vocab must be a non-empty string of characters; got {vocab!r}.")
@@ -221,6 +242,10 @@ class ZooModule(pl.LightningModule):
         self.monitor = monitor
         #: compile the network at setup (the ``compile`` argument; ``nn.Module.compile`` is a method)
         self.compile_network = compile
+        self.init_from = init_from
+        self.freeze = None if freeze == "none" else freeze
+        self._initialized = False  # init_from is loaded once, by the first Trainer that sets us up
+        self._frozen: list[nn.Module] = []
         #: how raw inputs become this model's inputs and its outputs labels: set from the
         #: DataModule when training starts, from the checkpoint when loaded (see zoo.inference)
         self.preprocessing: dict[str, Any] | None = None
@@ -262,8 +287,104 @@ class ZooModule(pl.LightningModule):
         # at the first real step, so the summary lists no shapes there.
         if isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
             self.example_input_array = None
+        if self.init_from and not self._initialized and self.trainer.ckpt_path is None:
+            self.load_weights_from(self.init_from)
+        self._initialized = True
+        if self.freeze == "backbone" and not self._frozen:
+            self.freeze_backbone()
         if self.compile_network:
             self._compile_in_place()
+
+    # ------------------------------------------------------------------ fine-tuning
+
+    def output_head(self) -> nn.Module | None:
+        """The layers that turn features into outputs (``self.net.head``): what a new number of
+        classes replaces and what ``freeze="backbone"`` trains. ``None`` where the network has no
+        separate head (a GPT's output layer shares the token embedding's weight)."""
+        head = getattr(getattr(self, "net", None), "head", None)
+        return head if isinstance(head, nn.Module) else None
+
+    def load_weights_from(
+        self, source: str | os.PathLike, option: str = "model.init_from"
+    ) -> dict[str, list[str]]:
+        """Copy trained weights into this model: ``pretrained:NAME``, a ``.safetensors`` file of
+        ``zoo export`` or a ``.ckpt``, read without pickle.
+
+        Every tensor of the same name and shape is copied. Tensors of the output head whose shape
+        differs (another number of classes) keep their fresh initialization; a shape that differs
+        anywhere else means another architecture, and is refused naming the first such tensor, as
+        is a source that shares no tensor with this model. Returns the names ``loaded``, ``fresh``
+        (the model's, not in the source or of another shape) and ``unused`` (the source's), and
+        says on rank 0 what stayed fresh.
+        """
+        from lightning.pytorch.utilities import rank_zero_info
+
+        from zoo.pretrained import read_weights
+
+        source_weights = read_weights(source, option=option)
+        own = self.state_dict()
+        head = self.output_head()
+        head_names = {
+            f"{name}.{key}" for name, m in self.named_modules() if m is head for key in head.state_dict()
+        }
+        loaded, fresh = {}, []
+        for key, tensor in own.items():
+            theirs = source_weights.get(key)
+            if theirs is None:
+                fresh.append(key)
+            elif tuple(theirs.shape) != tuple(tensor.shape):
+                if key not in head_names:
+                    raise ZooError(
+                        f"{option}: {source} does not fit this {type(self).__name__}: {key} is "
+                        f"{list(theirs.shape)} there and {list(tensor.shape)} here (only the output head "
+                        "may differ, for another number of classes); build the model as it was trained."
+                    )
+                fresh.append(key)
+            else:
+                loaded[key] = theirs
+        if not loaded:
+            raise ZooError(
+                f"{option}: {source} holds none of this {type(self).__name__}'s weights (none of its "
+                f"{len(source_weights)} tensors is named as one of this model's {len(own)}); is it another "
+                "kind of model?"
+            )
+        self.load_state_dict(loaded, strict=False)
+        # tied weights (a GPT's output layer is its token embedding) came with the tensor they share
+        shared = {t.data_ptr() for k, t in self.state_dict().items() if k in loaded}
+        fresh = [k for k in fresh if own[k].data_ptr() not in shared]
+        unused = sorted(set(source_weights) - set(own))
+        if fresh:
+            rank_zero_info(f"{option}: {len(loaded)} tensors from {source}; fresh: {', '.join(fresh)}")
+        else:
+            rank_zero_info(f"{option}: all {len(loaded)} tensors from {source}")
+        return {"loaded": sorted(loaded), "fresh": fresh, "unused": unused}
+
+    def freeze_backbone(self) -> None:
+        """Train the output head alone: every other parameter stops learning, and every other layer
+        stays in eval mode (see :meth:`train`)."""
+        head = self.output_head()
+        if head is None:
+            raise ZooError(
+                f"model.freeze backbone: a {type(self).__name__} has no separate output head to train "
+                "alone (its output layer shares weights with its input); fine-tune it whole."
+            )
+        in_head = {id(p) for p in head.parameters()}
+        for p in self.parameters():
+            if id(p) not in in_head:
+                p.requires_grad_(False)
+        self._frozen = [m for m in self.net.modules() if m is not self.net and not _within(m, head)]
+        self.train(self.training)
+        # Lightning warns of every module in eval mode when training starts: here they are meant to be
+        warnings.filterwarnings(
+            "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+        )
+
+    def train(self, mode: bool = True) -> ZooModule:
+        """``nn.Module.train``, except that the layers of a frozen backbone stay in eval mode."""
+        super().train(mode)
+        for module in getattr(self, "_frozen", ()):
+            module.training = False
+        return self
 
     def _compile_in_place(self) -> None:
         """Compile the network's ``__call__`` (``nn.Module.compile``): unlike ``torch.compile(net)``
