@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``slow``, ``minimums``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``slow``, ``weights``, ``minimums``."""
 
 import nox
 
@@ -33,6 +33,14 @@ def slow(session: nox.Session) -> None:
     """The slow checks kept out of the default run."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def weights(session: nox.Session) -> None:
+    """Retrain every shipped model from its recipe (or those named after ``--``), refuse one below its
+    recipe's floor, record the weights in zoo/weights/ and refresh the README's table."""
+    session.install("-e", ".")
+    session.run("python", "-m", "zoo.pretrained", *session.posargs)
 
 
 # what this machine's pip may install: torch and torchvision are capped at the releases on its disk

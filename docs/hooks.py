@@ -1,6 +1,6 @@
 """MkDocs hook: the parts of the docs that come from the code, generated at build time so they never
-drift: the recipe table (from the shipped recipes' headers) and the lists of named options (from the
-zoo's registries). A page asks for one with an HTML comment, e.g. ``<!-- zoo:recipes -->``."""
+drift: the recipe table (from the shipped recipes' headers), the trained models' table (from the
+weights' manifest) and the lists of named options (from the zoo's registries). A page asks for one with an HTML comment, e.g. ``<!-- zoo:recipes -->``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def render(markdown: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         what = match.group(1)
+        if what == "pretrained":
+            from zoo.pretrained import table
+
+            return table()
         return recipe_table() if what == "recipes" else registry_list(what)
 
     return re.sub(r"<!-- zoo:(\w+) -->", replace, markdown)
