@@ -387,3 +387,45 @@ def test_predict_names_the_garment_in_a_fashion_image(fashion_gz: Path, tmp_path
     predicted = [row.split(",")[1] for row in rows[1:]]  # path, prediction, probabilities
     assert rows[0].startswith("path,prediction,prob_") and len(predicted) == 40
     assert np.mean([p == classes[y] for p, y in zip(predicted, labels, strict=True)]) >= 0.85
+
+
+# ------------------------------------------------------------------ the maintainers' build
+
+
+def test_a_build_below_its_recipes_floor_is_refused_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import zoo.cli
+
+    (tmp_path / "pkg").mkdir()
+    folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def a_poor_run(argv: list[str]) -> None:  # stands in for `zoo train`: a run that reached 0.90
+        run = Path(argv[argv.index("--trainer.default_root_dir") + 1]) / "version_0"
+        run.mkdir(parents=True)
+        metrics = {"test/acc": 0.9, "test/loss": 0.3, "best_checkpoint": str(run / "best.ckpt")}
+        (run / "test_metrics.json").write_text(json.dumps(metrics))
+
+    monkeypatch.setattr(zoo.cli, "main", a_poor_run)
+    with pytest.raises(ZooError) as caught:
+        pretrained.build("mlp_digits", root=tmp_path / "runs")
+    assert str(caught.value) == (
+        "weights: mlp_digits reached test/acc 0.9, not >= 0.96 (its recipe's floor); nothing was "
+        f"recorded (the run: {tmp_path / 'runs' / 'mlp_digits' / 'version_0'})."
+    )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_the_readme_table_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text("# x\n\n<!-- pretrained:start -->\nold rows\n<!-- pretrained:end -->\n\nafter\n")
+    pretrained.refresh_table(page)
+    assert page.read_text() == (
+        f"# x\n\n<!-- pretrained:start -->\n{pretrained.table()}\n<!-- pretrained:end -->\n\nafter\n"
+    )
+    page.write_text("# no markers\n")
+    with pytest.raises(ZooError, match=r"has no <!-- pretrained:start --> \.\.\. <!-- pretrained:end -->"):
+        pretrained.refresh_table(page)
