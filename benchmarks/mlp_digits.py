@@ -1,18 +1,25 @@
 """Speed of the zoo against a hand-written PyTorch loop, same model, data and batch size.
 
-    python benchmarks/mlp_digits.py [--epochs 30] [--device cpu|cuda] [--compile]
+    python benchmarks/mlp_digits.py [--epochs 30] [--repeat 5] [--device cpu|cuda] [--compile]
 
 Prints seconds per epoch for: the hand-written loop over whole-batch tensor slices, the same loop
 over a per-sample ``DataLoader`` (the common way), and the zoo's ``ZooTrainer.fit`` on
-``SklearnDataModule``; then the ratio zoo / hand-written. Training only (validation is off); the
+``SklearnDataModule``, and a bare LightningModule on the same DataModule (Lightning's own share);
+then the ratio zoo / hand-written. Training only (validation is off); the
 first epoch of each is a warm-up and is not timed. ``--compile``: ``torch.compile`` the network in
 all three (``--model.compile true`` for the zoo).
+
+``--repeat N`` runs the three N times, interleaved, and reports the medians and the median of the
+N zoo / hand ratios: on a shared or throttled machine one pair of runs can differ by 2x from the
+next, and a ratio of two runs taken seconds apart is what survives that.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+import warnings
 
 import torch
 from common import peak_memory_mib, record, reset_peak_memory, sync, training_only_trainer, warm_clock
@@ -77,12 +84,56 @@ def zoo_fit(epochs: int, batch_size: int, device: str, compile: bool) -> float:
     return (time.perf_counter() - clock.start) / epochs
 
 
+def bare_fit(epochs: int, batch_size: int, device: str, compile: bool) -> float:
+    """Lightning alone: the same network, optimizer and DataModule in a minimal LightningModule (a
+    ``training_step`` that returns the loss: no metrics, no logging, no checks) and a plain Trainer.
+    zoo / bare is what the zoo's module adds; bare / hand is Lightning's own loop."""
+    import lightning.pytorch as pl
+
+    from zoo.data import SklearnDataModule
+
+    class Bare(pl.LightningModule):
+        def __init__(self, input_size: int, classes: int) -> None:
+            super().__init__()
+            self.net = make_model(input_size, classes)
+            if compile:
+                self.net.compile()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=3e-3)
+
+    warnings.filterwarnings("ignore", message=r".*but have no `validation_step`")  # validation is off
+    pl.seed_everything(0, verbose=False)
+    data = SklearnDataModule("digits", batch_size=batch_size, val_size=10, test_size=10)
+    model = Bare(data.input_shape[0], data.num_classes)
+    clock = warm_clock(device)
+    trainer = pl.Trainer(
+        max_epochs=epochs + 1,
+        accelerator=device,
+        callbacks=[clock],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, data)
+    sync(device)
+    return (time.perf_counter() - clock.start) / epochs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--epochs", type=int, default=30, help="timed epochs (after one warm-up epoch)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network in every loop")
     args = parser.parse_args()
@@ -96,15 +147,30 @@ def main() -> None:
         f"digits: {len(y)} training rows, batch {args.batch_size}, {args.epochs} timed epochs, "
         f"device {args.device}, compile {args.compile}"
     )
-    hand = hand_loop(x, y, args.epochs, args.batch_size, args.device, False, args.compile)
-    per_sample = hand_loop(x, y, args.epochs, args.batch_size, args.device, True, args.compile)
-    reset_peak_memory(args.device)
-    zoo = zoo_fit(args.epochs, args.batch_size, args.device, args.compile)
-    print(f"hand-written loop, whole-batch slices : {hand * 1e3:8.1f} ms/epoch")
-    print(f"hand-written loop, per-sample loader  : {per_sample * 1e3:8.1f} ms/epoch")
-    print(f"zoo (ZooTrainer.fit, SklearnDataModule): {zoo * 1e3:8.1f} ms/epoch")
-    print(f"ratio zoo / hand-written (whole-batch) : {zoo / hand:8.2f}")
-    print(f"ratio zoo / hand-written (per-sample)  : {zoo / per_sample:8.2f}")
+    hands, per_samples, bares, zoos = [], [], [], []
+    for _ in range(args.repeat):  # interleaved: a slow moment of the machine hits all three
+        hands.append(hand_loop(x, y, args.epochs, args.batch_size, args.device, False, args.compile))
+        per_samples.append(hand_loop(x, y, args.epochs, args.batch_size, args.device, True, args.compile))
+        bares.append(bare_fit(args.epochs, args.batch_size, args.device, args.compile))
+        reset_peak_memory(args.device)
+        zoos.append(zoo_fit(args.epochs, args.batch_size, args.device, args.compile))
+    hand, per_sample, bare, zoo = (statistics.median(t) for t in (hands, per_samples, bares, zoos))
+    ratio = statistics.median(z / h for z, h in zip(zoos, hands, strict=True))
+    ratio_per_sample = statistics.median(z / p for z, p in zip(zoos, per_samples, strict=True))
+    runs = f" (median of {args.repeat})" if args.repeat > 1 else ""
+    print(f"hand-written loop, whole-batch slices : {hand * 1e3:8.1f} ms/epoch{runs}")
+    print(f"hand-written loop, per-sample loader  : {per_sample * 1e3:8.1f} ms/epoch{runs}")
+    print(f"bare LightningModule, same DataModule  : {bare * 1e3:8.1f} ms/epoch{runs}")
+    print(f"zoo (ZooTrainer.fit, SklearnDataModule): {zoo * 1e3:8.1f} ms/epoch{runs}")
+    if args.repeat > 1:
+        each = ", ".join(f"{z / h:.2f}" for z, h in zip(zoos, hands, strict=True))
+        print(f"ratios zoo / hand-written, run by run  : {each}")
+    print(f"ratio zoo / hand-written (whole-batch) : {ratio:8.2f}")
+    print(f"ratio zoo / hand-written (per-sample)  : {ratio_per_sample:8.2f}")
+    lightning_share = statistics.median(b / h for b, h in zip(bares, hands, strict=True))
+    zoo_share = statistics.median(z / b for z, b in zip(zoos, bares, strict=True))
+    print(f"of which Lightning's loop (bare / hand): {lightning_share:8.2f}")
+    print(f"and the zoo's module (zoo / bare)      : {zoo_share:8.2f}")
     record(
         "mlp_digits",
         device=args.device,
@@ -112,8 +178,10 @@ def main() -> None:
         epochs=args.epochs,
         hand_ms_per_epoch=hand * 1e3,
         per_sample_ms_per_epoch=per_sample * 1e3,
+        bare_lightning_ms_per_epoch=bare * 1e3,
         zoo_ms_per_epoch=zoo * 1e3,
-        ratio_zoo_hand=zoo / hand,
+        repeat=args.repeat,
+        ratio_zoo_hand=ratio,
         zoo_peak_memory_mib=peak_memory_mib(args.device),
     )
 
