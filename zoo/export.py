@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.files import move_into_place, temporary_beside
+from zoo.files import staged
 from zoo.inference import PREPROCESSING_KEY, jsonable
 
 if TYPE_CHECKING:
@@ -102,10 +102,9 @@ def export(
     x = example_input(model, CHECK_BATCH, seed=1)
     with torch.no_grad():
         expected = model(x).float()
-    tmp = temporary_beside(target, suffix=FORMATS[fmt])
-    try:
-        write(model, Path(tmp))
-        got = run(Path(tmp), x)
+    with staged(target, suffix=FORMATS[fmt]) as tmp:
+        write(model, tmp)
+        got = run(tmp, x)
         if got.shape != expected.shape:
             raise ZooError(
                 f"export: the {fmt} model returns shape {list(got.shape)}, not {list(expected.shape)}."
@@ -116,9 +115,6 @@ def export(
                 f"export: the {fmt} model's outputs differ from the checkpoint's by up to {difference:.3g} "
                 f"(tolerance {tolerance:g}); nothing was written."
             )
-        move_into_place(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target, difference
 
 

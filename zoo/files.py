@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,17 +15,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], object], bi
     """Write ``path`` through a temporary file beside it, renamed into place once ``write(handle)``
     returns: a kill during the write never leaves a truncated ``path``, and a failed write leaves
     no temporary file. The folder must exist."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open(
+    with (
+        staged(path) as tmp,
+        tmp.open(
             "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})
-        ) as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        ) as handle,
+    ):
+        write(handle)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
@@ -32,21 +30,21 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=2) + "\n"))
 
 
-def temporary_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
-    """A new empty file in ``path``'s folder to write ``path`` through; :func:`move_into_place`
-    then renames it to ``path``."""
-    import tempfile
-
+@contextmanager
+def staged(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new empty file beside ``path`` to write ``path`` through: when the block ends it is
+    renamed to ``path`` (with the permissions any new file gets, not a temporary file's
+    owner-only ones); when the block raises it is removed and ``path`` is left as it was. The
+    folder must exist."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    return Path(tmp)
-
-
-def move_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename the finished ``tmp`` to ``path``, with the permissions a new file gets (a temporary
-    file is readable by its owner alone, which a shared or packaged file must not be)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

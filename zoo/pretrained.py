@@ -103,13 +103,12 @@ def _download(name: str, info: dict[str, Any], path: Path) -> None:
 
     from torch.hub import download_url_to_file
 
-    from zoo.files import move_into_place, temporary_beside
+    from zoo.files import staged
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(path, suffix=".part")
-    try:
+    with staged(path, suffix=".part") as tmp:
         try:
-            download_url_to_file(info["url"], tmp, progress=False)
+            download_url_to_file(info["url"], str(tmp), progress=False)
         except (URLError, OSError, ValueError) as err:
             reason = getattr(err, "reason", None) or err
             size = f"{info['bytes'] / 2**20:.1f} MiB"
@@ -124,9 +123,6 @@ def _download(name: str, info: dict[str, Any], path: Path) -> None:
                 f"pretrained:{name}: the file downloaded from {info['url']} does not match its recorded "
                 f"sha256 ({found[:12]}... against {info['sha256'][:12]}...); nothing was kept."
             )
-        move_into_place(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def resolve(path: str | os.PathLike) -> str | os.PathLike:
