@@ -332,6 +332,8 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics_and_weights(seeded_one
     assert model.training and all(not m.training for m in model.net.features.modules())
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"net.head.1.weight", "net.head.1.bias", "net.head.3.weight", "net.head.3.bias"}
+    model.freeze()  # Lightning's own LightningModule.freeze (inference) is still the method
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
 
 
 def test_init_from_refuses_weights_that_do_not_fit(tmp_path: Path, capsys) -> None:

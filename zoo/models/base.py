@@ -243,7 +243,8 @@ class ZooModule(pl.LightningModule):
         #: compile the network at setup (the ``compile`` argument; ``nn.Module.compile`` is a method)
         self.compile_network = compile
         self.init_from = init_from
-        self.freeze = None if freeze == "none" else freeze
+        #: what ``freeze`` keeps from learning (not ``self.freeze``: LightningModule.freeze is a method)
+        self.frozen_part = None if freeze == "none" else freeze
         self._initialized = False  # init_from is loaded once, by the first Trainer that sets us up
         self._frozen: list[nn.Module] = []
         #: how raw inputs become this model's inputs and its outputs labels: set from the
@@ -290,7 +291,7 @@ class ZooModule(pl.LightningModule):
         if self.init_from and not self._initialized and self.trainer.ckpt_path is None:
             self.load_weights_from(self.init_from)
         self._initialized = True
-        if self.freeze == "backbone" and not self._frozen:
+        if self.frozen_part == "backbone" and not self._frozen:
             self.freeze_backbone()
         if self.compile_network:
             self._compile_in_place()
