@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 
+# the zoo drops Lightning's NVML-based CUDA check where NVML is missing (80 us an optimizer step,
+# see zoo.trainer); import it first so that the hand-written loops run as a plain script would
+import zoo.trainer  # noqa: F401
+
 
 def training_only_trainer(**kwargs: Any):
     """``ZooTrainer(**kwargs)`` with everything but training switched off."""

@@ -187,3 +187,16 @@ def test_a_zoo_trainer_prints_no_cloud_adverts(tmp_path: Path, caplog) -> None:
         ZooTrainer(default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False)
     assert "GPU available" in caplog.text  # Lightning's own lines still come
     assert "Tip:" not in caplog.text
+
+
+def test_without_nvml_cuda_is_not_probed_through_it_at_every_step() -> None:
+    import ctypes
+
+    import zoo.trainer  # noqa: F401  (after lightning, which asks for the NVML check)
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:  # no NVIDIA driver: the check would dlopen at every optimizer step for nothing
+        assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") is None
+    else:  # with one, Lightning's fork-safe check stays
+        assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -27,6 +28,26 @@ def _no_adverts(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
+
+
+def _drop_a_failing_nvml_check() -> None:
+    """Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so that asking whether CUDA is there does
+    not initialize CUDA. Where NVML cannot be loaded (no NVIDIA driver: a CPU machine with torch's
+    default CUDA wheels) torch then tries ``dlopen("libnvidia-ml.so.1")`` on every ask, uncached, and
+    falls back to the runtime's count anyway: about 80 us in every optimizer step (torch's
+    graph-capture check asks), a few percent of a small model's step. Without NVML the setting
+    changes no answer, so it is dropped."""
+    import ctypes
+
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
+_drop_a_failing_nvml_check()
 
 
 class ZooTrainer(pl.Trainer):
