@@ -199,6 +199,12 @@ def test_generate_samples_from_the_pretrained_language_model(capsys) -> None:
     assert "(" in out and "\n    " in out
 
 
+def test_list_models_pretrained_names_what_create_model_takes() -> None:
+    assert zoo.list_models(pretrained=True) == sorted(SHIPPED)
+    assert zoo.list_models("mlp_*", pretrained=True) == ["mlp_breast_cancer", "mlp_diabetes", "mlp_digits"]
+    assert "mlp_digits" not in zoo.list_models()  # the architectures' names are another list
+
+
 def test_create_model_pretrained_is_the_trained_model() -> None:
     model = zoo.create_model("mlp_digits", pretrained=True)
     shipped = zoo.load("pretrained:mlp_digits")

@@ -27,6 +27,22 @@ from zoo.errors import UnknownNameError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def matching(
+    names: Iterable[str],
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+) -> list[str]:
+    """``names`` sorted, those matching any ``include`` pattern and no ``exclude`` pattern (fnmatch)."""
+    found = sorted(names)
+    if include is not None:
+        pats = [include] if isinstance(include, str) else list(include)
+        found = [n for n in found if any(fnmatch.fnmatch(n, p) for p in pats)]
+    if exclude is not None:
+        pats = [exclude] if isinstance(exclude, str) else list(exclude)
+        found = [n for n in found if not any(fnmatch.fnmatch(n, p) for p in pats)]
+    return found
+
+
 class Registry:
     """A named collection of factories (classes or functions).
 
@@ -68,14 +84,7 @@ class Registry:
     ) -> list[str]:
         """Sorted names matching any ``include`` pattern and no ``exclude`` pattern (fnmatch)."""
         self._load()
-        names = sorted(self._entries)
-        if include is not None:
-            pats = [include] if isinstance(include, str) else list(include)
-            names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in pats)]
-        if exclude is not None:
-            pats = [exclude] if isinstance(exclude, str) else list(exclude)
-            names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in pats)]
-        return names
+        return matching(self._entries, include, exclude)
 
     def __contains__(self, name: object) -> bool:
         self._load()
@@ -164,10 +173,18 @@ def named_config(registry: Registry, name: str) -> tuple[str, dict[str, Any]]:
 
 
 def list_models(
-    include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    pretrained: bool = False,
 ) -> list[str]:
-    """Registered model names, optionally filtered by fnmatch patterns."""
-    return MODELS.list(include, exclude)
+    """Registered model names, optionally filtered by fnmatch patterns; with ``pretrained=True``
+    the trained models instead (``zoo models --pretrained``), the names
+    ``create_model(name, pretrained=True)`` takes."""
+    if not pretrained:
+        return MODELS.list(include, exclude)
+    from zoo.pretrained import manifest
+
+    return matching(manifest(), include, exclude)
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
