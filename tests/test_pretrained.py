@@ -28,9 +28,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_every_recipe_named_to_ship_ships_with_a_complete_entry() -> None:
-    assert set(SHIPPED) == set(pretrained.SHIPPED)
+    in_package = {name: entry for name, entry in SHIPPED.items() if "url" not in entry}
+    assert set(in_package) == set(pretrained.SHIPPED)
     total = 0
-    for name, entry in SHIPPED.items():
+    for name, entry in in_package.items():
         path = pretrained.WEIGHTS_DIR / entry["file"]
         assert path.suffix == ".safetensors" and path.stat().st_size == entry["bytes"], name
         assert entry["recipe"] == name and entry["command"] == f"zoo train -c {name}"
@@ -132,6 +133,33 @@ def test_a_large_model_downloads_once_into_the_cache_and_is_checked(
     with pytest.raises(ZooError, match=r"the file downloaded from http://127.0.0.1:\d+/mlp_digits-434be7ee"):
         zoo.load("pretrained:mlp_digits")
     assert list(cached.parent.iterdir()) == []
+
+
+def test_a_large_model_is_built_as_a_download_named_by_its_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server
+) -> None:
+    import dataclasses
+
+    import zoo.cli
+    import zoo.recipes
+
+    served, base = server
+    (tmp_path / "pkg").mkdir()
+    folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
+    shipped = (folder / "mlp_breast_cancer.safetensors").read_bytes()
+    real_main, recipe = zoo.cli.main, zoo.recipes.find_recipe("mlp_breast_cancer")
+    monkeypatch.setattr(zoo.cli, "main", lambda argv: real_main([*argv, "--trainer.max_epochs", "2", *QUIET]))
+    monkeypatch.setattr(zoo.recipes, "find_recipe", lambda name: dataclasses.replace(recipe, floor=None))
+
+    info = pretrained.build("mlp_breast_cancer", root=tmp_path / "runs", url_base=f"{base}/", out=served)
+    assert info["file"] == f"mlp_breast_cancer-{info['sha256'][:8]}.safetensors"
+    assert info["url"] == f"{base}/{info['file']}" and pretrained.manifest()["mlp_breast_cancer"] == info
+    assert pretrained.sha256(served / info["file"]) == info["sha256"]
+    assert (folder / "mlp_breast_cancer.safetensors").read_bytes() == shipped  # the package is untouched
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    downloaded, built = zoo.load("pretrained:mlp_breast_cancer"), zoo.load(served / info["file"])
+    x = torch.randn(3, 30)
+    assert torch.equal(downloaded(x), built(x))
 
 
 def test_offline_a_download_says_where_to_put_the_file(
@@ -437,3 +465,15 @@ def test_the_readme_table_is_rewritten_between_its_markers(tmp_path: Path) -> No
     page.write_text("# no markers\n")
     with pytest.raises(ZooError, match=r"has no <!-- pretrained:start --> \.\.\. <!-- pretrained:end -->"):
         pretrained.refresh_table(page)
+
+
+def test_the_weights_command_names_what_it_can_build(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        pretrained.main(["resnet_cifar10"])
+    assert caught.value.code == 2
+    assert "resnet_cifar10 not among the shipped recipes (add one to SHIPPED, or give --url-base)" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        pretrained.main(["resnet20", "--url-base", "https://example.org/w"])  # a model, not a recipe
+    assert "resnet20 not among the recipes: convnet_digits" in capsys.readouterr().err

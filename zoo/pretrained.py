@@ -229,11 +229,20 @@ def evaluate(name: str, *flags: str) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]:
+def build(
+    name: str,
+    root: str | os.PathLike = "runs/weights",
+    url_base: str | None = None,
+    out: str | os.PathLike = "dist/weights",
+) -> dict[str, Any]:
     """Train the recipe ``name`` with ``zoo train``, check its test metrics against the recipe's
-    floor, export its best checkpoint as safetensors into the package's weights folder and record
-    it in the manifest (a maintainers' step: ``nox -s weights``). A run below its floor is refused
-    and nothing is written."""
+    floor, export its best checkpoint as safetensors and record it in the manifest (a maintainers'
+    step: ``nox -s weights``). A run below its floor is refused and nothing is written.
+
+    The file goes into the package's weights folder; with ``url_base`` (a model too large to ship)
+    it goes into ``out`` as ``NAME-SHA8.safetensors`` to be uploaded there, and its entry gets the
+    ``url`` it will be downloaded from.
+    """
     import platform
 
     import lightning
@@ -257,8 +266,13 @@ def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]
             f"weights: {name} reached {metric} {metrics.get(metric)}, not {op} {value} (its recipe's floor); "
             f"nothing was recorded (the run: {runs[-1]})."
         )
-    target = WEIGHTS_DIR / f"{name}.safetensors"
+    folder = WEIGHTS_DIR if url_base is None else Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.safetensors"
     export(best, "safetensors", target)
+    digest = sha256(target)
+    if url_base is not None:  # named by its content, as torchvision's and timm's hosted files are
+        target = target.rename(folder / f"{name}-{digest[:8]}.safetensors")
     config = read_config(target)
     from zoo.inference import load
 
@@ -266,7 +280,8 @@ def build(name: str, root: str | os.PathLike = "runs/weights") -> dict[str, Any]
     entries = manifest()
     entries[name] = {
         "file": target.name,
-        "sha256": sha256(target),
+        **({} if url_base is None else {"url": f"{url_base.rstrip('/')}/{target.name}"}),
+        "sha256": digest,
         "bytes": target.stat().st_size,
         "recipe": name,
         "command": recipe.command,
@@ -333,17 +348,31 @@ def refresh_table(path: str | os.PathLike) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m zoo.pretrained [NAME ...]`` (``nox -s weights``): retrain the named recipes (default:
-    every shipped one) from a source checkout, record their weights, then refresh the README's table."""
-    import sys
+    """``python -m zoo.pretrained [NAME ...] [--url-base URL --out DIR]`` (``nox -s weights``): retrain
+    the named recipes (default: every shipped one) from a source checkout, record their weights, then
+    refresh the README's table. With ``--url-base``, the files go into ``--out`` to be uploaded to
+    that address, and their entries are downloads."""
+    import argparse
 
-    names = list(sys.argv[1:] if argv is None else argv) or list(SHIPPED)
-    unknown = [n for n in names if n not in SHIPPED]
+    parser = argparse.ArgumentParser(prog="python -m zoo.pretrained", description=main.__doc__)
+    parser.add_argument("names", nargs="*", help=f"recipes to rebuild (default: {', '.join(SHIPPED)})")
+    parser.add_argument("--url-base", help="where the files will be downloaded from (larger models)")
+    parser.add_argument("--out", default="dist/weights", help="where --url-base files are written")
+    args = parser.parse_args(argv)
+    from zoo.recipes import list_recipes
+
+    names = args.names or list(SHIPPED)
+    known = SHIPPED if args.url_base is None else [r.name for r in list_recipes() if not r.is_fragment]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"weights: {', '.join(unknown)} not among the shipped recipes: {', '.join(SHIPPED)}")
+        what = (
+            "shipped recipes (add one to SHIPPED, or give --url-base)" if args.url_base is None else "recipes"
+        )
+        parser.error(f"{', '.join(unknown)} not among the {what}: {', '.join(known)}")
     for name in names:
-        info = build(name)
-        print(f"weights: {name}: {info['test_metrics']} ({info['bytes'] / 2**10:,.0f} KiB)")
+        info = build(name, url_base=args.url_base, out=args.out)
+        where = info.get("url", "the package")
+        print(f"weights: {name}: {info['test_metrics']} ({info['bytes'] / 2**10:,.0f} KiB, {where})")
     refresh_table(Path(__file__).resolve().parents[1] / "README.md")
 
 
