@@ -61,17 +61,16 @@ def _read(path: Path, root: Path) -> Recipe:
         comments.append(line.lstrip("#").strip())
     command = comments[0] if comments else ""
     description = comments[1] if len(comments) > 1 else ""
-    field = lambda key: next((c.split(":", 1)[1].strip() for c in comments[2:] if c.startswith(key)), "")  # noqa: E731
+    fields = dict(c.split(":", 1) for c in comments[2:] if ":" in c)
     name = path.relative_to(root).with_suffix("").as_posix()
     floor = None
-    if field("floor:"):
-        match = re.fullmatch(r"(\S+)\s*(>=|<=)\s*([-+0-9.eE]+)", field("floor:"))
+    if fields.get("floor"):
+        text = fields["floor"].strip()
+        match = re.fullmatch(r"(\S+)\s*(>=|<=)\s*([-+0-9.eE]+)", text)
         if match is None:
-            raise ZooError(
-                f"recipe {name}: '# floor: {field('floor:')}' is not 'METRIC >= VALUE' or 'METRIC <= VALUE'."
-            )
+            raise ZooError(f"recipe {name}: '# floor: {text}' is not 'METRIC >= VALUE' or 'METRIC <= VALUE'.")
         floor = (match[1], match[2], float(match[3]))
-    return Recipe(name, path, command, description, field("measured:"), floor)
+    return Recipe(name, path, command, description, fields.get("measured", "").strip(), floor)
 
 
 def list_recipes() -> list[Recipe]:
