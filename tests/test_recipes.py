@@ -87,6 +87,8 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str, request):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert str(run_dir / "test_metrics.json") in proc.stdout
     assert metric in proc.stdout
+    # nothing in the output the user can do nothing about: Lightning's adverts, its own deprecations
+    assert "Tip:" not in proc.stderr and "LeafSpec" not in proc.stderr, proc.stderr
     card = (run_dir / "README.md").read_text()  # the model card: how it was made, how well, how to use it
     assert f"| command | `zoo train -c {name} --trainer.default_root_dir" in card
     assert f"| {metric} | {metrics[metric]:.4f} |" in card

@@ -28,6 +28,11 @@ def _no_adverts(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
+# Lightning 2.6 builds torch's deprecated LeafSpec in every run; the FutureWarning is about
+# Lightning's code, and nothing a zoo user does changes it
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+)
 
 
 def _drop_a_failing_nvml_check() -> None:
