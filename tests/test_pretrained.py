@@ -477,3 +477,15 @@ def test_the_weights_command_names_what_it_can_build(capsys) -> None:
     with pytest.raises(SystemExit):
         pretrained.main(["resnet20", "--url-base", "https://example.org/w"])  # a model, not a recipe
     assert "resnet20 not among the recipes: convnet_digits" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_weights_is_one_error_naming_the_option(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")  # a header length, then no header
+    mlp = MLP(input_shape=[64], num_classes=10, hidden_sizes=[8])
+    with pytest.raises(ZooError, match=rf"^model.init_from: {bad} is not a readable safetensors file"):
+        mlp.load_weights_from(bad)
+    code, _, err = run_main(["test", "-c", "mlp_digits", "--ckpt_path", str(bad)], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        f"zoo: error: --ckpt_path: {bad} is not a safetensors file written by `zoo export`"
+    )

@@ -206,12 +206,30 @@ def _run_safetensors(path: Path, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
+def read_config(path: str | os.PathLike, option: str = "checkpoint") -> dict[str, Any]:
+    """The config a ``.safetensors`` file of ``zoo export`` carries in its header (``class_path``,
+    ``hyper_parameters``, ``preprocessing``, ``versions``), read without loading the weights.
+    Any other file is one error naming ``option``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        config = json.loads(meta[META_KEY])
+        config["class_path"], config["hyper_parameters"]  # noqa: B018  (both must be there)
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise ZooError(
+            f"{option}: {path} is not a safetensors file written by `zoo export` ({type(err).__name__}: "
+            f"{str(err)[:120]})."
+        ) from None
+    return config
+
+
 def load_safetensors(path: str | os.PathLike, map_location: Any = "cpu") -> ZooModule:
     """Rebuild a model exported with ``--format safetensors``: its class (which must be one the zoo
     trusts, see :func:`zoo.checkpoints.is_trusted`) from the config in the file's header, then its
     weights. Nothing is unpickled."""
     try:
-        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_model
     except ImportError:
         raise ZooError(
@@ -222,16 +240,8 @@ def load_safetensors(path: str | os.PathLike, map_location: Any = "cpu") -> ZooM
     from zoo.models.base import CLASS_KEY, ZooModule, _stored_subclass
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        config = json.loads(meta[META_KEY])
-        class_path, hparams = config["class_path"], config["hyper_parameters"]
-    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
-        raise ZooError(
-            f"checkpoint: {path} is not a safetensors file written by `zoo export` ({type(err).__name__}: "
-            f"{str(err)[:120]})."
-        ) from None
+    config = read_config(path)
+    class_path, hparams = config["class_path"], config["hyper_parameters"]
     shell = {
         "hyper_parameters": hparams,
         CLASS_KEY: class_path,

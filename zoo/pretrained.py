@@ -162,22 +162,12 @@ def read_weights(source: str | os.PathLike, option: str = "model.init_from") -> 
     return dict(read_checkpoint(path, option=option)["state_dict"])
 
 
-def read_config(source: str | os.PathLike) -> dict[str, Any]:
-    """The config a ``.safetensors`` file of ``zoo export`` (or ``pretrained:NAME``) carries in its
-    header: ``class_path``, ``hyper_parameters``, ``preprocessing`` and ``versions``."""
-    from safetensors import SafetensorError, safe_open
+def read_config(source: str | os.PathLike, option: str = "checkpoint") -> dict[str, Any]:
+    """The config in the header of ``pretrained:NAME`` or of a ``.safetensors`` file of ``zoo
+    export`` (see :func:`zoo.export.read_config`)."""
+    from zoo.export import read_config as read_header
 
-    from zoo.export import META_KEY
-
-    path = Path(resolve(source))
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return json.loads((handle.metadata() or {})[META_KEY])
-    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
-        raise ZooError(
-            f"{source} is not a safetensors file written by `zoo export` "
-            f"({type(err).__name__}: {str(err)[:120]})."
-        ) from None
+    return read_header(resolve(source), option=option)
 
 
 def create(name: str, **overrides: Any) -> Any:

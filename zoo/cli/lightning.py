@@ -234,7 +234,7 @@ class ZooCLI(LightningCLI):
             )
         from zoo.pretrained import read_config
 
-        stored = read_config(path)
+        stored = read_config(path, option="--ckpt_path")
         check_named_classes(
             {"hyper_parameters": {**stored["hyper_parameters"], "_class_path": stored["class_path"]}},
             path,
