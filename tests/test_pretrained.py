@@ -59,6 +59,8 @@ def test_the_readme_lists_the_trained_models_as_the_manifest_does() -> None:
 
 
 def _copy_of_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The package's weights and manifest copied into ``tmp_path``, which zoo.pretrained then reads."""
+    tmp_path.mkdir(exist_ok=True)
     for item in pretrained.WEIGHTS_DIR.iterdir():
         shutil.copy(item, tmp_path / item.name)
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
@@ -112,7 +114,6 @@ def test_a_large_model_downloads_once_into_the_cache_and_is_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server
 ) -> None:
     served, base = server
-    (tmp_path / "pkg").mkdir()
     folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
     shutil.move(folder / "mlp_digits.safetensors", served / "mlp_digits-434be7ee.safetensors")
     entry = _as_download(folder, "mlp_digits", f"{base}/mlp_digits-434be7ee.safetensors")
@@ -144,7 +145,6 @@ def test_a_large_model_is_built_as_a_download_named_by_its_content(
     import zoo.recipes
 
     served, base = server
-    (tmp_path / "pkg").mkdir()
     folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
     shipped = (folder / "mlp_breast_cancer.safetensors").read_bytes()
     real_main, recipe = zoo.cli.main, zoo.recipes.find_recipe("mlp_breast_cancer")
@@ -435,7 +435,6 @@ def test_a_build_below_its_recipes_floor_is_refused_and_writes_nothing(
 
     import zoo.cli
 
-    (tmp_path / "pkg").mkdir()
     folder = _copy_of_the_weights(tmp_path / "pkg", monkeypatch)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
