@@ -488,3 +488,55 @@ def test_a_file_that_is_not_weights_is_one_error_naming_the_option(tmp_path: Pat
     assert code == 2 and err.strip().splitlines()[-1].startswith(
         f"zoo: error: --ckpt_path: {bad} is not a safetensors file written by `zoo export`"
     )
+
+
+def test_the_pretrained_fashion_features_transfer_to_a_new_task(
+    fashion_gz: Path, tmp_path: Path, capsys
+) -> None:
+    """Footwear alone (sandal, sneaker, ankle boot) as a folder of PNGs, a task of three classes: a new
+    head on the frozen pretrained ConvNet learns it in two epochs, where the same head on a frozen
+    random ConvNet does not (2026-11-27: 0.978 against 0.793)."""
+    from PIL import Image
+
+    from tests.test_vision import read_idx_gz
+
+    images = read_idx_gz(fashion_gz / "train-images-idx3-ubyte.gz")
+    labels = read_idx_gz(fashion_gz / "train-labels-idx1-ubyte.gz")
+    names = {5: "sandal", 7: "sneaker", 9: "ankle_boot"}
+    for label, name in names.items():
+        (tmp_path / "shoes" / name).mkdir(parents=True)
+        for i in np.flatnonzero(labels == label)[:300]:
+            Image.fromarray(images[i]).save(tmp_path / "shoes" / name / f"{i}.png")
+    accuracies = {}
+    for start in ("pretrained", "random"):
+        root = tmp_path / "runs" / start
+        code, _, err = run_main(
+            [
+                "train",
+                "-c",
+                "convnet_fashion",
+                "--data",
+                "zoo.data.ImageFolderDataModule",
+                "--data.root",
+                str(tmp_path / "shoes"),
+                "--data.grayscale",
+                "true",
+                "--data.num_workers",
+                "0",
+                "--data.val_size",
+                "0.15",
+                "--model.freeze",
+                "backbone",
+                "--trainer.max_epochs",
+                "2",
+                "--trainer.default_root_dir",
+                str(root),
+                *QUIET,
+                *(["--model.init_from", "pretrained:convnet_fashion"] if start == "pretrained" else []),
+            ],
+            capsys,
+        )
+        assert code == 0, err
+        accuracies[start] = read_metrics(root)["test/acc"]
+    assert accuracies["pretrained"] >= 0.9, accuracies
+    assert accuracies["pretrained"] >= accuracies["random"] + 0.05, accuracies
