@@ -24,6 +24,9 @@
 #   5. (only when named: STEPS="versions fashion") `zoo train -c resnet_fashion` and
 #      `-c convnet_fashion`, full runs on real Fashion-MNIST: carry its four .gz files as
 #      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes.
+#      The runs come back under OUT_DIR/runs; one that meets its recipe's floor can be shipped:
+#      `python -m zoo.pretrained resnet_fashion --from-run OUT_DIR/runs/resnet_fashion/version_0`
+#      (after adding it to zoo.pretrained.SHIPPED; with --url-base for a download entry instead).
 # A failing step is reported and the script goes on; it exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."

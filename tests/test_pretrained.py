@@ -161,6 +161,13 @@ def test_a_large_model_is_built_as_a_download_named_by_its_content(
     x = torch.randn(3, 30)
     assert torch.equal(downloaded(x), built(x))
 
+    # a run made on another machine and copied here records the same file
+    moved = tmp_path / "copied_run"
+    shutil.copytree(tmp_path / "runs" / "mlp_breast_cancer" / "version_0", moved)
+    shutil.rmtree(tmp_path / "runs")  # the best checkpoint's recorded path is gone with it
+    again = pretrained.record("mlp_breast_cancer", moved, url_base=base, out=tmp_path / "out")
+    assert again["sha256"] == info["sha256"] and (tmp_path / "out" / info["file"]).is_file()
+
 
 def test_offline_a_download_says_where_to_put_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

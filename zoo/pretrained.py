@@ -233,28 +233,45 @@ def build(
     it goes into ``out`` as ``NAME-SHA8.safetensors`` to be uploaded there, and its entry gets the
     ``url`` it will be downloaded from.
     """
+    from zoo.cli import main as zoo_main
+
+    args = ["-c", name, "--trainer.default_root_dir", str(Path(root) / name)]
+    zoo_main(["train", *args, "--trainer.enable_progress_bar", "false"])
+    runs = sorted(Path(root, name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return record(name, runs[-1], url_base=url_base, out=out)
+
+
+def record(
+    name: str,
+    run_dir: str | os.PathLike,
+    url_base: str | None = None,
+    out: str | os.PathLike = "dist/weights",
+) -> dict[str, Any]:
+    """Record the finished ``zoo train -c NAME`` run in ``run_dir`` as the trained model ``name``
+    (what :func:`build` does after training; ``python -m zoo.pretrained NAME --from-run DIR`` for
+    a run made elsewhere, e.g. on a GPU): its test metrics are held to the recipe's floor, its best
+    checkpoint exported as safetensors (see :func:`build` for where) and entered in the manifest."""
     import platform
 
     import lightning
     import torch
 
-    from zoo.cli import main as zoo_main
     from zoo.export import export
     from zoo.files import write_json_atomic
     from zoo.recipes import find_recipe
 
     recipe = find_recipe(name)
-    args = ["-c", name, "--trainer.default_root_dir", str(Path(root) / name)]
-    zoo_main(["train", *args, "--trainer.enable_progress_bar", "false"])
-    runs = sorted(Path(root, name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-    metrics = json.loads((runs[-1] / "test_metrics.json").read_text())
-    best = metrics.pop("best_checkpoint")
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    best = Path(metrics.pop("best_checkpoint"))
+    if not best.is_file():  # a run copied from where it was made: its own checkpoints folder
+        best = run_dir / "checkpoints" / best.name
     metrics = {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)}
     if not recipe.meets_floor(metrics):
         metric, op, value = recipe.floor  # type: ignore[misc]
         raise ZooError(
             f"weights: {name} reached {metric} {metrics.get(metric)}, not {op} {value} (its recipe's floor); "
-            f"nothing was recorded (the run: {runs[-1]})."
+            f"nothing was recorded (the run: {run_dir})."
         )
     folder = WEIGHTS_DIR if url_base is None else Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -277,7 +294,7 @@ def build(
         "command": recipe.command,
         "model": config["class_path"].rsplit(".", 1)[1],
         "parameters": sum(p.numel() for p in model.parameters()),
-        "data": _data_name(runs[-1]),
+        "data": _data_name(run_dir),
         "test_metrics": metrics,
         "versions": {
             "torch": torch.__version__,
@@ -341,17 +358,23 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m zoo.pretrained [NAME ...] [--url-base URL --out DIR]`` (``nox -s weights``): retrain
     the named recipes (default: every shipped one) from a source checkout, record their weights, then
     refresh the README's table. With ``--url-base``, the files go into ``--out`` to be uploaded to
-    that address, and their entries are downloads."""
+    that address, and their entries are downloads. With ``--from-run DIR``, a run made elsewhere
+    (on a GPU, by ``benchmarks/gpu.sh``) is recorded instead of training one here."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m zoo.pretrained", description=main.__doc__)
     parser.add_argument("names", nargs="*", help=f"recipes to rebuild (default: {', '.join(SHIPPED)})")
     parser.add_argument("--url-base", help="where the files will be downloaded from (larger models)")
     parser.add_argument("--out", default="dist/weights", help="where --url-base files are written")
+    parser.add_argument(
+        "--from-run", metavar="DIR", help="record this finished run of the one NAME instead of training"
+    )
     args = parser.parse_args(argv)
     from zoo.recipes import list_recipes
 
     names = args.names or list(SHIPPED)
+    if args.from_run and len(args.names) != 1:
+        parser.error("--from-run records one run: name its recipe, e.g. resnet_fashion --from-run DIR")
     known = SHIPPED if args.url_base is None else [r.name for r in list_recipes() if not r.is_fragment]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -360,7 +383,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         parser.error(f"{', '.join(unknown)} not among the {what}: {', '.join(known)}")
     for name in names:
-        info = build(name, url_base=args.url_base, out=args.out)
+        if args.from_run:
+            info = record(name, args.from_run, url_base=args.url_base, out=args.out)
+        else:
+            info = build(name, url_base=args.url_base, out=args.out)
         where = info.get("url", "the package")
         print(f"weights: {name}: {info['test_metrics']} ({info['bytes'] / 2**10:,.0f} KiB, {where})")
     refresh_table(Path(__file__).resolve().parents[1] / "README.md")
