@@ -280,7 +280,6 @@ def record(
     digest = sha256(target)
     if url_base is not None:  # named by its content, as torchvision's and timm's hosted files are
         target = target.rename(folder / f"{name}-{digest[:8]}.safetensors")
-    config = read_config(target)
     from zoo.inference import load
 
     model = load(target)
@@ -292,7 +291,7 @@ def record(
         "bytes": target.stat().st_size,
         "recipe": name,
         "command": recipe.command,
-        "model": config["class_path"].rsplit(".", 1)[1],
+        "model": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": _data_name(run_dir),
         "test_metrics": metrics,
@@ -351,7 +350,10 @@ def refresh_table(path: str | os.PathLike) -> None:
         raise ZooError(
             f"weights: {path} has no {TABLE_START} ... {TABLE_END} lines to put the table between."
         )
-    path.write_text(text[: start + len(TABLE_START)] + "\n" + table() + "\n" + text[end:], encoding="utf-8")
+    from zoo.files import atomic_write
+
+    rewritten = text[: start + len(TABLE_START)] + "\n" + table() + "\n" + text[end:]
+    atomic_write(path, lambda handle: handle.write(rewritten))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,11 +54,6 @@ RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoi
 FREEZE = (None, "none", "backbone")
 
 
-def _within(module: nn.Module, parent: nn.Module) -> bool:
-    """Whether ``module`` is ``parent`` or one of its descendants."""
-    return any(module is m for m in parent.modules())
-
-
 def _is_plain(value: Any) -> bool:
     """True for values that a checkpoint can hold and reload without running code."""
     if isinstance(value, _PLAIN):
@@ -373,7 +368,8 @@ class ZooModule(pl.LightningModule):
         for p in self.parameters():
             if id(p) not in in_head:
                 p.requires_grad_(False)
-        self._frozen = [m for m in self.net.modules() if m is not self.net and not _within(m, head)]
+        head_modules = {id(m) for m in head.modules()}
+        self._frozen = [m for m in self.net.modules() if m is not self.net and id(m) not in head_modules]
         self.train(self.training)
         # Lightning warns of every module in eval mode when training starts: here they are meant to be
         warnings.filterwarnings(
