@@ -316,3 +316,42 @@ def test_warmup_fraction_of_total_steps() -> None:
         assert WarmupCosineLR(_opt(), warmup_steps=0.01).warmup_steps == 1  # at least one step
     with pytest.raises(ZooError, match="warmup_steps must be a step count or a fraction below 1, got 2.5"):
         WarmupCosineLR(_opt(), warmup_steps=2.5, total_steps=10)
+
+
+# ----------------------------------------------------------------------------- clipping, fused
+
+
+def _clipped_run(fused: bool, clip: float | None, **trainer) -> torch.Tensor:
+    from functools import partial
+
+    import lightning.pytorch as pl
+
+    from tests.conftest import quiet_trainer
+    from zoo.data import SklearnDataModule
+    from zoo.models import MLP
+
+    pl.seed_everything(0, verbose=False)
+    optimizer = partial(torch.optim.AdamW, lr=0.01, fused=fused)
+    model = MLP(hidden_sizes=[32], num_classes=10, input_shape=[64], optimizer=optimizer)
+    data = SklearnDataModule("digits", batch_size=64, seed=0)
+    quiet_trainer(max_steps=5, limit_val_batches=0, gradient_clip_val=clip, **trainer).fit(model, data)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_bf16_clips_the_gradients_of_a_fused_optimizer() -> None:
+    # the recipes' AdamW(fused=True) with gradient_clip_val under bf16-mixed (zoo train -c gpt_chars
+    # -c trainer/gpu_bf16): Lightning refuses it ("performs unscaling of gradients internally"), but
+    # bf16 scales nothing, so the zoo clips; the result equals the unfused optimizer's, clipped
+    fused = _clipped_run(True, 0.01, precision="bf16-mixed")
+    unfused = _clipped_run(False, 0.01, precision="bf16-mixed")
+    unclipped = _clipped_run(True, None, precision="bf16-mixed")
+    torch.testing.assert_close(fused, unfused, rtol=0, atol=1e-6)
+    assert (fused - unclipped).abs().max() > 1e-3  # the clipping did act
+
+
+def test_fp16_with_a_fused_optimizer_and_clipping_is_one_clear_error() -> None:
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    scaled = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    with pytest.raises(ZooError, match=r"^trainer.gradient_clip_val: AdamW\(fused=True\) unscales 16-bit"):
+        _clipped_run(True, 1.0, plugins=[scaled])

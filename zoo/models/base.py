@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_warn
 from torch import nn
 
 from zoo.checkpoints import check_named_classes, read_checkpoint
@@ -116,6 +117,12 @@ def _rescale_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = rate
         if "initial_lr" in group:
             group["initial_lr"] = rate
+
+
+def _unscales_in_step(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` takes a gradient scaler's unscaling into its own step (torch marks its
+    fused optimizers so; Lightning's optimizer wrapper carries the mark over)."""
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
 
 
 def _loss_from_class_path(path: str) -> nn.Module:
@@ -405,6 +412,20 @@ class ZooModule(pl.LightningModule):
         if sharded and gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm":
             self.trainer.model.clip_grad_norm_(gradient_clip_val)
             return
+        # a fused optimizer (the recipes' AdamW(fused=True)) unscales fp16 gradients inside its own
+        # step, so Lightning's mixed-precision plugin refuses to clip before it, bf16 included; but
+        # bf16 has no gradient scaler: its gradients are the true ones and are clipped as they are
+        plugin = self.trainer.precision_plugin
+        if gradient_clip_val and isinstance(plugin, MixedPrecision) and _unscales_in_step(optimizer):
+            if plugin.scaler is None:
+                algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+                Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+                return
+            raise ZooError(
+                f"trainer.gradient_clip_val: {type(optimizer).__name__}(fused=True) unscales 16-bit "
+                "gradients inside its step, so they cannot be clipped before it; use --trainer.precision "
+                "bf16-mixed, or --model.optimizer.fused false, or no --trainer.gradient_clip_val."
+            )
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
