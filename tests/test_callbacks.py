@@ -115,3 +115,44 @@ def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_che
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 3)
     assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
     assert not list(root.rglob("test_metrics.json"))
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_waits_for_the_first_validation() -> None:
+    # max_steps ends the first epoch (2 batches) after one batch, before any validation: Lightning's
+    # EarlyStopping raises there ("val/loss which is not available"); the zoo's has nothing to judge
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from zoo.callbacks import StopEarly, early_stopping
+
+    train, val = _loaders()
+    stopper = early_stopping()
+    assert isinstance(stopper, StopEarly) and stopper.monitor == "val/loss"
+    trainer = quiet_trainer(max_steps=1, callbacks=[stopper])
+    trainer.fit(Worsening(), train, val)
+    assert trainer.global_step == 1 and not trainer.should_stop
+    with pytest.raises(RuntimeError, match="val/loss"):  # what it guards against
+        quiet_trainer(max_steps=1, callbacks=[EarlyStopping("val/loss")]).fit(Worsening(), train, val)
+
+
+def test_early_stopping_still_stops_and_still_names_a_monitor_never_logged() -> None:
+    from zoo.callbacks import early_stopping
+
+    train, val = _loaders()
+    trainer = quiet_trainer(max_epochs=20, callbacks=[early_stopping(patience=2)])
+    trainer.fit(Worsening(), train, val)  # val/loss is the epoch: best at 0, patience 2
+    assert trainer.current_epoch == 3
+    with pytest.raises(RuntimeError, match="val/acc"):
+        quiet_trainer(max_epochs=2, callbacks=[early_stopping(monitor="val/acc")]).fit(
+            Worsening(), train, val
+        )
+
+
+def test_zoo_train_ends_well_when_max_steps_stops_it_before_a_validation(tmp_path: Path, capsys) -> None:
+    argv = ["train", "-c", "mlp_digits", "--trainer.max_steps", "3", *QUIET]
+    code, out, err = run_main([*argv, "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert code == 0, err
+    (metrics,) = tmp_path.rglob("test_metrics.json")
+    assert '"best_checkpoint": null' in metrics.read_text()  # no validation: the final weights were tested

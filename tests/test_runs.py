@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import platform
 import socket
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def test_run_json_follows_the_run(root: Path) -> None:
     assert good["monitor"] is None  # no checkpoint callback in these runs
     assert good["wall_s"] > 0 and good["ended"] >= good["started"]
     assert good["parameters"] == 64 * 32 + 32 + 32 * 10 + 10
+    # what it ran on, for a run recorded elsewhere (python -m zoo.pretrained NAME --from-run DIR)
+    assert (
+        good["versions"]["torch"] == torch.__version__
+        and good["versions"]["python"] == platform.python_version()
+    )
+    assert good["hardware"].endswith("cpu, strategy SingleDevice, precision 32-true, 1 process")
     assert _record(root, "stopped")["status"] == "interrupted"
     broken = _record(root, "broken")
     assert broken["status"] == "failed" and broken["error"] == "RuntimeError: the disk fell off"

@@ -58,9 +58,36 @@ class LearningRates(LearningRateMonitor):
             logger.log_metrics(stats, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
-def early_stopping(**overrides: object) -> EarlyStopping:
+class StopEarly(EarlyStopping):
+    """Lightning's ``EarlyStopping`` that judges only after a validation has run in this fit.
+
+    Lightning also checks at the end of a training epoch, and ``max_steps`` can end the first
+    epoch before any validation (``zoo train -c gpt_chars --trainer.max_steps 100``: 250 batches
+    an epoch): the monitored ``val/loss`` does not exist yet and Lightning's strict check stops
+    the finished run with a traceback. Here there is nothing to judge then; once a validation has
+    run, a monitored name it does not log is still Lightning's error.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._validated = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
+        super().on_validation_end(trainer, pl_module)
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        if self._validated:
+            super()._run_early_stopping_check(trainer)
+
+
+def early_stopping(**overrides: object) -> StopEarly:
     """Stop when ``val/loss`` has not improved for ``patience`` (10) validation runs."""
-    return EarlyStopping(**{**EARLY_STOPPING_DEFAULTS, **overrides})
+    return StopEarly(**{**EARLY_STOPPING_DEFAULTS, **overrides})
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
@@ -240,7 +267,7 @@ class RunRecord(pl.Callback):
         import time
         from datetime import datetime
 
-        from zoo.model_card import _command, _data_name
+        from zoo.model_card import _command, _data_name, _hardware, versions
         from zoo.runs import read_json_object
 
         self.path = Path(log_dir) / "run.json"
@@ -257,6 +284,8 @@ class RunRecord(pl.Callback):
             "parameters": sum(p.numel() for p in pl_module.parameters()),
             "data": _data_name(getattr(trainer, "datamodule", None)),
             "monitor": getattr(trainer.checkpoint_callback, "monitor", None),
+            "hardware": _hardware(trainer),
+            "versions": versions(),
             "earlier_wall_s": float(earlier.get("wall_s") or 0.0),
         }
         if earlier:

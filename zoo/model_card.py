@@ -171,16 +171,24 @@ def _hardware(trainer: pl.Trainer) -> str:
     return f"{device}, {accelerator}, strategy {strategy}, precision {trainer.precision}, {processes}"
 
 
-def _versions() -> str:
+def versions() -> dict[str, str]:
+    """The versions of the zoo and of what it runs on, by package (kept in each run's ``run.json``)."""
     import lightning
     import torchmetrics
 
     from zoo import __version__
 
-    return (
-        f"lightning-zoo {__version__}, torch {torch.__version__}, lightning {lightning.__version__}, "
-        f"torchmetrics {torchmetrics.__version__}, Python {platform.python_version()}"
-    )
+    return {
+        "lightning-zoo": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _versions() -> str:
+    return ", ".join(f"{'Python' if k == 'python' else k} {v}" for k, v in versions().items())
 
 
 def _value(value: Any) -> str:

@@ -35,6 +35,7 @@ SHIPPED = (
     "mlp_breast_cancer",
     "mlp_diabetes",
     "convnet_fashion",
+    "resnet_fashion",
     "transformer_sequence",
     "gpt_chars",
 )
@@ -281,8 +282,15 @@ def record(
     if url_base is not None:  # named by its content, as torchvision's and timm's hosted files are
         target = target.rename(folder / f"{name}-{digest[:8]}.safetensors")
     from zoo.inference import load
+    from zoo.runs import read_json_object
 
     model = load(target)
+    made = read_json_object(run_dir / "run.json")
+    here = {
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+    }
     entries = manifest()
     entries[name] = {
         "file": target.name,
@@ -295,11 +303,9 @@ def record(
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": _data_name(run_dir),
         "test_metrics": metrics,
-        "versions": {
-            "torch": torch.__version__,
-            "lightning": lightning.__version__,
-            "python": platform.python_version(),
-        },
+        # where and with what the run was made (its run.json; a run from before it said: here, now)
+        "versions": {key: made.get("versions", {}).get(key, now) for key, now in here.items()},
+        **({"hardware": made["hardware"]} if "hardware" in made else {}),
     }
     write_json_atomic(MANIFEST, dict(sorted(entries.items())))
     return entries[name]

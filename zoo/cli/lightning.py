@@ -24,6 +24,7 @@ from zoo.callbacks import (
     LearningRates,
     PredictionsCSV,
     RunRecord,
+    StopEarly,
 )
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
@@ -159,7 +160,7 @@ class ZooCLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(StopEarly, "early_stopping")
         parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
