@@ -23,7 +23,8 @@
 #      the card and peak GPU memory);
 #   5. (only when named: STEPS="versions fashion") `zoo train -c resnet_fashion` and
 #      `-c convnet_fashion`, full runs on real Fashion-MNIST: carry its four .gz files as
-#      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes.
+#      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes;
+#      FASHION=resnet_fashion runs one of them.
 #      The runs come back under OUT_DIR/runs; one that meets its recipe's floor can be shipped:
 #      `python -m zoo.pretrained resnet_fashion --from-run OUT_DIR/runs/resnet_fashion/version_0`
 #      (after adding it to zoo.pretrained.SHIPPED; with --url-base for a download entry instead).
@@ -154,7 +155,7 @@ fashion_runs() {
     echo "no Fashion-MNIST files in $raw: carry them (cp /usr/share/datasets/fashion-mnist/*.gz $raw/)"
     return 1
   fi
-  for recipe in resnet_fashion convnet_fashion; do
+  for recipe in ${FASHION:-resnet_fashion convnet_fashion}; do
     "${ZOO[@]}" train -c "$recipe" --trainer.accelerator "$ACCEL" --data.data_dir data \
       --trainer.enable_progress_bar false --trainer.default_root_dir "$RUNS/$recipe" "${EPOCHS[@]}" \
       "${SHORT[@]}" || return 1
