@@ -91,9 +91,9 @@ def hand_loop(data, preset, steps, warmup, device, dtype, compile) -> tuple[floa
             sync(device)
             start = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, dtype):
+        with autocast(device, dtype):  # the loss too, as Lightning's autocast does: fp32 cross-entropy
             logits = net(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
