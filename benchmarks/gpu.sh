@@ -13,7 +13,8 @@
 #      and tested again: the metrics must match;
 #   2b. that checkpoint used: `zoo predict --device cuda` (labels equal to the CPU's) and
 #      `zoo export` in every format (each checked against the checkpoint);
-#   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision);
+#   3. `zoo train -c convnet_digits -c trainer/gpu_bf16` (bf16 mixed precision), and a short
+#      `zoo fit -c gpt_chars -c trainer/gpu_bf16` (fused AdamW with gradient clipping in bf16);
 #   3b. (GPU only) `zoo fit -c gpt_chars -c trainer/fsdp`, a short run, then its checkpoint loaded
 #      on the CPU without FSDP;
 #   4. the benchmarks, each eager and with --compile: mlp_digits, resnet_cifar10 (bf16,
@@ -93,13 +94,17 @@ EOF
 }
 
 bf16_train() {
-  if [ "$DEVICE" = cuda ]; then
-    "${ZOO[@]}" train -c convnet_digits -c trainer/gpu_bf16 --trainer.default_root_dir "$RUNS/bf16" \
-      --trainer.enable_progress_bar false "${EPOCHS[@]}"
-  else
-    "${ZOO[@]}" train -c convnet_digits --trainer.accelerator cpu --trainer.precision bf16-mixed \
-      --trainer.default_root_dir "$RUNS/bf16" --trainer.enable_progress_bar false "${EPOCHS[@]}"
-  fi
+  local bf16=(-c trainer/gpu_bf16)
+  [ "$DEVICE" = cuda ] || bf16=(--trainer.accelerator cpu --trainer.precision bf16-mixed)
+  "${ZOO[@]}" train -c convnet_digits "${bf16[@]}" --trainer.default_root_dir "$RUNS/bf16" \
+    --trainer.enable_progress_bar false "${EPOCHS[@]}" || return 1
+  # the GPT recipe in bf16: AdamW(fused=True) with gradient clipping (stopped at its first step on
+  # the H200 until the zoo clipped bf16 gradients itself)
+  local steps=40
+  [ "$QUICK" = 1 ] && steps=4
+  "${ZOO[@]}" fit -c gpt_chars "${bf16[@]}" --trainer.default_root_dir "$RUNS/bf16_gpt" \
+    --trainer.enable_progress_bar false --trainer.max_steps $steps --trainer.val_check_interval $((steps / 2)) \
+    --trainer.limit_val_batches 2 --model.lr_scheduler null
 }
 
 use_model() {
