@@ -156,3 +156,19 @@ def test_zoo_train_ends_well_when_max_steps_stops_it_before_a_validation(tmp_pat
     assert code == 0, err
     (metrics,) = tmp_path.rglob("test_metrics.json")
     assert '"best_checkpoint": null' in metrics.read_text()  # no validation: the final weights were tested
+
+
+@pytest.mark.parametrize("command", ["train", "fit"])
+def test_fast_dev_run_runs_one_batch_and_writes_nothing(tmp_path: Path, capsys, command: str) -> None:
+    # Lightning's ModelCheckpoint wrote last.ckpt into ROOT/checkpoints at the end of a
+    # fast_dev_run, and `zoo train` then failed on the run directory a fast_dev_run does not have
+    root = tmp_path / "runs"
+    argv = [command, "-c", "mlp_digits", "--trainer.fast_dev_run", "true", *QUIET]
+    code, out, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 0, err
+    assert not root.exists()
+    if command == "train":
+        assert (
+            "test/acc" in out
+            and "fast_dev_run: one batch of each stage; no run directory was written." in out
+        )

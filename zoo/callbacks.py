@@ -146,6 +146,12 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer):
             self._keep_last_current(trainer)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning (2.6) writes last.ckpt here even under fast_dev_run, which otherwise saves
+        # nothing: into ROOT/checkpoints, since the run has no logger folder then
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
 
 def _same_folder(stored: str, current: str) -> bool:
     """Whether a stored checkpoint folder is this run's: the same folder, or a relative path (from

@@ -364,7 +364,7 @@ class ZooCLI(LightningCLI):
         metrics = self.trainer.train(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if not metrics:
             return
-        log_dir = Path(self.trainer.log_dir)  # a collective under DDP: asked on every rank
+        log_dir = self.trainer.log_dir  # a collective under DDP: asked on every rank
         if not self.trainer.is_global_zero:
             return
         best = metrics.pop("best_checkpoint")
@@ -374,6 +374,14 @@ class ZooCLI(LightningCLI):
             f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan"
             for k, v in sorted(metrics.items())
         ]
+        if log_dir is None:  # fast_dev_run: Lightning swaps the logger for a dummy and saves nothing
+            print(
+                "\n".join(
+                    [*lines, "", "fast_dev_run: one batch of each stage; no run directory was written."]
+                )
+            )
+            return
+        log_dir = Path(log_dir)
         lines += ["", f"Run directory:   {log_dir}", f"  config:        {log_dir / 'config.yaml'}"]
         lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
         if best:
