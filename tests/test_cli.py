@@ -463,3 +463,16 @@ def test_loss_class_path_that_is_no_module_is_one_clear_error(capsys):
     code, _, err = run_main(["train", "-c", "mlp_diabetes", "--model.loss", "os.path"], capsys)
     assert code == 2 and err.count("zoo: error:") == 1 and "Traceback" not in err, err
     assert "model.loss 'os.path' is not an importable torch.nn.Module class" in err
+
+
+@pytest.mark.parametrize("command", ["test", "validate"])
+def test_evaluating_without_a_checkpoint_says_the_weights_are_untrained(
+    command: str, tmp_path: Path, capsys
+) -> None:
+    limit = f"--trainer.limit_{'test' if command == 'test' else 'val'}_batches"
+    argv = [command, "-c", "mlp_digits", limit, "1", *QUIET, "--trainer.default_root_dir", str(tmp_path)]
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert f"zoo {command}: no --ckpt_path, so the model's untrained weights are evaluated" in err
+    code, _, err = run_main([*argv, "--ckpt_path", "pretrained:mlp_digits"], capsys)
+    assert code == 0 and "untrained" not in err

@@ -199,6 +199,18 @@ def test_warmup_cosine_bad_warmup() -> None:
         WarmupCosineLR(_opt(), warmup_steps=-1, total_steps=10)
 
 
+@pytest.mark.parametrize("estimate", [0, -1])  # limit_train_batches 0; an unsized loader, no max_steps
+def test_a_schedule_from_a_trainer_that_plans_no_steps_says_why(estimate: int) -> None:
+    expected = (
+        r"^warmup_cosine takes its length from the Trainer, which plans no training steps "
+        rf"\(estimated_stepping_batches {estimate}\): trainer.limit_train_batches 0 trains none"
+    )
+    with training_horizon(estimate), pytest.raises(ZooError, match=expected):
+        WarmupCosineLR(_opt())
+    with pytest.raises(ZooError, match="^warmup_cosine needs total_steps"):  # outside a Trainer
+        WarmupCosineLR(_opt())
+
+
 @pytest.mark.parametrize("eta_min", [0.0, 0.01])
 def test_cosine_matches_closed_form(eta_min: float) -> None:
     base, total = 0.5, 12

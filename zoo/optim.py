@@ -111,6 +111,13 @@ def training_horizon(total_steps: int) -> Iterator[None]:
 def _resolve_total_steps(total_steps: int | None, who: str) -> int:
     if total_steps is None:
         total_steps = _HORIZON.get()
+        if total_steps is not None and total_steps <= 0:  # the Trainer's own estimate
+            raise ZooError(
+                f"{who} takes its length from the Trainer, which plans no training steps "
+                f"(estimated_stepping_batches {total_steps}): trainer.limit_train_batches 0 trains none, and "
+                "data of unknown length needs trainer.max_steps; give it batches to train on, or no schedule "
+                "(--model.lr_scheduler null)."
+            )
     if total_steps is None or total_steps <= 0 or total_steps == math.inf:
         raise ZooError(
             f"{who} needs total_steps: pass it explicitly, or build the schedule inside a Trainer run "

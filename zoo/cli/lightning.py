@@ -125,6 +125,13 @@ class ZooSaveConfig(SaveConfigCallback):
                 logger.experiment.config.update(config, allow_val_change=True)
 
 
+def _init_from(config: Any) -> Any:
+    """The ``model.init_from`` of a parsed config (None when the model class has no such option)."""
+    model = config.get("model")
+    args = model.get("init_args") if hasattr(model, "get") else None
+    return args.get("init_from") if hasattr(args, "get") else None
+
+
 class ZooCLI(LightningCLI):
     """LightningCLI with the zoo's defaults, data-to-model links and the ``train`` pipeline."""
 
@@ -203,9 +210,17 @@ class ZooCLI(LightningCLI):
         or names classes outside the allow-list, before LightningCLI takes the model's
         hyper-parameters from it (which imports the classes they name)."""
         subcommand = self.config.get("subcommand")
-        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+        if not subcommand:
             return
         config = self.config[subcommand]
+        if not config.get("ckpt_path"):
+            if subcommand in EVALUATION_COMMANDS and not _init_from(config) and rank_zero_only.rank == 0:
+                print(
+                    f"zoo {subcommand}: no --ckpt_path, so the model's untrained weights are evaluated; name "
+                    "a checkpoint: --ckpt_path last (the newest run's), a .ckpt file, or pretrained:NAME.",
+                    file=sys.stderr,
+                )
+            return
         path = config.ckpt_path
         if path == "last":
             path = find_last(config.trainer.default_root_dir)
