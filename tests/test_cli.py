@@ -318,7 +318,7 @@ def test_bad_input_exits_nonzero_without_traceback_in_a_subprocess(zoo, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
-def test_csv_data_trains_end_to_end(zoo, tmp_path: Path):
+def test_csv_data_trains_end_to_end(tmp_path: Path, capsys):
     # two well separated blobs with text labels
     gen = torch.Generator().manual_seed(0)
     rows = ["x1,x2,x3,species"]
@@ -328,22 +328,10 @@ def test_csv_data_trains_end_to_end(zoo, tmp_path: Path):
         values = (torch.randn(3, generator=gen) + center).tolist()
         rows.append(",".join(f"{v:.4f}" for v in values) + f",{label}")
     csv = write_csv(tmp_path / "blobs.csv", rows)
-    zoo(
-        "train",
-        "--model",
-        "zoo.models.MLP",
-        "--data",
-        "zoo.data.CSVDataModule",
-        "--data.path",
-        str(csv),
-        "--data.target",
-        "species",
-        "--trainer.max_epochs",
-        "5",
-        "--trainer.default_root_dir",
-        str(tmp_path / "runs"),
-        *QUIET,
-    )
+    argv = ["train", "--model", "zoo.models.MLP", "--data", "zoo.data.CSVDataModule", "--data.path", str(csv)]
+    argv += ["--data.target", "species", "--trainer.max_epochs", "5", *QUIET]
+    code, _, err = run_main([*argv, "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 0, err
     metrics = read_metrics(tmp_path / "runs")
     assert metrics["test/acc"] >= 0.95
 

@@ -155,13 +155,16 @@ def test_wandb_fragment_writes_offline_run_with_full_config(zoo, tmp_path: Path)
     assert b"early_stopping" in record
 
 
-def test_test_metrics_json_matches_printed_table(zoo, tmp_path: Path):
+def test_test_metrics_json_matches_printed_table(tmp_path: Path, capsys):
+    from tests.test_cli import run_main
+
     root = tmp_path / "runs"
-    proc = zoo("train", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.default_root_dir", str(root))
+    argv = ["train", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.default_root_dir", str(root)]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
     metrics = json.loads(next(root.rglob("test_metrics.json")).read_text())
     for key in ("test/acc", "test/f1", "test/loss"):
-        assert f"{key}" in proc.stdout
-        assert f"{metrics[key]:.4f}" in proc.stdout
+        assert f"  {key:<9}  {metrics[key]:.4f}" in out
     # trainer/debug: 2 epochs of 5 training batches each
     rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
     assert {int(r["epoch"]) for r in rows if r.get("val/loss")} == {0, 1}
@@ -202,24 +205,17 @@ def test_convnet_mnist_learns_from_real_images_in_mnist_files(tmp_path: Path, fa
     assert config["data"]["init_args"]["crop_padding"] == 2
 
 
-def test_convnet_mnist_offline_without_files_is_one_clear_error(zoo, tmp_path: Path):
+def test_convnet_mnist_offline_without_files_is_one_clear_error(tmp_path: Path, capsys):
+    # in-process: test_cli's subprocess test covers a real process's exit without a traceback
+    from tests.test_cli import run_main
+
     root = tmp_path / "runs"
-    proc = zoo(
-        "train",
-        "-c",
-        "convnet_mnist",
-        "--data.data_dir",
-        str(tmp_path / "none"),
-        "--trainer.default_root_dir",
-        str(root),
-        check=False,
-    )
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("zoo: error:")]
-    assert len(errors) == 1 and errors[0].startswith("zoo: error: data: MNIST files not found in "), (
-        proc.stderr
-    )
-    assert "--data.download true" in proc.stderr and "Traceback" not in proc.stderr
+    argv = ["train", "-c", "convnet_mnist", "--data.data_dir", str(tmp_path / "none")]
+    code, _, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("zoo: error:")]
+    assert len(errors) == 1 and errors[0].startswith("zoo: error: data: MNIST files not found in "), err
+    assert "--data.download true" in err and "Traceback" not in err
     assert not root.exists() or not any(root.rglob("*.ckpt"))
 
 
