@@ -252,10 +252,6 @@ def record(
     (what :func:`build` does after training; ``python -m zoo.pretrained NAME --from-run DIR`` for
     a run made elsewhere, e.g. on a GPU): its test metrics are held to the recipe's floor, its best
     checkpoint exported as safetensors (see :func:`build` for where) and entered in the manifest."""
-    import platform
-
-    import lightning
-    import torch
 
     from zoo.export import export
     from zoo.files import write_json_atomic
@@ -282,15 +278,12 @@ def record(
     if url_base is not None:  # named by its content, as torchvision's and timm's hosted files are
         target = target.rename(folder / f"{name}-{digest[:8]}.safetensors")
     from zoo.inference import load
+    from zoo.model_card import versions
     from zoo.runs import read_json_object
 
     model = load(target)
     made = read_json_object(run_dir / "run.json")
-    here = {
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-    }
+    here = {key: versions()[key] for key in ("torch", "lightning", "python")}
     entries = manifest()
     entries[name] = {
         "file": target.name,
