@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,23 @@ def test_help_and_recipes_list_do_not_import_torch():
     for recipe in list_recipes():
         assert recipe.name in proc.stdout
         assert recipe.description in proc.stdout
+
+
+def test_only_the_console_command_sets_the_cyclic_collector_aside(capsys):
+    """As its own process, ``zoo`` collects nothing while it imports torch and Lightning, then
+    freezes what they left and collects as usual (seconds of a short run); called in-process
+    (tests, notebooks) it leaves the collector as it found it, whether the command succeeds or not."""
+    frozen = gc.get_freeze_count()
+    for argv, expected in ((["recipes", "list"], 0), (["no-such-command"], 2)):
+        assert run_main(argv, capsys)[0] == expected
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+    code = (
+        "import gc, sys; sys.argv = ['zoo', 'recipes', 'list']; from zoo.cli import main; main(); "
+        "print(gc.isenabled(), gc.get_freeze_count())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    enabled, count = proc.stdout.split()[-2:]
+    assert proc.returncode == 0 and enabled == "True" and int(count) > 1000
 
 
 @pytest.mark.parametrize("command", ["train", "fit", "validate", "test"])
