@@ -117,6 +117,38 @@ def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_che
     assert not list(root.rglob("test_metrics.json"))
 
 
+def test_every_rank_joins_the_finite_loss_decision_at_every_step() -> None:
+    """Under several processes the ranks decide together whether a step's loss was finite, so one
+    rank's NaN stops them all: a rank whose own loss is finite must still join that collective
+    each step, or the rank that saw the NaN would wait for it forever."""
+    from types import SimpleNamespace
+
+    from zoo.errors import NonFiniteLossError
+
+    asked: list[bool] = []
+    elsewhere = [False]  # whether another rank saw a non-finite loss
+
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        asked.append(decision)
+        return decision or elsewhere[0]
+
+    model = MLP(task="multiclass", num_classes=3, input_shape=(4,), hidden_sizes=[8])
+    strategy = SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision)
+    model.trainer = SimpleNamespace(
+        world_size=2, global_step=7, current_epoch=1, strategy=strategy, checkpoint_callback=None
+    )
+    model._stop_if_not_finite(torch.tensor(0.5))
+    assert asked == [False]  # joined, with a finite loss of its own
+    elsewhere[0] = True
+    another = r"the training loss is not finite on another process at step 7 \(epoch 1\)"
+    with pytest.raises(NonFiniteLossError, match=another):
+        model._stop_if_not_finite(torch.tensor(0.5))
+    assert asked == [False, False]
+    with pytest.raises(NonFiniteLossError, match="the training loss is inf at step 7"):
+        model._stop_if_not_finite(torch.tensor(float("inf")))
+    assert asked == [False, False, True]
+
+
 # ----------------------------------------------------------------------------- early stopping
 
 

@@ -723,11 +723,15 @@ class ZooModule(pl.LightningModule):
         rank), before the backward pass and the optimizer step could spoil the weights; or, when
         :attr:`defers_finite_check`, note the step's loss for :meth:`_check_finite_so_far`."""
         loss = loss.detach()
-        step, epoch = self.trainer.global_step, self.current_epoch
+        trainer = self.trainer
         if not self.defers_finite_check:
-            finite = bool(torch.isfinite(loss).all())
-            self._raise_if_not_finite(finite, (loss.item() if loss.numel() == 1 else None, step, epoch))
+            # a scalar's item() takes a microsecond on the CPU, torch.isfinite(loss).all() twenty
+            value = loss.item() if loss.numel() == 1 else None
+            finite = math.isfinite(value) if value is not None else bool(torch.isfinite(loss).all())
+            if not finite or trainer.world_size > 1:  # ranks decide together, every step
+                self._raise_if_not_finite(finite, (value, trainer.global_step, self.current_epoch))
             return
+        step, epoch = trainer.global_step, self.current_epoch
         # the first non-finite step, its epoch and its loss, as device tensors (no host sync)
         first = self._first_non_finite
         if first is None:
@@ -758,14 +762,18 @@ class ZooModule(pl.LightningModule):
         self._raise_if_not_finite(step < 0, (float(first[2]), step, int(first[1])))
 
     def _raise_if_not_finite(self, finite: bool, where: tuple[float | None, int, int]) -> None:
+        seen_here = not finite
         if self.trainer.world_size > 1:  # every rank stops together, or the others would wait forever
-            finite = not self.trainer.strategy.reduce_boolean_decision(not finite, all=False)
+            finite = not self.trainer.strategy.reduce_boolean_decision(seen_here, all=False)
         if finite:
             return
         value, step, epoch = where
         last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
         kept = f"; the last good checkpoint is {last}" if last else ""
-        shown = "not finite" if value is None else value
+        if seen_here:
+            shown = "not finite" if value is None else value
+        else:  # this rank's own losses were finite: its step is as close as it can tell
+            shown, step, epoch = "not finite on another process", self.trainer.global_step, self.current_epoch
         raise NonFiniteLossError(
             f"the training loss is {shown} at step {step} (epoch {epoch}): "
             "training diverged and stopped. Lower the learning rate (--model.optimizer.lr) or clip "
