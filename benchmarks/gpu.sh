@@ -22,6 +22,9 @@
 #      number of steps); ddp (one process); on_device (batches kept on the GPU equal the host's,
 #      and the time it saves). Every measurement also goes to OUT_DIR/bench.json (one list, with
 #      the card and peak GPU memory);
+#   4b. (only when named: STEPS="versions probe-compile") benchmarks/compile_probe.py: ResNet-20's
+#      training step eager and compiled on device-resident batches, with a profiler's view of
+#      each (why the compiled ResNet-20 trained slower than the eager one on an H200);
 #   5. (only when named: STEPS="versions fashion") `zoo train -c resnet_fashion` and
 #      `-c convnet_fashion`, full runs on real Fashion-MNIST: carry its four .gz files as
 #      data/FashionMNIST/raw/ (Debian's dataset-fashion-mnist package has them) — a few minutes;
@@ -177,6 +180,7 @@ eager_and_compiled() {
 step on-device "$PY" benchmarks/on_device.py --device "$DEVICE" --epochs "$BENCH_EPOCHS"
 step bench-mlp eager_and_compiled "$PY" benchmarks/mlp_digits.py --epochs "$BENCH_EPOCHS" --device "$DEVICE"
 step bench-resnet eager_and_compiled "$PY" benchmarks/resnet_cifar10.py --images "$IMAGES" --epochs 2 --device "$DEVICE"
+step probe-compile "$PY" benchmarks/compile_probe.py --device "$DEVICE" $([ "$QUICK" = 1 ] && echo --steps 10 --batch-size 32)
 step bench-gpt eager_and_compiled "$PY" benchmarks/gpt_chars.py --device "$DEVICE" "${GPT[@]}"
 step bench-ddp "$PY" benchmarks/ddp.py --processes 1 --epochs 3 --device "$DEVICE" \
   $([ "$QUICK" = 1 ] && echo --rows 2048)
@@ -186,6 +190,6 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 json.dump(rows, open(sys.argv[2], "w"), indent=1)
 print(f"wrote {sys.argv[2]}: {len(rows)} measurements")
 EOF3
-grep -E "^=== |ms/epoch|images/s|examples/s|tokens/s|ratio|speed-up|reloaded|test/acc|equal on|^predict:|^wrote" "$LOG" >"$OUT_DIR/summary.txt"
+grep -E "^=== |ms/epoch|ms/step|images/s|examples/s|tokens/s|ratio|speed-up|reloaded|test/acc|equal on|^predict:|^wrote" "$LOG" >"$OUT_DIR/summary.txt"
 cat "$OUT_DIR/summary.txt"
 exit $failed
