@@ -254,6 +254,13 @@ def test_bad_input_is_one_clear_error(
     assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
+def test_a_bare_zoo_predict_names_what_it_needs(capsys) -> None:
+    code, out, err = run_main(["predict"], capsys)
+    assert code == 2 and out == ""
+    assert "usage: zoo predict" in err
+    assert "the following arguments are required: checkpoint, --input/-i" in err
+
+
 def test_a_checkpoint_without_preprocessing_still_predicts_with_a_warning(wine: dict, tmp_path: Path) -> None:
     checkpoint = torch.load(wine["checkpoint"], map_location="cpu", weights_only=True)
     del checkpoint["zoo_preprocessing"]  # as written before checkpoints carried it

@@ -133,8 +133,10 @@ def _command(argv: list[str]) -> Callable[[], None]:
         from zoo.cli.models import main as models_main
 
         return lambda: models_main(rest)
-    if command == "predict" and rest and (rest[0] in ("-h", "--help") or rest[0][0] != "-"):
-        from zoo.cli.predict import main as predict_main  # zoo predict CKPT --input ...
+    if command == "predict" and (not rest or rest[0] in ("-h", "--help") or rest[0][0] != "-"):
+        # zoo predict CKPT --input ...; a bare `zoo predict` is told what this form needs, where
+        # LightningCLI's form would ask for predict.data and predict.model
+        from zoo.cli.predict import main as predict_main
 
         return lambda: predict_main(rest)
     if command in PIPELINE and any(a in ("-h", "--help") for a in rest):
