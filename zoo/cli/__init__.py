@@ -7,6 +7,7 @@ and ``zoo --help`` answer without importing torch.
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -98,41 +99,22 @@ def main(argv: list[str] | None = None) -> None:
             gc.enable()  # had the imports failed
 
 
+#: the commands whose module's ``main`` takes the rest of the command line
+OWN_PARSERS = {
+    name: f"zoo.cli.{name}" for name in ("recipes", "generate", "sweep", "runs", "plot", "export", "models")
+}
+
+
 def _command(argv: list[str]) -> Callable[[], None]:
     """The command ``argv`` names, its module imported, ready to run."""
     command, rest = argv[0], argv[1:]
-    if command == "recipes":
-        from zoo.cli.recipes import main as recipes_main
-
-        return lambda: recipes_main(rest)
-    if command == "generate":
-        from zoo.cli.generate import main as generate_main
-
-        return lambda: generate_main(rest)
-    if command == "sweep":
-        from zoo.cli.sweep import main as sweep_main
-
-        return lambda: sweep_main(rest)
+    if command in OWN_PARSERS:
+        module = importlib.import_module(OWN_PARSERS[command])
+        return lambda: module.main(rest)
     if command in ("tune-lr", "tune-batch-size"):
         from zoo.cli.tune import main as tune_main
 
         return lambda: tune_main(command, rest)
-    if command == "runs":
-        from zoo.cli.runs import main as runs_main
-
-        return lambda: runs_main(rest)
-    if command == "plot":
-        from zoo.cli.plot import main as plot_main
-
-        return lambda: plot_main(rest)
-    if command == "export":
-        from zoo.cli.export import main as export_main
-
-        return lambda: export_main(rest)
-    if command == "models":
-        from zoo.cli.models import main as models_main
-
-        return lambda: models_main(rest)
     if command == "predict" and (not rest or rest[0] in ("-h", "--help") or rest[0][0] != "-"):
         # zoo predict CKPT --input ...; a bare `zoo predict` is told what this form needs, where
         # LightningCLI's form would ask for predict.data and predict.model
