@@ -33,13 +33,13 @@ from common import record, sync
 from resnet_cifar10 import make_net, make_optimizer
 from torch.profiler import ProfilerActivity, profile
 
-
-def variant_net(name: str) -> torch.nn.Module:
-    if name == "eager":
-        return make_net(compile=False)
-    net = make_net(compile=False)
-    net.compile(dynamic=False if "dynamic=False" in name else None)
-    return net
+#: name -> (compiled, dynamic, one batch of another size before timing)
+VARIANTS = {
+    "eager": (False, None, False),
+    "compiled": (True, None, False),
+    "compiled, after an odd batch": (True, None, True),
+    "compiled, dynamic=False": (True, False, True),
+}
 
 
 def run(name: str, args: argparse.Namespace) -> dict:
@@ -48,8 +48,11 @@ def run(name: str, args: argparse.Namespace) -> dict:
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     device, dtype = args.device, (torch.bfloat16 if args.device == "cuda" else torch.float32)
+    compiled, dynamic, odd_batch = VARIANTS[name]
     torch.manual_seed(0)
-    net = variant_net(name).to(device)
+    net = make_net().to(device)
+    if compiled:
+        net.compile(dynamic=dynamic)
     opt = make_optimizer(net.parameters())
     g = torch.Generator(device=device).manual_seed(0)
 
@@ -69,7 +72,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     for i in range(3):  # warm-up: compilation, cuDNN's choices, the allocator
         step(*batches[i])
-    if "odd batch" in name or "dynamic=False" in name:
+    if odd_batch:
         step(*batch(args.batch_size - 20))
         step(*batches[0])
     sync(device)
@@ -117,8 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     card = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"ResNet-20 training step, batch {args.batch_size}, {card}, torch {torch.__version__}")
-    variants = ["eager", "compiled", "compiled, after an odd batch", "compiled, dynamic=False"]
-    for name in variants:
+    for name in VARIANTS:
         r = run(name, args)
         line = (
             f"{name:30s} {r['ms_per_step']:7.2f} ms/step  warm-up {r['warmup_s']:5.1f} s  "
