@@ -8,8 +8,8 @@
 # since: the run beside comes only when asked (FASHION=resnet_fashion), and the benchmarks
 # (BENCH_STEPS) now start with probe-compile; past 575 s the rest is cut.
 #
-#   device run: bash benchmarks/gpu_lease.sh      carry: .whl (jsonargparse & co. as wheels),
-#                                                   data/FashionMNIST (the four .gz files only)
+#   device run: bash benchmarks/gpu_lease.sh      carry: .whl (jsonargparse & co. as wheels);
+#                                                   with FASHION, data/FashionMNIST (the four .gz only)
 #   CPU dry run: OUT=/tmp/lease DEVICE=cpu QUICK=1 bash benchmarks/gpu_lease.sh
 set -u
 cd "$(dirname "$0")/.."
