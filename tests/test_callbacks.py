@@ -149,6 +149,51 @@ def test_every_rank_joins_the_finite_loss_decision_at_every_step() -> None:
     assert asked == [False, False, True]
 
 
+def test_deferred_finite_check_launches_nothing_per_step_and_names_the_first_bad_step(monkeypatch) -> None:
+    """On an accelerator a step only keeps its loss (a GPU step of a small model is bound by kernel
+    launches); the kept losses are read back together every ``MAX_UNCHECKED_STEPS`` at most (or
+    at the loop's sync points), and the first non-finite one is named with its own step and epoch."""
+    from types import SimpleNamespace
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from zoo.errors import NonFiniteLossError
+    from zoo.models.base import ZooModule
+
+    class Operators(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(ZooModule, "defers_finite_check", property(lambda self: True))
+    monkeypatch.setattr(ZooModule, "MAX_UNCHECKED_STEPS", 4)
+    model = MLP(task="multiclass", num_classes=3, input_shape=(4,), hidden_sizes=[8])
+    logs = SimpleNamespace(should_update_logs=False)
+    trainer = SimpleNamespace(world_size=1, global_step=0, current_epoch=0, checkpoint_callback=None)
+    trainer._logger_connector = logs
+    model.trainer = trainer
+    losses = [torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0, float("inf"), float("nan"), 8.0)]
+    operators, first_bad = Operators(), r"the training loss is inf at step 5 \(epoch 1\)"
+    with operators, pytest.raises(NonFiniteLossError, match=first_bad):
+        for step, loss in enumerate(losses):
+            trainer.global_step, trainer.current_epoch = step, step // 3
+            model._stop_if_not_finite(loss)
+            if step < 3:  # nothing read back yet: the step's only operator is detach (an alias)
+                assert operators.seen == ["detach"] * (step + 1)
+    assert step == 7  # read back at the 4th and 8th steps: steps 0-3 were finite
+    assert model._unchecked_losses == []
+    # the loop's sync points read back what is kept
+    for step, value in ((8, 1.0), (9, float("nan"))):
+        trainer.global_step = step
+        model._stop_if_not_finite(torch.tensor(value))
+    with pytest.raises(NonFiniteLossError, match=r"the training loss is nan at step 9 \(epoch 2\)"):
+        model.on_train_epoch_end()
+
+
 # ----------------------------------------------------------------------------- early stopping
 
 

@@ -257,6 +257,8 @@ class ZooModule(pl.LightningModule):
         # train/loss every log_every_n_steps: a sum on the device, logged as the window's mean
         self._loss_window: torch.Tensor | None = None
         self._loss_window_steps = 0
+        # (loss, step, epoch) of the training steps not yet checked, under defers_finite_check
+        self._unchecked_losses: list[tuple[torch.Tensor, int, int]] = []
         self.val_metrics = self._build_metrics("val/")
         self.test_metrics = self._build_metrics("test/")
         if self.input_shape is not None:
@@ -467,7 +469,7 @@ class ZooModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
         they were when the checkpoint was written, so the run goes on as if never stopped."""
-        self._first_non_finite = None
+        self._unchecked_losses = []
         self._restore_loader_positions()
         states, self._saved_rng = getattr(self, "_saved_rng", None), None
         if not states or self.trainer.ckpt_path is None:
@@ -710,10 +712,11 @@ class ZooModule(pl.LightningModule):
         On the CPU reading a flag costs nothing, so every step is checked before its backward pass
         and no weight is ever spoiled. On an accelerator, reading it every step would make the host
         wait for the device at each step (the queue of work drains: on a GPU, the largest
-        per-step cost of a small model). There each step only folds its flag into tensors on the
-        device (no wait), and they are read where the loop waits anyway or where it must not go on
-        with spoiled weights: every ``log_every_n_steps``, before validation, before a checkpoint
-        is written and at the end of each epoch. The run then stops a few steps after the first
+        per-step cost of a small model). There each step only keeps a reference to its loss (no
+        device work, no wait), and the kept losses are read back together where the loop waits
+        anyway or where it must not go on with spoiled weights: every ``log_every_n_steps`` (and
+        every :attr:`MAX_UNCHECKED_STEPS` at most), before validation, before a checkpoint is
+        written and at the end of each epoch. The run then stops a few steps after the first
         non-finite loss, names that step, and no checkpoint holds the weights it spoiled.
         """
         return self.device.type != "cpu"
@@ -731,35 +734,31 @@ class ZooModule(pl.LightningModule):
             if not finite or trainer.world_size > 1:  # ranks decide together, every step
                 self._raise_if_not_finite(finite, (value, trainer.global_step, self.current_epoch))
             return
-        step, epoch = trainer.global_step, self.current_epoch
-        # the first non-finite step, its epoch and its loss, as device tensors (no host sync)
-        first = self._first_non_finite
-        if first is None:
-            first = (
-                loss.new_full((), -1, dtype=torch.long),
-                loss.new_zeros((), dtype=torch.long),
-                loss.new_zeros(()),
-            )
-        bad = (~torch.isfinite(loss).all()) & (first[0] < 0)
-        value = loss.float() if loss.numel() == 1 else loss.new_full((), float("nan"), dtype=torch.float32)
-        self._first_non_finite = (
-            torch.where(bad, step, first[0]),
-            torch.where(bad, epoch, first[1]),
-            torch.where(bad, value, first[2].float()),
-        )
-        if self._trainer._logger_connector.should_update_logs:
+        # keep the step's loss tensor for the next sync point: no device work now (a GPU step of a
+        # small model is bound by kernel launches), one batched read-back there
+        unchecked = self._unchecked_losses
+        unchecked.append((loss, trainer.global_step, self.current_epoch))
+        if len(unchecked) >= self.MAX_UNCHECKED_STEPS or trainer._logger_connector.should_update_logs:
             self._check_finite_so_far()
 
-    _first_non_finite: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    #: the most training steps whose losses wait unread under :attr:`defers_finite_check`
+    MAX_UNCHECKED_STEPS = 256
 
     def _check_finite_so_far(self) -> None:
-        """Read back the deferred check (a host-device sync) and stop if a loss was not finite."""
-        first = self._first_non_finite
-        if first is None or self._trainer is None:
+        """Read back the deferred check (one host-device sync) and stop if a loss was not finite."""
+        unchecked = self._unchecked_losses
+        if not unchecked or self._trainer is None:
             return
-        step = int(first[0])
-        self._first_non_finite = None if step >= 0 else first
-        self._raise_if_not_finite(step < 0, (float(first[2]), step, int(first[1])))
+        self._unchecked_losses = []
+        losses = [loss for loss, _, _ in unchecked]
+        finite = torch.isfinite(torch.cat([loss.reshape(-1) for loss in losses])).tolist()
+        end = 0
+        for loss, step, epoch in unchecked:
+            start, end = end, end + loss.numel()
+            if not all(finite[start:end]):
+                value = float(loss) if loss.numel() == 1 else None
+                self._raise_if_not_finite(False, (value, step, epoch))
+        self._raise_if_not_finite(True, (None, -1, -1))
 
     def _raise_if_not_finite(self, finite: bool, where: tuple[float | None, int, int]) -> None:
         seen_here = not finite
