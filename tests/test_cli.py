@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -56,6 +57,19 @@ def test_only_the_console_command_sets_the_cyclic_collector_aside(capsys):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     enabled, count = proc.stdout.split()[-2:]
     assert proc.returncode == 0 and enabled == "True" and int(count) > 1000
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """``zoo runs | head -3``: once the reader has gone, the next write fails; the command ends as
+    a tool that SIGPIPE ended does (exit 141, nothing on stderr), not with a traceback."""
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zoo", "recipes", "list"], stdout=stdout, stderr=subprocess.PIPE, text=True
+        )
+    os.close(read)  # before the command has written a line
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, "")
 
 
 @pytest.mark.parametrize("command", ["train", "fit", "validate", "test"])

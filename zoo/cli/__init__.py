@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -61,9 +62,20 @@ INVOKED: list[str] | None = None
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console command (``argv`` None: this process's own arguments)."""
-    global INVOKED
     owns_process = argv is None
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv), owns_process)
+    except BrokenPipeError:
+        if not owns_process:
+            raise
+        # the reader of a pipe stopped early (`zoo runs | head`): end quietly, as a tool killed
+        # by SIGPIPE does, and keep the interpreter's flush at exit from raising again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE: what a shell reports for such a tool
+
+
+def _main(argv: list[str], owns_process: bool) -> None:
+    global INVOKED
     INVOKED = ["zoo", *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(HELP, end="")
