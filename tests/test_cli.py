@@ -91,6 +91,18 @@ def test_pipeline_help_is_short_and_every_option_stays_one_flag_away(command: st
         assert "num_sanity_val_steps" in out and "--model.help" in out
 
 
+def test_limit_batches_from_the_shell_mean_what_they_mean_in_python(tmp_path: Path, capsys) -> None:
+    """``--trainer.limit_train_batches 1`` is one batch, as ``Trainer(limit_train_batches=1)`` is;
+    Lightning types it ``float | int``, so the command line's ``1`` was read as 1.0: every batch."""
+    argv = ["fit", "-c", "mlp_digits", *QUIET, "--trainer.max_epochs", "2", "--trainer.default_root_dir"]
+    limits = ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0.5"]
+    code, _, err = run_main([*argv, str(tmp_path), *limits], capsys)
+    assert code == 0, err
+    (last,) = tmp_path.rglob("last.ckpt")
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2  # one batch in each of the two epochs
+
+
 def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
     code, out, _ = run_main(["recipes", "show", "mlp_digits"], capsys)
     assert code == 0 and "zoo.models.MLP" in out

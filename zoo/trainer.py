@@ -66,7 +66,34 @@ class ZooTrainer(pl.Trainer):
     model card, ``curves.png`` and ``run.json``.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Lightning's arguments, with the ``limit_*_batches`` typed ``int | float`` where
+        Lightning has ``float | int``: from the shell or a YAML file, ``1`` then means one batch, as
+        it does in Python, and ``1.0`` the whole set (with Lightning's order the command line's
+        ``1`` was read as ``1.0``, so asking for one batch ran every batch).
+
+        Args:
+            limit_train_batches: how much of the training set to use each epoch: a number of
+                batches (int) or a fraction (float); default all.
+            limit_val_batches: the same for each validation.
+            limit_test_batches: the same for testing.
+            limit_predict_batches: the same for prediction.
+        """
+        limits = {
+            "limit_train_batches": limit_train_batches,
+            "limit_val_batches": limit_val_batches,
+            "limit_test_batches": limit_test_batches,
+            "limit_predict_batches": limit_predict_batches,
+        }
+        kwargs.update(limits)
         kwargs.setdefault("default_root_dir", "runs")
         if kwargs.get("logger", True) is True:
             from zoo.loggers import CSVLogger
