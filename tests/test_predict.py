@@ -296,6 +296,19 @@ def test_a_token_sequence_model_is_refused_with_what_to_use(tmp_path: Path, caps
     )
 
 
+def test_a_binary_prediction_at_exactly_one_half_is_the_class_the_metrics_count() -> None:
+    """A logit of exactly 0 (probability 0.5) is the negative class, as torchmetrics' accuracy (the
+    validation and test numbers) counts it; predicting it positive made the two disagree."""
+    from torchmetrics.classification import BinaryAccuracy
+
+    from zoo.inference import label_indices
+
+    scores = torch.tensor([0.0, 0.0, 0.1]).sigmoid()  # exactly 0.5, 0.5, then a little above
+    targets = torch.tensor([0, 0, 1])
+    predicted = label_indices(scores, "binary")
+    assert BinaryAccuracy()(scores, targets) == (predicted == targets).float().mean() == 1.0
+
+
 def test_text_columns_and_missing_cells_are_encoded_at_predict_as_in_training(tmp_path: Path, capsys) -> None:
     from tests.test_data import _raw_rows, _table
 
@@ -331,7 +344,7 @@ def test_text_columns_and_missing_cells_are_encoded_at_predict_as_in_training(tm
     x = (data.encoder.transform(cells) - data.feature_mean) / data.feature_std
     with torch.no_grad():
         expected = model.predictions(model(torch.as_tensor(x, dtype=torch.float32)))
-    assert predicted == [data.classes[i] for i in (expected.reshape(-1) >= 0.5).long().tolist()]
+    assert predicted == [data.classes[i] for i in (expected.reshape(-1) > 0.5).long().tolist()]
     assert predicted[-2] == predicted[-1]  # a missing size is the training mean
     truth = [r["label"] for r in rows]
     assert np.mean([p == t for p, t in zip(predicted, truth, strict=False)]) >= 0.85

@@ -267,8 +267,9 @@ def class_labels(model: ZooModule, facts: Mapping[str, Any]) -> list[Any] | None
 
 def label_indices(scores: torch.Tensor, task: str) -> torch.Tensor:
     """The predicted class index of each score (of :meth:`ZooModule.predictions`): the positive
-    class at probability >= 0.5 for binary tasks, the largest probability otherwise."""
-    return (scores >= 0.5).long() if task == "binary" else scores.argmax(dim=-1)
+    class at probability above 0.5 for binary tasks (as torchmetrics' ``BinaryAccuracy`` counts it,
+    and scikit-learn's classifiers decide), the largest probability otherwise."""
+    return (scores > 0.5).long() if task == "binary" else scores.argmax(dim=-1)
 
 
 def class_probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:
