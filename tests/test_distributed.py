@@ -246,6 +246,24 @@ def test_zoo_test_and_predict_on_two_processes(ddp_run) -> None:
     predicted = _zoo(cwd, "predict", *common, "--ckpt_path", metrics["best_checkpoint"])
     assert predicted.returncode == 0, predicted.stderr[-4000:]
     assert "Traceback" not in tested.stderr + predicted.stderr
+    # one file, merged by rank 0 in row order: what one process writes
+    run = (cwd / metrics["best_checkpoint"]).parents[1]
+    assert sorted(p.name for p in run.glob("*predictions*")) == ["predictions.csv"]
+    two = (run / "predictions.csv").read_text()
+    from zoo.cli import main
+
+    main(
+        [
+            "predict",
+            *DDP_RUN,
+            "--trainer.default_root_dir",
+            str(cwd / "one"),
+            "--ckpt_path",
+            str(cwd / metrics["best_checkpoint"]),
+        ]
+    )
+    assert (run / "predictions.csv").read_text() == two
+    assert len(two.splitlines()) == 1 + SklearnDataModule("digits", val_size=247).split_sizes()["test"]
 
 
 def _digits_mlp(data: SklearnDataModule):

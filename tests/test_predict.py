@@ -360,3 +360,48 @@ def test_text_columns_and_missing_cells_are_encoded_at_predict_as_in_training(tm
         ZooError, match=r"input: row 1: column 'color' has a missing value \('NA'\); this model"
     ):
         ColumnEncoder.from_facts(facts).transform({"size": ["0.1"], "color": ["NA"]})
+
+
+@pytest.mark.parametrize("n", [23, 1])
+def test_the_ranks_predictions_merge_into_the_file_one_process_writes(tmp_path: Path, n: int) -> None:
+    """``zoo predict -c ...`` under several processes: each rank writes the rows of its shard (the
+    zoo's evaluation shards are round-robin, so rank R's i-th row is row R + i * world), and rank 0
+    merges them into one file in row order, each row once (a padding sampler's repeats, which
+    Lightning reports as batch indices, are dropped): the file of one process, and no parts left."""
+    from types import SimpleNamespace
+
+    from zoo.callbacks import PredictionsCSV
+
+    torch.manual_seed(0)
+    model = MLP(task="multiclass", num_classes=3, input_shape=(4,), hidden_sizes=[8]).eval()
+    with torch.no_grad():
+        scores = model.predictions(model(torch.randn(n, 4)))
+
+    def predict(path: Path, rank: int, world: int, known_indices: bool) -> None:
+        trainer = SimpleNamespace(
+            global_rank=rank,
+            world_size=world,
+            is_global_zero=rank == 0,
+            strategy=SimpleNamespace(barrier=lambda name: None),
+        )
+        writer = PredictionsCSV(path)
+        writer.on_predict_start(trainer, model)
+        rows = list(range(rank, n, world))
+        if known_indices and rank == world - 1:
+            rows += [0]  # DistributedSampler pads the last shard by wrapping around
+        for start in range(0, len(rows), 4):
+            batch = rows[start : start + 4]
+            writer.write_on_batch_end(trainer, model, scores[batch], batch if known_indices else None)
+        return writer, trainer
+
+    one = tmp_path / "one.csv"
+    writer, trainer = predict(one, 0, 1, False)
+    writer.on_predict_end(trainer, model)
+    for known in (False, True):
+        merged = tmp_path / f"merged-{known}" / "predictions.csv"
+        ranks = [predict(merged, rank, 3, known) for rank in range(3)]
+        for writer, trainer in reversed(ranks):  # rank 0 merges once the others are done
+            writer.on_predict_end(trainer, model)
+        assert merged.read_text() == one.read_text()
+        assert [p.name for p in merged.parent.iterdir()] == ["predictions.csv"]
+    assert len(one.read_text().splitlines()) == n + 1 and one.read_text().startswith("row,prediction,prob_0")

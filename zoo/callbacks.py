@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import (
     ProgressBar,
 )
 
+from zoo.files import atomic_write
 from zoo.inference import class_labels, class_probabilities, label_indices
 
 EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10}
@@ -174,29 +175,34 @@ def best_and_last_checkpoint(**overrides: object) -> BestAndLastCheckpoint:
 
 class PredictionsCSV(BasePredictionWriter):
     """Writes what ``Trainer.predict`` returns to a CSV file, batch by batch (constant memory):
-    ``row``, ``prediction`` (the class label as trained, or the value in the target's units) and,
-    for classifiers, one ``prob_<label>`` column per class; per-token outputs get their labels
-    joined by spaces. The file is written under a temporary name and renamed when prediction
-    ends. Under several processes each rank writes ``<stem>.rank<R>.csv`` of the rows it saw.
+    ``row`` (the example's index in the prediction set), ``prediction`` (the class label as
+    trained, or the value in the target's units) and, for classifiers, one ``prob_<label>`` column
+    per class; per-token outputs get their labels joined by spaces. The file is written under a
+    temporary name and renamed when prediction ends.
+
+    Under several processes each rank writes the rows it saw into ``.<name>.rank<R>.partial``
+    beside the file; when all are done, rank 0 merges them in row order into the one file (each
+    row once: the repeats a padding sampler adds are dropped) and removes them, so the result is
+    the file one process would have written.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(write_interval="batch")
-        # the row number is written instead of the sampler's indices, which the zoo's loaders lack
+        # rows are numbered from the sampler's indices where Lightning finds them, else from the
+        # zoo's evaluation shards (round-robin, in order), whose loaders do not report them
         warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices")
         self.path = Path(path)
         self._handle: Any = None
         self._rows = 0
 
-    def _target(self, trainer: pl.Trainer) -> Path:
-        if trainer.world_size == 1:
-            return self.path
-        return self.path.with_name(f"{self.path.stem}.rank{trainer.global_rank}{self.path.suffix}")
+    def _part(self, trainer: pl.Trainer, rank: int | None = None) -> Path:
+        rank = trainer.global_rank if rank is None else rank
+        name = self.path.name if trainer.world_size == 1 else f"{self.path.name}.rank{rank}"
+        return self.path.with_name(f".{name}.partial")
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        target = self._target(trainer)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = target.with_name(f".{target.name}.partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._part(trainer)
         self._handle = self._tmp.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._handle, lineterminator="\n")
         facts = getattr(pl_module, "preprocessing", None) or {}
@@ -207,9 +213,15 @@ class PredictionsCSV(BasePredictionWriter):
         self._classes = class_labels(pl_module, facts)
         self._header = False
         self._rows = 0
+        self._rank, self._world = trainer.global_rank, trainer.world_size
 
     def write_on_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *args: Any
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Any = None,
+        *args: Any,
     ) -> None:
         scores = prediction.detach().float().cpu()
         if self._task == "binary" and scores.ndim == 2 and scores.shape[-1] == 1:
@@ -224,12 +236,14 @@ class PredictionsCSV(BasePredictionWriter):
         classifier = self._task != "regression"
         index = label_indices(scores, self._task) if classifier else None
         probs = class_probabilities(scores, self._task) if per_example and classifier else None
+        known = batch_indices is not None and len(batch_indices) == len(scores)
+        rows = list(batch_indices) if known else None
         for i in range(len(scores)):
             if classifier:
                 label = " ".join(str(self._classes[k]) for k in index[i].reshape(-1).tolist())
             else:
                 label = " ".join(f"{v:.7g}" for v in scores[i].reshape(-1).tolist())
-            row = [self._rows, label]
+            row = [rows[i] if rows is not None else self._rank + self._rows * self._world, label]
             if probs is not None:
                 row += [f"{p:.6g}" for p in probs[i].tolist()]
             self._writer.writerow(row)
@@ -237,9 +251,38 @@ class PredictionsCSV(BasePredictionWriter):
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._handle.close()
-        os.replace(self._tmp, self._target(trainer))
+        if trainer.world_size == 1:
+            os.replace(self._tmp, self.path)
+            rows = self._rows
+        else:
+            trainer.strategy.barrier("predictions_written")  # every rank's part is complete
+            rows = self._merge_parts(trainer) if trainer.is_global_zero else 0
         if trainer.is_global_zero:
-            print(f"predictions ({self._rows} rows): {self._target(trainer)}")
+            print(f"predictions ({rows} rows): {self.path}")
+
+    def _merge_parts(self, trainer: pl.Trainer) -> int:
+        """Merge the ranks' parts into ``path`` in row order, each row once; returns the count.
+
+        The rows are sorted in memory (a rank's rows need not be in order: a padding sampler
+        repeats the first rows at the end of the last shards)."""
+        parts = [self._part(trainer, rank) for rank in range(trainer.world_size)]
+        header: list[str] | None = None
+        rows: dict[int, list[str]] = {}
+        for part in parts:
+            with part.open(newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle)
+                header = next(reader, None) or header  # none: a rank that saw no rows
+                for row in reader:
+                    rows.setdefault(int(row[0]), row)
+
+        def write(out: Any) -> None:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerows(([header] if header else []) + [rows[k] for k in sorted(rows)])
+
+        atomic_write(self.path, write)
+        for part in parts:
+            part.unlink()
+        return len(rows)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
