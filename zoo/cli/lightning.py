@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -332,6 +333,12 @@ class ZooCLI(LightningCLI):
         self._check_checkpoint_fits_data()
         log_dir = self.trainer.log_dir
         self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
+        # and the folders above it that this command will make (removed after a failure if empty)
+        self._new_parents = (
+            []
+            if self._new_log_dir is None
+            else [folder for folder in self._new_log_dir.absolute().parents if not folder.exists()]
+        )
         if getattr(self, "_resume_at", None) is not None:
             for logger in self.trainer.loggers:
                 if isinstance(logger, CSVLogger):
@@ -374,6 +381,9 @@ class ZooCLI(LightningCLI):
             return
         if getattr(self, "_new_log_dir", None) is not None and self._new_log_dir.exists():
             shutil.rmtree(self._new_log_dir, ignore_errors=True)
+        for folder in getattr(self, "_new_parents", []):  # nearest first; another run's stay
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def train(self, model: ZooModule, datamodule: ZooDataModule, ckpt_path: str | None = None) -> None:
         metrics = self.trainer.train(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -11,7 +11,8 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -117,6 +118,18 @@ def _rescale_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = rate
         if "initial_lr" in group:
             group["initial_lr"] = rate
+
+
+@contextmanager
+def _refused_arguments(option: str) -> Iterator[None]:
+    """Turn the ``ValueError`` an optimizer or scheduler raises for a bad argument (torch's
+    ``Invalid learning rate: -0.1``) into a :class:`ZooError` naming the option."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except ValueError as err:
+        raise ZooError(f"{option}: {err}") from err
 
 
 def _unscales_in_step(optimizer: torch.optim.Optimizer) -> bool:
@@ -824,12 +837,16 @@ class ZooModule(pl.LightningModule):
     _lr_override: float | None = None
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(param_groups(self, self.decay_bias_and_norm))
+        with _refused_arguments("model.optimizer"):
+            optimizer = self.optimizer(param_groups(self, self.decay_bias_and_norm))
         if self._lr_override is not None:
             _rescale_rates(optimizer, self._lr_override)
         if self.lr_scheduler is None:
             return optimizer
-        with training_horizon(self.trainer.estimated_stepping_batches):
+        with (
+            training_horizon(self.trainer.estimated_stepping_batches),
+            _refused_arguments("model.lr_scheduler"),
+        ):
             scheduler = self.lr_scheduler(optimizer)
         if scheduler is None:
             return optimizer
