@@ -115,6 +115,24 @@ def test_zoo_plot_errors(runs: Path, tmp_path: Path, capsys) -> None:
     (only_test / "metrics.csv").write_text("epoch,step,val/acc\n")
     with pytest.raises(ZooError, match="no metric values in this file"):
         read_curves(only_test)
+    (only_test / "metrics.csv").write_bytes(b"\x00\xff garbage,,\n")  # not text: one line, not a traceback
+    code, _, err = run_main(["plot", str(only_test)], capsys)
+    assert code == 2 and err.startswith(
+        f"zoo: error: {only_test / 'metrics.csv'}: not a metrics file a run writes"
+    )
+    for output, wanted in (
+        (tmp_path, f"--output {tmp_path} is a folder; give a file name such as {tmp_path / 'curves.png'}."),
+        (
+            tmp_path / "x.txt",
+            f"--output {tmp_path / 'x.txt'}: the extension names the image format ('.txt' is",
+        ),
+        (tmp_path / "x", f"--output {tmp_path / 'x'}: the extension names the image format (none is not"),
+    ):
+        code, _, err = run_main(["plot", str(runs), "-o", str(output)], capsys)
+        assert code == 2 and err.startswith(f"zoo: error: {wanted}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["only_test"]  # nothing written
+    code, _, err = run_main(["plot", str(runs / "version_0"), "-o", str(tmp_path / "c.svg")], capsys)
+    assert code == 0 and (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")  # the format asked for
     many = [runs / "version_0"] * 11
     with pytest.raises(ZooError, match="11 runs: too many to tell apart in one figure; name at most 10"):
         plot_runs(many, tmp_path / "x.png")

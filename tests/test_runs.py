@@ -7,6 +7,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 from pathlib import Path
 
@@ -132,6 +133,8 @@ def test_sort_best_first_and_runs_without_the_metric_last(root: Path) -> None:
     assert [r.name for r in sort_runs(runs, "started", reverse=True)] == [r.name for r in runs][::-1]
     with pytest.raises(ZooError, match=r"--sort 'accuracy': sort by a test metric \(test/acc\)"):
         sort_runs(runs, "accuracy")
+    with pytest.raises(ZooError, match=r"--sort 'val/nope': none of these runs has it; they have test/acc, "):
+        sort_runs(runs, "val/nope")
 
 
 def test_formats(root: Path) -> None:
@@ -153,6 +156,12 @@ def test_zoo_runs_command(root: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and out.splitlines()[1].startswith("good/version_0")
     code, out, _ = run_main(["runs", str(tmp_path)], capsys)
     assert code == 0 and out.strip() == f"no runs under {tmp_path}"
+    # a metrics.csv that is not text (a disk error, a stray binary file) costs its run its metrics only
+    garbage = tmp_path / "copy"
+    shutil.copytree(root, garbage)
+    (garbage / "good" / "version_0" / "metrics.csv").write_bytes(b"\x00\xff garbage,,\n")
+    code, out, err = run_main(["runs", str(garbage)], capsys)
+    assert code == 0 and "Traceback" not in err and out.splitlines()[1].startswith("good/version_0")
     code, _, err = run_main(["runs", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and err.strip().startswith(f"zoo: error: {tmp_path / 'nowhere'}: no such folder")
     code, _, err = run_main(["runs", str(root), "--format", "xml"], capsys)

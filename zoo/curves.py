@@ -86,6 +86,16 @@ def read_curves(run_dir: str | Path, name: str | None = None) -> Curves:
             f"{run_dir}: no {METRICS_CSV} in this folder; give a run directory (runs/NAME/version_N)."
         )
     curves = Curves(name or str(run_dir))
+    try:
+        _read_rows(path, curves)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ZooError(f"{path}: not a metrics file a run writes ({err}).") from err
+    if not curves.points and not curves.test:
+        raise ZooError(f"{path}: no metric values in this file (did the run log anything?).")
+    return curves
+
+
+def _read_rows(path: Path, curves: Curves) -> None:
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             step = _number(row.get("step"))
@@ -106,9 +116,6 @@ def read_curves(run_dir: str | Path, name: str | None = None) -> Curves:
             # the epoch's train/loss shares its row with the epoch's other training metrics
             if "train/loss" in values and any(k.startswith("train/") and k != "train/loss" for k in values):
                 curves.epoch_means.append((int(step), point_epoch, values["train/loss"]))
-    if not curves.points and not curves.test:
-        raise ZooError(f"{path}: no metric values in this file (did the run log anything?).")
-    return curves
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -268,9 +275,35 @@ def _spans_decades(ax: Any) -> bool:
     return bool(values) and max(values) / min(values) > 30
 
 
+def image_formats() -> dict[str, str]:
+    """The file formats :func:`plot_runs` can write: extension (no dot) -> description."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return FigureCanvasBase.get_supported_filetypes()
+
+
+def check_image_path(out: str | Path, option: str = "output") -> str:
+    """The format ``out``'s extension names (``png``, ``pdf``, ``svg``, ...), or a :class:`ZooError`
+    naming ``option`` for a folder or an extension matplotlib cannot write."""
+    out = Path(out)
+    if out.is_dir():
+        raise ZooError(f"{option} {out} is a folder; give a file name such as {out / 'curves.png'}.")
+    kind = out.suffix.lower().lstrip(".")
+    formats = image_formats()
+    if kind not in formats:
+        shown = f"'{out.suffix}'" if out.suffix else "none"
+        raise ZooError(
+            f"{option} {out}: the extension names the image format ({shown} is not one); use "
+            f"{', '.join('.' + k for k in sorted(formats))}."
+        )
+    return kind
+
+
 def plot_runs(run_dirs: list[str | Path], out: str | Path, x: XAxis = "step") -> Any:
-    """Draw the curves of ``run_dirs`` into the PNG file ``out``; returns the figure. Runs are
-    named by their path below their common folder (:func:`run_labels`)."""
+    """Draw the curves of ``run_dirs`` into the image file ``out`` (the format its extension
+    names: ``.png``, ``.pdf``, ``.svg``, ...); returns the figure. Runs are named by their path
+    below their common folder (:func:`run_labels`)."""
+    kind = check_image_path(out)
     dirs = [Path(p) for p in run_dirs]
     if len(dirs) > MAX_RUNS:
         raise ZooError(
@@ -285,5 +318,5 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: XAxis = "step") ->
     out.parent.mkdir(parents=True, exist_ok=True)
     from zoo.files import atomic_write
 
-    atomic_write(out, lambda handle: figure.savefig(handle, format="png", dpi=110), binary=True)
+    atomic_write(out, lambda handle: figure.savefig(handle, format=kind, dpi=110), binary=True)
     return figure

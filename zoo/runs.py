@@ -203,6 +203,11 @@ def sort_runs(runs: list[Run], key: str | None, reverse: bool = False) -> list[R
         return ordered[::-1] if reverse else ordered
     for run in runs:
         run.value(key)  # an unknown key: one error, before sorting
+    if runs and all(run.value(key) is None for run in runs):
+        have = sorted({k for run in runs for k in (*run.test, *run.best)})
+        raise ZooError(
+            f"--sort {key!r}: none of these runs has it; they have {', '.join(have) or 'no metrics yet'}."
+        )
     sign = 1.0 if lower_is_better(key) else -1.0
     have = [r for r in runs if r.value(key) is not None]
     lack = [r for r in runs if r.value(key) is None]

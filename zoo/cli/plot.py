@@ -1,4 +1,4 @@
-"""``zoo plot RUN [RUN...] [-o curves.png] [--x step|epoch]``: learning curves of finished or
+"""``zoo plot RUN [RUN...] [-o curves.png|.pdf|.svg] [--x step|epoch]``: learning curves of finished or
 running runs, several overlaid (see :mod:`zoo.curves`)."""
 
 from __future__ import annotations
@@ -26,15 +26,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "runs", nargs="+", metavar="RUN", help="a run directory, or a folder searched for run directories"
     )
-    parser.add_argument("--output", "-o", default="curves.png", help="the PNG file (default: curves.png)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        default="curves.png",
+        help="the image file: .png (default: curves.png), .pdf, .svg, ...",
+    )
     parser.add_argument("--x", choices=["step", "epoch"], default="step", help="the horizontal axis")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
-    from zoo.curves import find_runs, plot_runs
+    from zoo.curves import check_image_path, find_runs, plot_runs
 
+    check_image_path(args.output, "--output")
     runs = find_runs(args.runs)
     plot_runs(runs, args.output, x=args.x)
     print(f"wrote {args.output}: the curves of {len(runs)} run{'s' if len(runs) > 1 else ''}")
