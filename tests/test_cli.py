@@ -14,6 +14,7 @@ import torch
 
 from tests.conftest import QUIET, read_metrics
 from zoo.cli import main
+from zoo.errors import ZooError
 from zoo.recipes import list_recipes
 
 
@@ -172,9 +173,11 @@ def test_names_work_where_class_paths_do(capsys, tmp_path: Path) -> None:
     assert config["model"]["init_args"]["widths"] == [16, 32, 64]
     assert config["model"]["init_args"]["blocks_per_stage"] == 2
     assert config["data"]["init_args"]["dataset"] == "wine"
-    unchanged = ["--model", "zoo.models.MLP", "--model", "MLPX", "--data", "my_pkg.Data"]
-    unchanged += ["--model.dropout", "mlp"]
+    unchanged = ["--model", "zoo.models.MLP", "--data", "SklearnDataModule", "--data", "my_pkg.Data"]
+    unchanged += ["--model.dropout", "mlp", "--model.optimizer", "SGD", "--model.lr_scheduler=null"]
     assert resolve_names(unchanged) == unchanged
+    with pytest.raises(ZooError, match="Unknown model 'MLPX' for --model"):  # neither a name nor a class
+        resolve_names(["--model", "MLPX"])
 
 
 BAD_INPUTS = {
@@ -182,7 +185,37 @@ BAD_INPUTS = {
         ["-c", "mlp_digitz"],
         ["'mlp_digitz'", "Did you mean 'mlp_digits'", "zoo recipes list"],
     ),
-    "misspelled option": (["-c", "mlp_digits", "--model.dropuot", "0.3"], ["dropuot", "not accepted"]),
+    "misspelled option": (
+        ["-c", "mlp_digits", "--model.dropuot", "0.3"],
+        [
+            "--model.dropuot is not accepted: zoo.models.MLP has no option 'dropuot'.",
+            "Did you mean --model.dropout?",
+        ],
+    ),
+    "misspelled trainer option": (
+        ["-c", "mlp_digits", "--trainer.max_epohcs", "3"],
+        ["unrecognized arguments: --trainer.max_epohcs 3. Did you mean --trainer.max_epochs"],
+    ),
+    "unknown optimizer": (
+        ["-c", "mlp_digits", "--model.optimizer", "Adamm"],
+        [
+            "model.optimizer: unknown optimizer 'Adamm'. Did you mean 'Adam'",
+            "AdamW, Adamax",
+            "or a class path",
+        ],
+    ),
+    "unknown scheduler": (
+        ["-c", "mlp_digits", "--model.lr_scheduler", "WarmupCosin"],
+        ["model.lr_scheduler: unknown learning-rate scheduler 'WarmupCosin'. Did you mean 'WarmupCosineLR'?"],
+    ),
+    "unknown model name": (
+        ["-c", "mlp_digits", "--model", "resnet21"],
+        ["Unknown model 'resnet21' for --model. Did you mean 'resnet20'", "Or a class path", "`zoo models`"],
+    ),
+    "unknown data name": (
+        ["-c", "mlp_digits", "--data", "digit"],
+        ["Unknown data 'digit' for --data. Did you mean 'digits'", "`zoo models --data` lists the names"],
+    ),
     "optimizer refuses a value": (
         ["-c", "mlp_digits", "--model.optimizer.lr", "-0.1"],
         ["zoo: error: model.optimizer: Invalid learning rate: -0.1"],
@@ -195,11 +228,6 @@ BAD_INPUTS = {
     "loss for another task": (
         ["-c", "mlp_digits", "--model.loss", "mse"],
         ["model.loss 'mse'", "regression"],
-    ),
-    "unknown optimizer": (["-c", "mlp_digits", "--model.optimizer", "NoSuchOpt"], ["optimizer", "NoSuchOpt"]),
-    "unknown scheduler": (
-        ["-c", "mlp_digits", "--model.lr_scheduler", "NoSched"],
-        ["lr_scheduler", "NoSched"],
     ),
     "unknown activation": (
         ["-c", "mlp_digits", "--model.activation", "relux"],

@@ -87,8 +87,56 @@ class ZooArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"zoo: error: {concise(message)}\nRun `{prog} --help` to see every option.\n")
+        message = _misspelled(message, list(self._option_string_actions)) or concise(message)
+        sys.stderr.write(f"zoo: error: {message}\nRun `{prog} --help` to see every option.\n")
         sys.exit(2)
+
+
+def _init_options(class_path: str) -> list[str]:
+    """The keyword arguments ``class_path``'s constructor takes, through ``**kwargs`` to its bases."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    options: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        options += [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return options
+
+
+def _misspelled(message: str, flags: list[str]) -> str | None:
+    """For an option nobody has (``--model.dropuot``, ``--trainer.max_epohcs``): one line naming it,
+    with the closest options; ``None`` for any other message."""
+    import difflib
+
+    key = re.match(r'Parser key "(\w+)":', message)
+    given = re.search(r"Problem with given class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
+    if key and given:
+        group, (class_path, option) = key.group(1), given.groups()
+        close = difflib.get_close_matches(option, _init_options(class_path), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(f'--{group}.{c}' for c in close)}?" if close else ""
+        short = class_path.rpartition(".")[2]
+        return (
+            f"--{group}.{option} is not accepted: {class_path} has no option {option!r}.{hint} "
+            f"`--{group}.help {short}` lists its options."
+        )
+    given = re.fullmatch(r"unrecognized arguments: (--[\w.]+)(?:[ =].*)?", message.strip())
+    if given:
+        group = given.group(1).rpartition(".")[0] + "."
+        candidates = [flag for flag in flags if flag.startswith(group)]
+        close = difflib.get_close_matches(given.group(1), candidates, n=3, cutoff=0.7)
+        if close:
+            return f"{message.strip()}. Did you mean {' or '.join(close)}?"
+    return None
 
 
 def concise(message: str) -> str:
@@ -505,6 +553,9 @@ def resolve_names(argv: list[str]) -> list[str]:
                 value = arg.split("=", 1)[1]
             elif i + 1 < len(argv):
                 value, step = argv[i + 1], 2
+        elif option in CLASS_OPTIONS:
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+        _check_bare_class_name(option, value)
         group = option.split(".")[0]
         named = _registered(group.removeprefix("--"), value)
         if named is None:
@@ -515,6 +566,73 @@ def resolve_names(argv: list[str]) -> list[str]:
         out += [group, class_path, *(as_flag(f"{group[2:]}.{key}", v) for key, v in defaults.items())]
         i += step
     return out
+
+
+#: options that take a class: a class path, or a bare class name jsonargparse finds among the
+#: subclasses of these (imported) bases
+CLASS_OPTIONS = {
+    "--model.optimizer": ("optimizer", "torch.optim.Optimizer"),
+    "--model.optimizer.class_path": ("optimizer", "torch.optim.Optimizer"),
+    "--model.lr_scheduler": ("learning-rate scheduler", "torch.optim.lr_scheduler.LRScheduler"),
+    "--model.lr_scheduler.class_path": ("learning-rate scheduler", "torch.optim.lr_scheduler.LRScheduler"),
+}
+
+
+def _subclass_names(base: type) -> set[str]:
+    names, todo = set(), [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if not sub.__name__.startswith("_"):
+                names.add(sub.__name__)
+            todo.append(sub)
+    return names
+
+
+def _check_bare_class_name(option: str, value: Any) -> None:
+    """A bare name (no dot) given to ``--model``, ``--data``, ``--model.optimizer`` or
+    ``--model.lr_scheduler`` that is neither a registered name nor a class jsonargparse would
+    find: one :class:`ZooError` naming the option, the closest names and the valid ones (where
+    jsonargparse would list the ways a value can be read)."""
+    import difflib
+
+    if (
+        not isinstance(value, str)
+        or "." in value
+        or value.lower() in ("null", "none", "")
+        or value.startswith("{")
+    ):
+        return
+    if option in NAMED_OPTIONS:
+        import lightning.pytorch as pl
+
+        from zoo.registry import DATA, MODELS
+
+        kind = option.removeprefix("--").split(".")[0]
+        registry = MODELS if kind == "model" else DATA
+        base = pl.LightningModule if kind == "model" else pl.LightningDataModule
+        if value.lower() in registry.list() or value in _subclass_names(base):
+            return
+        example = "zoo.models.MLP" if kind == "model" else "zoo.data.CSVDataModule"
+        raise ZooError(
+            f"{registry.unknown_message(value, option)} Or a class path ({example}, my_pkg.MyClass); "
+            f"`zoo models{' --data' if kind == 'data' else ''}` lists the names."
+        )
+    if option in CLASS_OPTIONS:
+        import importlib
+
+        kind, base_path = CLASS_OPTIONS[option]
+        module, _, name = base_path.rpartition(".")
+        names = _subclass_names(getattr(importlib.import_module(module), name))
+        if kind != "optimizer":
+            names |= {"ReduceLROnPlateau"}
+        if value in names:
+            return
+        close = difflib.get_close_matches(value, sorted(names), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ZooError(
+            f"{option.removeprefix('--').removesuffix('.class_path')}: unknown {kind} {value!r}.{hint} Valid "
+            f"names: {', '.join(sorted(names))}; or a class path (my_pkg.MyClass)."
+        )
 
 
 def _config_with_class_paths(path: str) -> str:
