@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -107,6 +108,72 @@ def test_a_killed_run_reads_as_interrupted_and_a_live_one_as_running(root: Path,
         (run_dir / "run.json").write_text(json.dumps(record))
     status = {run.name.split("/")[0]: run.status for run in collect(tmp_path)}
     assert status == {"killed": "interrupted", "alive": "running"}
+
+
+class InterruptedAtStep3(MLP):
+    """Ctrl-C during the fourth training step (Python raises KeyboardInterrupt there)."""
+
+    def training_step(self, batch, batch_idx):
+        if self.trainer.global_step == 3:
+            raise KeyboardInterrupt
+        return super().training_step(batch, batch_idx)
+
+
+class TerminatedAtStep3(MLP):
+    """A scheduler's SIGTERM (SLURM, Kubernetes, `timeout`) during the fourth training step."""
+
+    def training_step(self, batch, batch_idx):
+        if self.trainer.global_step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler is installed during fit
+        return super().training_step(batch, batch_idx)
+
+
+def _train_interrupted(model: str, root: Path, capsys, *more: str) -> tuple[int, str]:
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    argv = ["train", "-c", "mlp_digits", *quiet, "--model.class_path", f"tests.test_runs.{model}", *more]
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        status, _, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from then on
+    return status, err
+
+
+def test_ctrl_c_exits_130_and_says_where_the_run_is(tmp_path: Path, capsys) -> None:
+    """Lightning ends a run stopped by Ctrl-C with exit status 1, as for any failure."""
+    status, err = _train_interrupted("InterruptedAtStep3", tmp_path, capsys)
+    run = tmp_path / "version_0"
+    assert status == 130
+    assert err.strip().splitlines()[-1] == (
+        f"zoo: interrupted by SIGINT at epoch 0, step 3, before its first checkpoint; the run is in {run}. "
+        "Run the command again to start over."
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_sigterm_saves_the_step_exits_143_and_the_run_goes_on_from_there(tmp_path: Path, capsys) -> None:
+    """A scheduler's SIGTERM (preemption): Lightning ended the run with exit status 0, which
+    schedulers read as success, and kept only the last save point's checkpoint. ``zoo`` writes
+    ``last.ckpt`` at the step where it stopped (Lightning finishes that step first), exits 143, and
+    says how to go on; the resumed run finishes the epoch from there."""
+    status, err = _train_interrupted("TerminatedAtStep3", tmp_path, capsys, "--trainer.max_epochs", "1")
+    run = tmp_path / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    assert status == 143
+    assert err.strip().splitlines()[-1] == (
+        f"zoo: interrupted by SIGTERM at epoch 0, step 4; the run is in {run}. To go on from its last "
+        f"checkpoint, run the same command with --ckpt_path last (or --ckpt_path {last})."
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
+    code, _, err = run_main(
+        ["train", "-c", "mlp_digits", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
+         "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 20  # 1257 rows / 64
 
 
 def test_collect_reads_epochs_best_val_and_test(root: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
+from lightning.pytorch.trainer.states import TrainerFn
 
 from zoo.files import atomic_write
 from zoo.inference import class_labels, class_probabilities, label_indices
@@ -145,6 +147,19 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """On SIGTERM (a scheduler preempting the job), keep ``last.ckpt`` current, so the run goes
+        on from this step rather than the last save point. Lightning stops at a step's end then,
+        on every rank at once (rank 0 tells the others), so the state is whole. Not on Ctrl-C,
+        which can land inside an optimizer step or on one rank only, nor on errors (a
+        non-finite loss has spoiled the weights)."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
             self._keep_last_current(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -292,6 +307,41 @@ class PredictionsCSV(BasePredictionWriter):
             self._tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Interruption:
+    """How the last run of this process was interrupted: ``signal`` (``SIGINT``: Ctrl-C, or
+    ``SIGTERM``: a scheduler's stop), where, and the run directory (``None`` without one)."""
+
+    signal: str
+    epoch: int
+    step: int
+    run_dir: Path | None
+
+    @property
+    def exit_code(self) -> int:
+        """What a shell reports for a process the signal ended: 128 + its number (130, 143)."""
+        return 128 + {"SIGINT": 2, "SIGTERM": 15}[self.signal]
+
+    def message(self) -> str:
+        where = f"at epoch {self.epoch}, step {self.step}"
+        if self.run_dir is None:
+            return f"interrupted by {self.signal} {where}."
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            return (
+                f"interrupted by {self.signal} {where}, before its first checkpoint; the run is in "
+                f"{self.run_dir}. Run the command again to start over."
+            )
+        return (
+            f"interrupted by {self.signal} {where}; the run is in {self.run_dir}. To go on from its last "
+            f"checkpoint, run the same command with --ckpt_path last (or --ckpt_path {last})."
+        )
+
+
+#: set by :class:`RunRecord` when a run of this process is interrupted (read by ``zoo.cli.main``)
+INTERRUPTED: Interruption | None = None
+
+
 class RunRecord(pl.Callback):
     """Keeps ``run.json`` in the run directory: what ran, when, on which host and process, and how
     it ended (``running``, then ``finished``, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed``, with the
@@ -369,6 +419,13 @@ class RunRecord(pl.Callback):
 
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             self._write(status="interrupted")
+            global INTERRUPTED
+            INTERRUPTED = Interruption(
+                "SIGTERM" if isinstance(exception, SIGTERMException) else "SIGINT",
+                trainer.current_epoch,
+                trainer.global_step,
+                None if self.path is None else self.path.parent,
+            )
             return
         if type(exception).__name__ == "TrialPruned":  # a sweep's pruner stopped it (optuna)
             self._write(status="pruned", error=str(exception))

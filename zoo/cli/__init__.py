@@ -92,6 +92,9 @@ def _main(argv: list[str], owns_process: bool) -> None:
         # while importing, then freeze what the imports left, so that later passes skip it too.
         # Not in-process (tests, notebooks), where what a command leaves must stay collectable.
         gc.disable()
+    callbacks = sys.modules.get("zoo.callbacks")
+    if callbacks is not None:
+        callbacks.INTERRUPTED = None
     try:
         command = _command(argv)  # imports what the command needs
         if owns_process:
@@ -101,6 +104,14 @@ def _main(argv: list[str], owns_process: bool) -> None:
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit:
+        # Lightning ends an interrupted run with sys.exit(1) (Ctrl-C) or a SystemExit of code None,
+        # which reads as success (SIGTERM): say where the run is and exit as the signal would
+        interruption = getattr(sys.modules.get("zoo.callbacks"), "INTERRUPTED", None)
+        if interruption is None:
+            raise
+        print(f"zoo: {interruption.message()}", file=sys.stderr)
+        sys.exit(interruption.exit_code)
     finally:
         INVOKED = None
         if owns_process:
