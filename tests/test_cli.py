@@ -92,6 +92,16 @@ def test_pipeline_help_is_short_and_every_option_stays_one_flag_away(command: st
         assert "num_sanity_val_steps" in out and "--model.help" in out
 
 
+def test_ctrl_c_outside_a_run_is_one_line_and_exit_130(capsys, monkeypatch) -> None:
+    import zoo.cli.recipes
+
+    def interrupted(argv: list[str]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.cli.recipes, "main", interrupted)
+    assert run_main(["recipes", "list"], capsys)[::2] == (130, "zoo: interrupted.\n")
+
+
 def test_limit_batches_from_the_shell_mean_what_they_mean_in_python(tmp_path: Path, capsys) -> None:
     """``--trainer.limit_train_batches 1`` is one batch, as ``Trainer(limit_train_batches=1)`` is;
     Lightning types it ``float | int``, so the command line's ``1`` was read as 1.0: every batch."""

@@ -104,6 +104,9 @@ def _main(argv: list[str], owns_process: bool) -> None:
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside a Trainer (loading data, importing)
+        print("zoo: interrupted.", file=sys.stderr)
+        sys.exit(130)
     except SystemExit:
         # Lightning ends an interrupted run with sys.exit(1) (Ctrl-C) or a SystemExit of code None,
         # which reads as success (SIGTERM): say where the run is and exit as the signal would
