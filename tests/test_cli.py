@@ -102,6 +102,29 @@ def test_ctrl_c_outside_a_run_is_one_line_and_exit_130(capsys, monkeypatch) -> N
     assert run_main(["recipes", "list"], capsys)[::2] == (130, "zoo: interrupted.\n")
 
 
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        (
+            "model:\n  init_args:\n    dropout: [1, 2\n",
+            "not valid YAML (expected ',' or ']', but got '<stream end>' at line 4, column 1).",
+        ),
+        (
+            "- a\n- b\n",
+            "a config is a mapping of sections (model:, data:, trainer: ...); this file holds a list.",
+        ),
+        ("", "a config is a mapping of sections (model:, data:, trainer: ...); this file holds nothing."),
+    ],
+    ids=["syntax", "list", "empty"],
+)
+def test_a_config_file_that_is_no_config_is_named_in_one_line(tmp_path: Path, capsys, text: str, wanted: str):
+    # jsonargparse said `in "<unicode string>", line 3` or `Unexpected config: - a`, naming no file
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    code, _, err = run_main(["fit", "-c", "mlp_digits", "-c", str(path), "--print_config"], capsys)
+    assert code == 2 and err.strip() == f"zoo: error: -c/--config {path}: {wanted}", err
+
+
 def test_limit_batches_from_the_shell_mean_what_they_mean_in_python(tmp_path: Path, capsys) -> None:
     """``--trainer.limit_train_batches 1`` is one batch, as ``Trainer(limit_train_batches=1)`` is;
     Lightning types it ``float | int``, so the command line's ``1`` was read as 1.0: every batch."""
@@ -133,6 +156,13 @@ def test_recipes_show_and_copy(capsys, tmp_path: Path, monkeypatch):
     assert config["trainer"]["default_root_dir"] == "runs/mine"
     code, _, err = run_main(["recipes", "copy", "mlp_digits", "mine.yaml"], capsys)
     assert code == 2 and "exists already" in err
+    for command in ("show", "copy"):  # the recipe's name alone: no -c option, no file to speak of
+        code, _, err = run_main(
+            ["recipes", command, "mlp_digitz", "x.yaml"][: 3 + (command == "copy")], capsys
+        )
+        assert code == 2 and err.startswith(
+            "zoo: error: no shipped recipe 'mlp_digitz'. Did you mean 'mlp_digits'"
+        )
 
 
 def test_models_lists_registry(capsys):

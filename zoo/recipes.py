@@ -81,9 +81,10 @@ def list_recipes() -> list[Recipe]:
     return sorted(found, key=lambda r: (r.is_fragment, r.name))
 
 
-def find_recipe(name: str) -> Recipe:
+def find_recipe(name: str, option: str | None = "-c/--config") -> Recipe:
     """A shipped recipe by name (``mlp_digits``, ``logger/wandb``, a unique ``wandb``, or
-    ``recipes/logger/wandb.yaml``). An unknown name raises with the close matches."""
+    ``recipes/logger/wandb.yaml``). An unknown name raises with the close matches; ``option``
+    names where the name was given (``None``: a recipe name alone, not a file)."""
     recipes = list_recipes()
     key = name.removeprefix("recipes/").removesuffix(".yaml").removesuffix(".yml")
     by_name = {r.name: r for r in recipes}
@@ -95,10 +96,12 @@ def find_recipe(name: str) -> Recipe:
     names = list(by_name)
     close = get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ZooError(
-        f"-c/--config {name!r} is neither a file nor a shipped recipe.{hint} "
-        f"Shipped recipes: {', '.join(names)} (see `zoo recipes list`)."
+    what = (
+        f"{option} {name!r} is neither a file nor a shipped recipe"
+        if option
+        else f"no shipped recipe {name!r}"
     )
+    raise ZooError(f"{what}.{hint} Shipped recipes: {', '.join(names)} (see `zoo recipes list`).")
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
@@ -119,6 +122,32 @@ def resolve_config_args(argv: list[str]) -> list[str]:
 
 
 def _resolve(value: str) -> str:
-    if Path(value).is_file() or value.lstrip().startswith(("{", "[")):
+    if Path(value).is_file():
+        check_config_file(value)
+        return value
+    if value.lstrip().startswith(("{", "[")):
         return value
     return str(find_recipe(value).path)
+
+
+def check_config_file(path: str | Path, option: str = "-c/--config") -> None:
+    """Raise :class:`ZooError` naming ``path`` unless it holds a YAML mapping (``model:``,
+    ``data:``, ``trainer:`` ...): a syntax error, an empty file or a list would otherwise reach
+    jsonargparse, whose message names neither the file nor what a config looks like."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{option} {path}: not a text file ({err}).") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ZooError(f"{option} {path}: not valid YAML ({problem}{where}).") from err
+    if not isinstance(config, dict):
+        found = "nothing" if config is None else f"a {type(config).__name__}"
+        raise ZooError(
+            f"{option} {path}: a config is a mapping of sections (model:, data:, trainer: ...); this "
+            f"file holds {found}."
+        )

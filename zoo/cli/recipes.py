@@ -41,9 +41,9 @@ def main(argv: list[str]) -> None:
             if r.is_fragment:
                 print(f"  {r.name:<{width}}  {r.description}")
     elif args.action == "show":
-        sys.stdout.write(find_recipe(args.name).path.read_text(encoding="utf-8"))
+        sys.stdout.write(find_recipe(args.name, option=None).path.read_text(encoding="utf-8"))
     elif args.action == "copy":
-        recipe = find_recipe(args.name)
+        recipe = find_recipe(args.name, option=None)
         dest = Path(args.dest or f"{recipe.name.rsplit('/', 1)[-1]}.yaml")
         if dest.exists():
             raise ZooError(f"{dest} exists already; choose another destination.")
