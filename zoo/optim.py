@@ -90,7 +90,8 @@ def create_optimizer(
 
 # ----------------------------------------------------------------------------- run length
 
-_HORIZON: contextvars.ContextVar[int | None] = contextvars.ContextVar("zoo_training_horizon", default=None)
+#: the steps of the run being set up; math.inf for a run without a set length
+_HORIZON: contextvars.ContextVar[float | None] = contextvars.ContextVar("zoo_training_horizon", default=None)
 
 
 @contextlib.contextmanager
@@ -100,8 +101,8 @@ def training_horizon(total_steps: int) -> Iterator[None]:
     ``ZooModule.configure_optimizers`` wraps the scheduler's construction in it, with
     ``trainer.estimated_stepping_batches``.
     """
-    # an unbounded run (max_epochs=-1, no max_steps) estimates inf: leave the horizon unset
-    token = _HORIZON.set(int(total_steps) if math.isfinite(total_steps) else None)
+    # an unbounded run (max_epochs=-1, no max_steps) estimates inf: kept, to say so
+    token = _HORIZON.set(int(total_steps) if math.isfinite(total_steps) else math.inf)
     try:
         yield
     finally:
@@ -111,6 +112,12 @@ def training_horizon(total_steps: int) -> Iterator[None]:
 def _resolve_total_steps(total_steps: int | None, who: str) -> int:
     if total_steps is None:
         total_steps = _HORIZON.get()
+        if total_steps == math.inf:
+            raise ZooError(
+                f"{who} spans the whole run, and this run has no set length (trainer.max_epochs -1 and no "
+                "trainer.max_steps): set one of them, or the schedule's own "
+                "--model.lr_scheduler.total_steps, or use no schedule (--model.lr_scheduler null)."
+            )
         if total_steps is not None and total_steps <= 0:  # the Trainer's own estimate
             raise ZooError(
                 f"{who} takes its length from the Trainer, which plans no training steps "
