@@ -284,6 +284,12 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--data.test_size", "5000"],
         ["data.test_size=5000", "leaves none"],
     ),
+    "splits that leave no training rows": (
+        ["-c", "mlp_digits", "--data.val_size", "0.9", "--data.test_size", "0.0999"],
+        [
+            "data.val_size=0.9 (1617 of the 1797 examples) and data.test_size=0.0999 (180) leave none to train on"
+        ],
+    ),
     "fraction above 1": (["-c", "mlp_digits", "--data.val_size", "1.5"], ["data.val_size", "(0, 1)", "1.5"]),
     "split that is no number": (
         ["-c", "gpt_chars", "--data.test_size", "abc"],

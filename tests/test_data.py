@@ -173,7 +173,10 @@ def test_bad_options_raise_at_construction(kwargs: dict, fragment: str) -> None:
     [
         ({"test_size": 150}, "data.test_size=150 takes 150 of 150"),
         ({"test_size": 400}, "data.test_size"),
-        ({"val_size": 140, "test_size": 10}, "data.val_size=140 takes 140 of 140"),
+        (
+            {"val_size": 140, "test_size": 10},
+            "data.val_size=140 (140 of the 150 examples) and data.test_size=10 (10) leave none",
+        ),
         ({"test_size": 2}, "data.test_size=2: cannot make a stratified split"),
     ],
 )

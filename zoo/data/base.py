@@ -355,12 +355,20 @@ class ZooDataModule(pl.LightningDataModule):
     def _make_splits(self, loaded: Loaded) -> dict[str, ArraySplit]:
         from sklearn.model_selection import train_test_split
 
-        def carve(part: ArraySplit, size: int | float, option: str) -> tuple[ArraySplit, ArraySplit]:
+        def carve(
+            part: ArraySplit, size: int | float, option: str, given: int | float | None = None
+        ) -> tuple[ArraySplit, ArraySplit]:
             n = len(part)
             count = _split_count(size, n, option)
             if count >= n:
+                if given is None:
+                    raise ZooError(
+                        f"data.{option}={size} takes {count} of {n} examples and leaves none to train on."
+                    )
+                total = len(loaded.train)
                 raise ZooError(
-                    f"data.{option}={size} takes {count} of {n} examples and leaves none to train on."
+                    f"data.{option}={given} ({count} of the {total} examples) and data.test_size="
+                    f"{self.test_size} ({total - n}) leave none to train on; make them smaller."
                 )
             stratify = part.y if self.stratify and self._task != "regression" else None
             try:
@@ -382,7 +390,7 @@ class ZooDataModule(pl.LightningDataModule):
             val_size = self.val_size
             if isinstance(val_size, float) and 0 < val_size < 1:  # a fraction of the whole, not of the rest
                 val_size = max(1, int(round(val_size * len(loaded.train))))
-            train, val = carve(rest, val_size, "val_size")
+            train, val = carve(rest, val_size, "val_size", given=self.val_size)
         return {"train": train, "val": val, "test": test}
 
     # ------------------------------------------------------------------ Lightning hooks
