@@ -256,6 +256,10 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--data", "digit"],
         ["Unknown data 'digit' for --data. Did you mean 'digits'", "`zoo models --data` lists the names"],
     ),
+    "a Trainer setting Lightning refuses": (
+        ["-c", "mlp_digits", "--trainer.limit_train_batches", "0.001"],
+        ["zoo: error: trainer: You requested to check 0.001 of the `train_dataloader` but 0.001 * 20 < 1."],
+    ),
     "optimizer refuses a value": (
         ["-c", "mlp_digits", "--model.optimizer.lr", "-0.1"],
         ["zoo: error: model.optimizer: Invalid learning rate: -0.1"],
@@ -287,7 +291,8 @@ BAD_INPUTS = {
     "splits that leave no training rows": (
         ["-c", "mlp_digits", "--data.val_size", "0.9", "--data.test_size", "0.0999"],
         [
-            "data.val_size=0.9 (1617 of the 1797 examples) and data.test_size=0.0999 (180) leave none to train on"
+            "data.val_size=0.9 (1617 of the 1797 examples) and data.test_size=0.0999 (180)",
+            "leave none to train on",
         ],
     ),
     "fraction above 1": (["-c", "mlp_digits", "--data.val_size", "1.5"], ["data.val_size", "(0, 1)", "1.5"]),

@@ -671,11 +671,14 @@ def _config_with_class_paths(path: str) -> str:
 
 
 def _zoo_error_in(err: BaseException | None) -> ZooError | None:
-    """The ZooError behind an exception that jsonargparse or Lightning wrapped, if any."""
+    """The ZooError behind an exception that jsonargparse or Lightning wrapped, if any (Lightning's
+    ``MisconfigurationException``, a setting it refuses, becomes one)."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, ZooError):
             return err
+        if isinstance(err, MisconfigurationException):  # Lightning's word for a bad Trainer setting
+            return ZooError(f"trainer: {err}")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
