@@ -198,7 +198,36 @@ def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
     np.save(files["gray_npy"], np.zeros((2, 1, 12, 12), dtype=np.uint8))
     files["pickled"] = root / "pickled.npy"
     np.save(files["pickled"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    files["binary"] = root / "binary.csv"
+    files["binary"].write_bytes(b"a" + bytes(range(0x94, 0x100)) * 8)
+    files["twice"] = root / "twice.csv"
+    files["twice"].write_text(
+        ",".join([*wine["names"], wine["names"][0]]) + "\n" + ",".join(["1"] * 14) + "\n"
+    )
+    files["complex"] = root / "complex.npy"
+    np.save(files["complex"], np.ones((2, 13), dtype=complex))
+    files["random"] = root / "random.npy"
+    files["random"].write_bytes(np.random.default_rng(0).bytes(2000))
+    files["cut_short"] = root / "cut_short.npy"
+    np.save(files["cut_short"], np.ones((50, 13)))
+    files["cut_short"].write_bytes(files["cut_short"].read_bytes()[:1000])
+    files["no_images"] = root / "no_images"
+    files["no_images"].mkdir()
+    files["digits_nan"] = root / "digits_nan.csv"
+    digits = [f"pixel_{i}_{j}" for i in range(8) for j in range(8)]
+    files["digits_nan"].write_text(",".join(digits) + "\n" + "0,1,nan," + ",".join(["0"] * 61) + "\n")
+    files["digits_inf"] = root / "digits_inf.npy"
+    np.save(files["digits_inf"], np.pad([[np.inf]], ((1, 0), (3, 60))))
+    files["folder.csv"] = root / "folder.csv"
+    files["folder.csv"].mkdir()
+    files["previous.csv"] = root / "previous.csv"
+    files["previous.csv"].write_text("what an earlier run wrote\n")
+    files["own.csv"] = root / "own.csv"
+    files["own.csv"].write_bytes((wine["root"] / "new.csv").read_bytes())
     return files
+
+
+LINUX = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 
 
 @pytest.mark.parametrize(
@@ -209,7 +238,7 @@ def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
         ("wine", "notes", [], "is neither a .csv file, a .npy file, an image"),
         ("wine", "big_image", [], "holds images, but this model takes rows of features"),
         ("wine", "wrong_width", [], "holds examples of shape [5]; the model takes [13]"),
-        ("wine", "pickled", [], "is not a plain numeric .npy array"),
+        ("wine", "pickled", [], "is not a plain numeric .npy array: it holds Python objects"),
         ("wine", "missing.csv", [], "--input: MISSING does not exist"),
         ("wine", "new.csv", ["-o", "out.txt"], "--output: out.txt must end in .csv or .npy"),
         ("images", "big_image", [], "big.png is 20x20 pixels; the model takes 12x12"),
@@ -217,6 +246,27 @@ def _bad_files(root: Path, wine: dict) -> dict[str, Path]:
         ("images", "gray_npy", [], "holds examples of shape [1, 12, 12]; the model takes [3, 12, 12]"),
         ("lm", "new.csv", [], "GPT is a language model; sample from it with `zoo generate`"),
         ("missing.ckpt", "new.csv", [], "checkpoint: MISSING_CKPT does not exist"),
+        ("wine", "random", [], "random.npy is not a .npy file numpy can read (it does not start"),
+        ("wine", "cut_short", [], "cut_short.npy is cut short: its header announces 5200 bytes of data"),
+        ("wine", "complex", [], "complex.npy holds complex128 values; the model takes real numbers"),
+        ("wine", "binary", [], "binary.csv is not UTF-8 text (byte 0x94 at offset 1, line 1; save it as"),
+        ("wine", "binary", ["-o", "previous.csv"], "binary.csv is not UTF-8 text"),  # previous.csv intact
+        ("wine", "twice", [], "twice.csv has the column 'alcohol' twice; give each of the model's columns"),
+        ("wine", "no_images", [], "no_images holds no images (no .png, .jpg"),
+        ("wine", "no_column", ["notes"], "no_column.csv is one of 2 inputs; several inputs must all be"),
+        (
+            "wine",
+            "new.csv",
+            ["-o", "folder.csv"],
+            "--output: {folder.csv} is a folder; give a file name in it",
+        ),
+        ("wine", "new.csv", ["-o", "no_images"], "--output: {no_images} is a folder; give a file name in it"),
+        ("wine", "own.csv", ["-o", "own.csv"], "--output: {own.csv} is the --input file"),
+        pytest.param(
+            "wine", "new.csv", ["-o", "/proc/x.csv"], "--output: cannot write in /proc (", marks=LINUX
+        ),
+        ("digits", "digits_nan", [], "digits_nan.csv, line 2: column 'pixel_0_2' must be a finite number"),
+        ("digits", "digits_inf", [], "digits_inf.npy, row 2: column 'pixel_0_3' must be a finite number"),
     ],
 )
 def test_bad_input_is_one_clear_error(
@@ -239,19 +289,65 @@ def test_bad_input_is_one_clear_error(
         "wine": wine["checkpoint"],
         "images": image_checkpoint,
         "missing.ckpt": tmp_path / "no.ckpt",
+        "digits": "pretrained:mlp_digits",  # numeric columns, no missing-value policy
     }
     if model == "lm":
         ids = torch.randint(0, len(VOCAB), (8, 9))
         gpt = GPT(vocab=VOCAB, input_shape=[8], n_layer=1, n_head=2, n_embd=16)
         checkpoints["lm"] = _trained_checkpoint(tmp_path / "lm.ckpt", gpt, ids[:, :-1], ids[:, 1:])
-    before = sorted(p.name for p in tmp_path.iterdir())
+    before = _contents(tmp_path)
+    extra = [str(files[e]) if e in files else e for e in extra]
     argv = ["predict", str(checkpoints[model]), "--input", str(files[given]), *extra]
     code, out, err = run_main(argv, capsys)
     assert code == 2, err
     message = message.replace("MISSING_CKPT", str(tmp_path / "no.ckpt")).replace("MISSING", str(files[given]))
+    for name, path in files.items():
+        message = message.replace(f"{{{name}}}", str(path))
     assert err.startswith("zoo: error: ") and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err  # one line
-    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    assert "allow_pickle" not in err  # never a hint to load pickles
+    assert out == "" and _contents(tmp_path) == before  # nothing written, nothing changed
+
+
+def _contents(folder: Path) -> dict[str, bytes | None]:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in folder.iterdir()}
+
+
+def test_a_csv_as_spreadsheets_save_it_predicts_as_any_other(wine: dict, tmp_path: Path, capsys) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark, which is no part of the first column's
+    name; a column that is not the model's may come twice, and both copies reach the output."""
+    names, x = wine["names"], wine["new_x"]
+    with (tmp_path / "excel.csv").open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*names, "note", "note"])  # a feature column first, behind the mark
+        writer.writerows([*map(str, row), "a", "b"] for row in x)
+    code, out, err = run_main(["predict", str(wine["checkpoint"]), "-i", str(tmp_path / "excel.csv")], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "note,note,prediction,prob_barbera,prob_barolo,prob_grignolino"
+    assert {line[:4] for line in lines[1:]} == {"a,b,"}
+    np.testing.assert_array_equal([line.split(",")[2] for line in lines[1:]], wine["model"].predict(x))
+
+
+def test_a_header_only_csv_gives_the_full_header_and_no_rows(wine: dict, tmp_path: Path, capsys) -> None:
+    """No rows (a filter that kept none) is no error: the output has the columns every output of
+    this model has, so it can be concatenated with the others or read by the same code."""
+    (tmp_path / "none.csv").write_text((wine["root"] / "new.csv").read_text().splitlines()[0] + "\n")
+    code, out, err = run_main(["predict", str(wine["checkpoint"]), "-i", str(tmp_path / "none.csv")], capsys)
+    assert code == 0, err
+    assert out == "sample_id,prediction,prob_barbera,prob_barolo,prob_grignolino\n"
+
+
+def test_python_predict_refuses_complex_features_and_names_a_non_finite_cell() -> None:
+    model = zoo.load("pretrained:mlp_digits")  # numeric columns, no missing-value policy
+    x = np.zeros((3, 64))
+    with pytest.raises(ZooError, match="input: features must be real numbers; got complex128 values"):
+        model.predict(x + 1j)  # was cut to its real part, with numpy's ComplexWarning
+    x[1, 3] = np.nan
+    with pytest.raises(
+        ZooError, match=r"input: row 2: column 'pixel_0_3' must be a finite number; found nan"
+    ):
+        model.predict(x)
 
 
 def test_a_bare_zoo_predict_names_what_it_needs(capsys) -> None:

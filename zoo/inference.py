@@ -165,8 +165,11 @@ class Predictor:
                 )
             x = self.encoder.transform(cells.astype(object), where)
         else:
+            array = _as_array(inputs)
+            if array.dtype.kind in "cmMV":  # astype would drop imaginary parts, count days, ...
+                raise ZooError(f"input: features must be real numbers; got {array.dtype} values.")
             try:
-                x = _as_array(inputs).astype(np.float64)
+                x = array.astype(np.float64)
             except (TypeError, ValueError):
                 raise ZooError("input: features must be numbers.") from None
             if x.ndim == len(self.input_shape):  # one example
@@ -176,8 +179,14 @@ class Predictor:
                 f"input: examples of shape {list(x.shape[1:])}; the model takes {self.input_shape}"
                 + (f" ({', '.join(self.feature_names)})." if self.feature_names else ".")
             )
-        if not np.all(np.isfinite(x)):
-            raise ZooError("input: features must be finite numbers (found NaN or inf).")
+        flat = x.reshape(len(x), -1) if x.size else x
+        bad = np.argwhere(~np.isfinite(flat))
+        if len(bad):
+            i, j = (int(k) for k in bad[0][:2])
+            named = self.encoder is None and x.ndim == 2 and len(self.feature_names) == x.shape[1]
+            column = f"column {self.feature_names[j]!r}" if named else f"feature {j}"
+            at = where(i) if where else f"input: row {i + 1}"
+            raise ZooError(f"{at}: {column} must be a finite number; found {flat[i, j]}.")
         return x
 
     @property
@@ -295,6 +304,8 @@ def _as_array(inputs: Any) -> np.ndarray:
 
 def _numeric(column: Any, name: str) -> np.ndarray:
     values = _as_array(column.to_numpy() if hasattr(column, "to_numpy") else column)
+    if values.dtype.kind in "cmMV":
+        raise ZooError(f"input: column {name!r} must be real numbers; got {values.dtype} values.")
     try:
         return values.astype(np.float64)
     except (TypeError, ValueError):
@@ -320,8 +331,9 @@ def _is_paths(inputs: Any) -> bool:
     )
 
 
-def _image_paths(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    """Image files: a file, a folder (searched recursively, sorted) or a list of either."""
+def _image_paths(inputs: str | os.PathLike | Iterable[str | os.PathLike], option: str = "input") -> list[str]:
+    """Image files: a file, a folder (searched recursively, sorted) or a list of either.
+    ``option`` starts the error messages."""
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     paths: list[str] = []
     for item in items:
@@ -329,10 +341,13 @@ def _image_paths(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                raise ZooError(f"input: {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+                raise ZooError(
+                    f"{option}: {path} holds no images (no {', '.join(IMAGE_SUFFIXES)} files in it or "
+                    "its subfolders)."
+                )
             paths += [str(p) for p in found]
         elif path.is_file():
             paths.append(str(path))
         else:
-            raise ZooError(f"input: {path} does not exist.")
+            raise ZooError(f"{option}: {path} does not exist.")
     return paths

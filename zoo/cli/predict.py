@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -89,8 +91,8 @@ def predict_files(
     or stdout. The output file appears whole or not at all."""
     from zoo.inference import IMAGE_SUFFIXES, Predictor, load
 
-    if output is not None and Path(output).suffix.lower() not in (".csv", ".npy"):
-        raise ZooError(f"--output: {output} must end in .csv or .npy.")
+    if output is not None:
+        _check_output(Path(output), inputs)
     missing = next((p for p in inputs if not Path(p).exists()), None)
     if missing is not None:
         raise ZooError(f"--input: {missing} does not exist.")
@@ -98,18 +100,28 @@ def predict_files(
     predictor = Predictor(model, batch_size=batch_size, device=_device(device))
     first = Path(inputs[0])
     suffix = first.suffix.lower()
+    images = all(Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES for p in inputs)
     if len(inputs) == 1 and suffix == ".csv":
         _require_table(predictor, first)
         batches = _csv_batches(predictor, first, chunk=max(batch_size, 4096))
     elif len(inputs) == 1 and suffix == ".npy":
         batches = _npy_batches(predictor, first, chunk=max(batch_size, 4096))
-    elif all(Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES for p in inputs):
+    elif images:
+        from zoo.inference import _image_paths
+
+        paths = _image_paths(inputs, option="--input")  # a folder without images is refused here
         if not predictor.takes_images:
             raise ZooError(
                 f"--input: {inputs[0]} holds images, but this model takes "
                 f"{'rows of features' if predictor.feature_names else 'arrays'} (give a .csv or .npy file)."
             )
-        batches = _image_batches(predictor, inputs, chunk=max(batch_size, 256))
+        batches = _image_batches(predictor, paths, chunk=max(batch_size, 256))
+    elif len(inputs) > 1:
+        other = next(p for p in inputs if not (Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES))
+        raise ZooError(
+            f"--input: {other} is one of {len(inputs)} inputs; several inputs must all be images or "
+            "folders of images (give one .csv or .npy file at a time)."
+        )
     else:
         raise ZooError(
             f"--input: {inputs[0]} is neither a .csv file, a .npy file, an image "
@@ -121,8 +133,32 @@ def predict_files(
         _write_csv(predictor, batches, output)
 
 
+def _check_output(path: Path, inputs: list[str]) -> None:
+    """Refuse an output that could not be written before any prediction is made."""
+    if path.is_dir():
+        raise ZooError(
+            f"--output: {path} is a folder; give a file name in it, such as {path / 'predictions.csv'}."
+        )
+    if path.suffix.lower() not in (".csv", ".npy"):
+        raise ZooError(f"--output: {path} must end in .csv or .npy.")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ZooError(f"--output: the folder {folder} {what}.")
+    if path.exists():
+        same = next((p for p in inputs if Path(p).exists() and path.samefile(p)), None)
+        if same is not None:
+            raise ZooError(f"--output: {path} is the --input file; write the predictions to another file.")
+    try:  # the output is written through a temporary file in its folder: try one now
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise ZooError(f"--output: cannot write in {folder} ({err.strerror or err}).") from None
+    os.close(handle)
+    os.unlink(name)
+
+
 # ---------------------------------------------------------------------------- inputs
-# each yields (key columns {name: values}, predictions, probabilities or None) per chunk
+# each yields (key columns [(name, values)], predictions, probabilities or None) per chunk
 
 
 def _require_table(predictor: Any, path: Path) -> None:
@@ -137,74 +173,133 @@ def _require_table(predictor: Any, path: Path) -> None:
         )
 
 
-def _csv_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict, np.ndarray, Any]]:
-    target = predictor.facts.get("target")
-    try:
-        handle = path.open(newline="", encoding="utf-8")
+def _csv_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[list, np.ndarray, Any]]:
+    try:  # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as err:
         raise ZooError(f"--input: cannot read {path} ({err.strerror}).") from None
     with handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise ZooError(f"--input: {path} is empty; it needs a header row naming the columns.")
-        header = [h.strip() for h in header]
-        missing = [name for name in predictor.feature_names if name not in header]
-        if missing:
+        try:
+            yield from _csv_chunks(predictor, path, reader, chunk)
+        except UnicodeDecodeError as err:
+            raise ZooError(f"--input: {path} is not UTF-8 text ({_utf8_fault(path, err)}).") from None
+        except csv.Error as err:
+            raise ZooError(f"--input: {path}, line {reader.line_num}: not readable as CSV ({err}).") from None
+        except OSError as err:
+            raise ZooError(f"--input: cannot read {path} ({err.strerror or err}).") from None
+
+
+def _csv_chunks(
+    predictor: Any, path: Path, reader: Any, chunk: int
+) -> Iterator[tuple[list, np.ndarray, Any]]:
+    target = predictor.facts.get("target")
+    header = next(reader, None)
+    if not header:
+        raise ZooError(f"--input: {path} is empty; it needs a header row naming the columns.")
+    header = [h.strip() for h in header]
+    missing = [name for name in predictor.feature_names if name not in header]
+    if missing:
+        raise ZooError(
+            f"--input: {path} has no column {missing[0]!r}; the model takes the columns "
+            f"{', '.join(predictor.feature_names)}."
+        )
+    twice = next((name for name in predictor.feature_names if header.count(name) > 1), None)
+    if twice is not None:
+        raise ZooError(
+            f"--input: {path} has the column {twice!r} twice; give each of the model's columns once."
+        )
+    used = set(predictor.feature_names) | ({target} if target else set())
+    keys = [(h, i) for i, h in enumerate(header) if h not in used]  # copied to the output, duplicates too
+    where = {h: header.index(h) for h in predictor.feature_names}
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    chunks = 0
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
             raise ZooError(
-                f"--input: {path} has no column {missing[0]!r}; the model takes the columns "
-                f"{', '.join(predictor.feature_names)}."
+                f"--input: {path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}."
             )
-        used = set(predictor.feature_names) | ({target} if target else set())
-        keys = [h for h in header if h not in used]
-        where = {h: i for i, h in enumerate(header)}
-        rows: list[list[str]] = []
-        line = 1
-        for row in reader:
-            line += 1
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ZooError(
-                    f"--input: {path}, line {line}: {len(row)} fields, the header has {len(header)}."
-                )
-            rows.append(row)
-            if len(rows) == chunk:
-                yield _table_chunk(predictor, rows, where, keys, path, line - len(rows) + 1)
-                rows = []
-        if rows:
-            yield _table_chunk(predictor, rows, where, keys, path, line - len(rows) + 1)
+        rows.append(row)
+        lines.append(reader.line_num)
+        if len(rows) == chunk:
+            yield _table_chunk(predictor, rows, where, keys, path, lines)
+            chunks += 1
+            rows, lines = [], []
+    if rows or not chunks:  # a header alone: no rows, but the columns of any output
+        yield _table_chunk(predictor, rows, where, keys, path, lines)
+
+
+def _utf8_fault(path: Path, err: UnicodeDecodeError) -> str:
+    """Where in ``path`` its first byte that is not UTF-8 is, in words."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                return "it is UTF-16; save it as UTF-8"
+            handle.seek(0)
+            base, line, carry = 0, 1, b""
+            while True:
+                block = handle.read(1 << 20)
+                data = carry + block
+                try:
+                    data.decode("utf-8")
+                    good = len(data)
+                except UnicodeDecodeError as bad:
+                    if not (block and bad.reason == "unexpected end of data"):
+                        line += data.count(b"\n", 0, bad.start)
+                        return (
+                            f"byte 0x{data[bad.start]:02x} at offset {base + bad.start}, line {line}; "
+                            "save it as UTF-8"
+                        )
+                    good = bad.start  # a character cut by the block's end: decode it with the next
+                if not block:
+                    break
+                line += data.count(b"\n", 0, good)
+                base += good
+                carry = data[good:]
+    except OSError:
+        pass
+    return f"{err.reason}; save it as UTF-8"
 
 
 def _table_chunk(
-    predictor: Any, rows: list[list[str]], where: dict[str, int], keys: list[str], path: Path, first_line: int
-) -> tuple[dict, np.ndarray, Any]:
-    cells = {name: [row[where[name]] for row in rows] for name in predictor.feature_names}
-    if predictor.encoder is None:  # a checkpoint of an older zoo: numeric columns only
+    predictor: Any,
+    rows: list[list[str]],
+    where: dict[str, int],
+    keys: list[tuple[str, int]],
+    path: Path,
+    lines: list[int],
+) -> tuple[list, np.ndarray, Any]:
+    cells: dict[str, Any] = {name: [row[where[name]] for row in rows] for name in predictor.feature_names}
+    if predictor.encoder is None:  # a checkpoint of numeric columns only (no missing-value policy)
         for name, values in cells.items():
             try:
-                cells[name] = np.asarray(values, dtype=np.float64)
+                numbers = np.asarray(values, dtype=np.float64)
             except ValueError:
                 i = next(i for i, v in enumerate(values) if not is_number(v))
                 raise ZooError(
-                    f"--input: {path}, line {first_line + i}: column {name!r} must be numeric; "
-                    f"found {values[i]!r}."
+                    f"--input: {path}, line {lines[i]}: column {name!r} must be numeric; found {values[i]!r}."
                 ) from None
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            if bad.size:
+                i = int(bad[0])
+                raise ZooError(
+                    f"--input: {path}, line {lines[i]}: column {name!r} must be a finite number; "
+                    f"found {values[i]!r}."
+                )
+            cells[name] = numbers
     return _predicted(
         predictor,
         cells,
-        {k: [row[where[k]] for row in rows] for k in keys},
-        where=lambda i: f"--input: {path}, line {first_line + i}",
+        [(name, [row[i] for row in rows]) for name, i in keys],
+        where=lambda i: f"--input: {path}, line {lines[i]}",
     )
 
 
-def _npy_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict, np.ndarray, Any]]:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:  # object arrays need pickle: refused
-        raise ZooError(f"--input: {path} is not a plain numeric .npy array ({err}).") from None
-    except OSError as err:
-        raise ZooError(f"--input: cannot read {path} as a .npy array ({err}).") from None
+def _npy_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[list, np.ndarray, Any]]:
+    array = _npy_array(path)
     shape = list(predictor.input_shape)
     if array.ndim == len(shape):
         array = array[None]
@@ -214,21 +309,70 @@ def _npy_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[dict,
         )
     for start in range(0, len(array), chunk):
         part = np.asarray(array[start : start + chunk])
-        yield _predicted(predictor, part, {})
+        yield _predicted(predictor, part, [], where=_row_of(path, start))
 
 
-def _image_batches(predictor: Any, inputs: list[str], chunk: int) -> Iterator[tuple[dict, np.ndarray, Any]]:
-    from zoo.inference import _image_paths
+def _row_of(path: Path, start: int) -> Callable[[int], str]:
+    return lambda i: f"--input: {path}, row {start + i + 1}"
 
-    paths = _image_paths(inputs)
+
+def _npy_array(path: Path) -> np.ndarray:
+    """The array of a .npy file, memory-mapped; never unpickled."""
+    fmt = np.lib.format
+    try:
+        with path.open("rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                raise ZooError(
+                    f"--input: {path} is not a .npy file numpy can read (it does not start with the "
+                    "signature numpy.save writes)."
+                )
+            handle.seek(0)
+            try:
+                version = fmt.read_magic(handle)
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+                header = read(handle) if read else None
+            except (ValueError, SyntaxError, TypeError) as err:
+                raise ZooError(f"--input: {path} is not a .npy file numpy can read ({err}).") from None
+            start = handle.tell()
+        size = path.stat().st_size
+    except OSError as err:
+        raise ZooError(f"--input: cannot read {path} as a .npy array ({err.strerror or err}).") from None
+    if header is not None:
+        shape, _, dtype = header
+        if dtype.hasobject:
+            raise ZooError(
+                f"--input: {path} is not a plain numeric .npy array: it holds Python objects, which are "
+                "never loaded (unpickling runs code); save the array with a numeric dtype."
+            )
+        needed = int(np.prod(shape)) * dtype.itemsize
+        if size - start < needed:
+            raise ZooError(
+                f"--input: {path} is cut short: its header announces {needed} bytes of data "
+                f"(shape {list(shape)}, {dtype}), the file holds {size - start}."
+            )
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise ZooError(f"--input: {path} is not a .npy file numpy can read ({err}).") from None
+    except OSError as err:
+        raise ZooError(f"--input: cannot read {path} as a .npy array ({err.strerror or err}).") from None
+    if array.dtype.kind in "cmMV":
+        raise ZooError(
+            f"--input: {path} holds {array.dtype} values; the model takes real numbers (save the array "
+            "as floats or integers)."
+        )
+    return array
+
+
+def _image_batches(predictor: Any, paths: list[str], chunk: int) -> Iterator[tuple[list, np.ndarray, Any]]:
     for start in range(0, len(paths), chunk):
         part = paths[start : start + chunk]
-        yield _predicted(predictor, predictor.read_images(part), {"path": part})
+        yield _predicted(predictor, predictor.read_images(part), [("path", part)])
 
 
 def _predicted(
-    predictor: Any, inputs: Any, keys: dict, where: Callable[[int], str] | None = None
-) -> tuple[dict, np.ndarray, Any]:
+    predictor: Any, inputs: Any, keys: list, where: Callable[[int], str] | None = None
+) -> tuple[list, np.ndarray, Any]:
     scores = predictor.scores(predictor.features(inputs, where))
     probs = predictor.probabilities(scores) if predictor.task != "regression" else None
     return keys, predictor.labels(scores), probs
@@ -245,45 +389,51 @@ def _progress(batches: Iterator[Any]) -> Iterator[Any]:
     return tqdm(batches, desc="predicting", unit="chunk", file=sys.stderr, leave=False)
 
 
-def _write_csv(predictor: Any, batches: Iterator[tuple[dict, np.ndarray, Any]], output: str | None) -> None:
+def _write_csv(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], output: str | None) -> None:
     if output is None:
         _csv_rows(predictor, batches, sys.stdout)
         return
     _atomic(Path(output), lambda handle: _csv_rows(predictor, batches, handle), text=True)
 
 
-def _csv_rows(predictor: Any, batches: Iterator[tuple[dict, np.ndarray, Any]], handle: TextIO) -> None:
+def _csv_rows(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], handle: TextIO) -> None:
     writer = csv.writer(handle, lineterminator="\n")
     header_written = False
     for keys, labels, probs in _progress(batches):
         if not header_written:
-            header = [*keys, "prediction"]
-            if probs is not None:
-                header += [f"prob_{label}" for label in predictor.classes]
-            writer.writerow(header)
+            writer.writerow([name for name, _ in keys] + _output_columns(predictor))
             header_written = True
-        key_columns = list(keys.values())
+        key_columns = [values for _, values in keys]
         for i, label in enumerate(labels.tolist()):
             row = [column[i] for column in key_columns] + [_cell(label)]
             if probs is not None:
                 row += [f"{p:.6g}" for p in probs[i].tolist()]
             writer.writerow(row)
-    if not header_written:  # no examples: still a header
-        writer.writerow(["prediction"])
+    if not header_written:  # no examples: still the header of any output
+        writer.writerow(_output_columns(predictor))
+
+
+def _output_columns(predictor: Any) -> list[str]:
+    if predictor.task == "regression":
+        return ["prediction"]
+    return ["prediction"] + [f"prob_{label}" for label in predictor.classes]
 
 
 def _cell(value: Any) -> str:
     return f"{value:.7g}" if isinstance(value, float) else str(value)
 
 
-def _write_npy(predictor: Any, batches: Iterator[tuple[dict, np.ndarray, Any]], path: Path) -> None:
+def _write_npy(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], path: Path) -> None:
     parts = [labels for _, labels, _ in _progress(batches)]
     predictions = np.concatenate(parts) if parts else np.zeros(0)
     _atomic(path, lambda handle: np.save(handle, predictions, allow_pickle=False), text=False)
 
 
 def _atomic(path: Path, write: Any, text: bool) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         raise ZooError(f"--output: the folder {folder} does not exist.")
-    atomic_write(path, write, binary=not text)
+    try:
+        atomic_write(path, write, binary=not text)
+    except OSError as err:  # a full disk, a folder gone meanwhile: nothing was written
+        raise ZooError(f"--output: cannot write {path} ({err.strerror or err}).") from None
