@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +136,108 @@ def test_generate_and_loading_refuse_bad_files(good_checkpoint, tmp_path, capsys
         ZooModule.load_from_checkpoint(path)
     code, _, err = run_main(["generate", str(path)], capsys)
     assert code == 2 and err.startswith(f"zoo: error: checkpoint: {path} {expected}"), err
+
+
+class _PlainModule(pl.LightningModule):
+    """A LightningModule of no zoo class."""
+
+    def __init__(self, h: int = 4) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(h, 2)
+
+
+def _bad_checkpoint(good: Path, path: Path, kind: str) -> str:
+    """Write a checkpoint of ``kind`` at ``path``; returns what the error says after its path."""
+    checkpoint = torch.load(good, weights_only=True)
+    hparams, weights = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+    if kind in ("no-such-class", "stdlib-function"):
+        name = "zoo.models.NoSuchModel" if kind == "no-such-class" else "os.system"
+        hparams["_class_path"] = checkpoint["zoo_class_path"] = name
+        expected = f" names {name} as its model class, but " + (
+            "zoo.models has no NoSuchModel;" if kind == "no-such-class" else "that is a builtin function"
+        )
+    elif kind == "missing-weights":
+        del weights["net.head.weight"], weights["net.head.bias"]
+        expected = "'s weights do not fit its model (missing net.head.weight, net.head.bias)."
+    elif kind == "wrong-shape":
+        weights["net.head.weight"] = torch.zeros(3, 3)
+        expected = (
+            "'s weights do not fit its model (size mismatch for net.head.weight: [3, 3] in the file, "
+            "[10, 16] in the model)."
+        )
+    elif kind == "bad-hyperparameter":
+        hparams["hidden_sizes"] = "abc"
+        expected = " has a hyper-parameter its model refuses: hidden_sizes='abc' (expected a Sequence)."
+    elif kind == "no-hyperparameters":
+        del checkpoint["hyper_parameters"]
+        expected = " was not written by a zoo model (it holds no hyper-parameters to build its zoo.models"
+    elif kind == "plain-lightning":
+        trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        trainer.strategy.connect(_PlainModule())
+        trainer.save_checkpoint(path)
+        return " was not written by a zoo model (it names no zoo class); give a checkpoint of `zoo train`"
+    elif kind == "empty":
+        path.write_bytes(b"")
+        return " is empty (0 bytes), not a checkpoint"
+    elif kind == "random-bytes":
+        path.write_bytes(
+            torch.randint(0, 256, (4096,), dtype=torch.uint8, generator=torch.Generator()).numpy()
+        )
+        return (
+            " is not a readable PyTorch checkpoint: it is neither a zip archive (what torch.save writes) nor"
+        )
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:5000])
+        return " is not a readable PyTorch checkpoint: a zip archive as torch.save writes, but damaged or cut"
+    elif kind == "safetensors-named-ckpt":
+        from safetensors.torch import save_file
+
+        save_file(dict(weights), path)
+        return (
+            " is a safetensors file, not a PyTorch checkpoint; the zoo reads safetensors files by their "
+            f"suffix: rename it to {path.stem}.safetensors."
+        )
+    torch.save(checkpoint, path)
+    return expected
+
+
+@pytest.mark.parametrize("command", ["export", "generate", "predict"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "no-such-class",
+        "stdlib-function",
+        "missing-weights",
+        "wrong-shape",
+        "bad-hyperparameter",
+        "no-hyperparameters",
+        "plain-lightning",
+        "empty",
+        "random-bytes",
+        "truncated",
+        "safetensors-named-ckpt",
+    ],
+)
+def test_bad_checkpoints_are_one_clear_error(
+    good_checkpoint, tmp_path, capsys, kind: str, command: str
+) -> None:
+    path = tmp_path / "bad.ckpt"
+    expected = _bad_checkpoint(good_checkpoint, path, kind)
+    more = {
+        "export": ["-f", "safetensors", "-o", str(tmp_path / "out.safetensors")],
+        "generate": [],
+        "predict": ["--input", str(tmp_path / "rows.npy")],
+    }[command]
+    np.save(tmp_path / "rows.npy", np.zeros((2, 64), dtype=np.float32))
+    code, out, err = run_main([command, str(path), *more], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    assert err.startswith(f"zoo: error: checkpoint: {path}{expected}"), err
+    assert len(err.splitlines()) == 1 and "torch.save(" not in err and "weights_only" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ckpt", "rows.npy"]  # nothing written
+
+
+def test_a_checkpoint_in_torchs_older_format_loads(good_checkpoint, tmp_path) -> None:
+    path = tmp_path / "old.ckpt"
+    torch.save(torch.load(good_checkpoint, weights_only=True), path, _use_new_zipfile_serialization=False)
+    assert type(ZooModule.load_from_checkpoint(path)) is MLP

@@ -181,3 +181,57 @@ def test_hostile_safetensors_files_are_refused(checkpoints: dict, tmp_path: Path
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(zoo.ZooError, match="is not a safetensors file written by `zoo export`"):
         zoo.load(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["same-file", "symlink", "other-ckpt", "folder", "unwritable", "tolerance-negative", "tolerance-nan"],
+)
+def test_bad_outputs_and_tolerances_are_refused_before_exporting(
+    tmp_path: Path, capsys, monkeypatch, case: str
+) -> None:
+    import zoo.checkpoints
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the options were checked")
+
+    monkeypatch.setattr(zoo.checkpoints, "load_model", no_loading)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"stands for a checkpoint: the checks come first")
+    more: list[str] = []
+    if case == "same-file":  # the data loss: the checkpoint overwritten by its own export
+        output, expected = ckpt, f"--output: {ckpt} is the checkpoint being exported"
+    elif case == "symlink":
+        output = tmp_path / "link.ckpt"
+        output.symlink_to(ckpt.name)
+        expected = f"--output: {output} is the checkpoint being exported"
+    elif case == "other-ckpt":
+        output = tmp_path / "other.ckpt"
+        expected = f"--output: {output} ends in .ckpt, the suffix of checkpoints, which an export must not"
+        expected += f" replace or imitate; safetensors files end in .safetensors, e.g. {tmp_path / 'other'}"
+    elif case == "folder":
+        output = tmp_path / "out"
+        output.mkdir()
+        expected = (
+            f"--output: {output} is a folder; give the file to write, e.g. {output / 'model.safetensors'}."
+        )
+    elif case == "unwritable":
+        output, expected = Path("/proc/model.safetensors"), "--output: cannot write in /proc ("
+    else:
+        output, more = (
+            tmp_path / "model.safetensors",
+            ["--tolerance", case.split("-")[1].replace("negative", "-1")],
+        )
+        expected = "argument --tolerance: must be a finite number >= 0, got "
+    code, out, err = run_main(["export", str(ckpt), "-f", "safetensors", "-o", str(output), *more], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    if case.startswith("tolerance"):
+        assert err.splitlines()[-1].endswith(expected + ("-1.0" if case.endswith("negative") else "nan"))
+        with pytest.raises(zoo.ZooError, match=r"^--tolerance must be a finite number >= 0; got -1"):
+            export(ckpt, "safetensors", tolerance=-1)
+    else:
+        assert err.startswith(f"zoo: error: {expected}") and len(err.splitlines()) == 1, err
+    assert ckpt.read_bytes() == b"stands for a checkpoint: the checks come first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model.ckpt"] + {"symlink": ["link.ckpt"], "folder": ["out"]}.get(case, [])
+    )

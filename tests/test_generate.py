@@ -69,7 +69,16 @@ def test_generate_matches_the_model_api(gpt_checkpoint: Path, capsys):
         (["--prompt", "xyz"], "generate: --prompt: characters not in the model's vocabulary"),
         (["--temperature", "0"], "argument --temperature: must be > 0"),
         (["-n", "0"], "argument -n/--max-new-tokens: must be an integer >= 1"),
+        (["--prompt="], "zoo: error: generate: --prompt must not be empty; give text to continue, or leave"),
+        (["--temperature", "inf"], "argument --temperature: must be a finite number > 0, got inf"),
+        (["--device", "tpu"], "zoo: error: --device: 'tpu' is not a device; use auto, cpu, cuda or cuda:N."),
+        pytest.param(
+            ["--device", "cuda"],
+            "zoo: error: --device: cuda was asked for, but this machine has no usable GPU; use --device cpu.",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
+    ids=["prompt", "temperature", "tokens", "empty-prompt", "inf-temperature", "tpu", "cuda-without-gpu"],
 )
 def test_generate_bad_options(gpt_checkpoint: Path, capsys, extra: list[str], message: str):
     code, out, err = run_main(["generate", str(gpt_checkpoint), *extra], capsys)

@@ -3,9 +3,12 @@ and refused with one clear message when they are not what they should be."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import sys
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +34,83 @@ def find_last(root: str | Path) -> Path:
 def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, Any]:
     """Load a checkpoint's contents on the CPU with ``weights_only=True`` (no pickled code runs).
 
-    Raises :class:`ZooError` naming ``option`` and the file when it is missing, unreadable,
-    truncated, holds pickled code or is not a Lightning checkpoint.
+    Raises :class:`ZooError` naming ``option`` and the file when it is missing, empty, unreadable,
+    truncated, another kind of file (a safetensors file named ``.ckpt``), holds pickled code or is
+    not a Lightning checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
         raise ZooError(f"{option}: {path} {what}.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as err:
+        raise ZooError(f"{option}: cannot read {path} ({err.strerror or type(err).__name__}).") from None
+    kind = _file_kind(head, size)
+    if kind == "empty":
+        raise ZooError(
+            f"{option}: {path} is empty (0 bytes), not a checkpoint; was its writing or copy cut short?"
+        )
+    if kind == "safetensors":
+        raise ZooError(
+            f"{option}: {path} is a safetensors file, not a PyTorch checkpoint; the zoo reads safetensors "
+            f"files by their suffix: rename it to {path.with_suffix('.safetensors').name}."
+        )
+    if kind == "other":
+        raise ZooError(
+            f"{option}: {path} is not a readable PyTorch checkpoint: it is neither a zip archive (what "
+            "torch.save writes) nor an older pickle-format PyTorch file."
+        )
+    try:
+        # mmap reads only the zip format; the older pickle format is read whole
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
     except pickle.UnpicklingError as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        named = re.search(r"GLOBAL ([\w.]+)", str(err))
         raise ZooError(
             f"{option}: {path} holds more than tensors and plain values (pickled code?), and the zoo "
-            f"does not run code from files ({detail[:160]})."
+            "does not run code from files" + (f" (it names {named.group(1)})." if named else ".")
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+    except Exception as err:  # noqa: BLE001  (a damaged file fails in many ways, all of them this one)
+        cause = _short_cause(err, 80)
         raise ZooError(
-            f"{option}: {path} is not a readable PyTorch checkpoint (truncated or another kind of file: "
-            f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__})."
+            f"{option}: {path} is not a readable PyTorch checkpoint: "
+            + (
+                "a zip archive as torch.save writes, but damaged or cut short"
+                if kind == "zip"
+                else "an older pickle-format PyTorch file, but damaged or cut short"
+            )
+            + (f" ({cause})." if cause else ".")
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ZooError(f"{option}: {path} is a PyTorch file but not a Lightning checkpoint (no state_dict).")
     return checkpoint
+
+
+def _file_kind(head: bytes, size: int) -> str:
+    """What a file's first bytes say it is: ``empty``, ``zip`` (torch.save's format), ``pickle``
+    (torch.save's older format), ``safetensors`` or ``other``."""
+    if size == 0:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80":  # a pickle protocol opcode
+        return "pickle"
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    if len(head) > 8 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    return "other"
+
+
+def _short_cause(err: BaseException, limit: int) -> str:
+    """The first line of ``err``'s message when it is short and not advice addressed to a
+    programmer (torch's suggestions of arguments to torch.load); else ``""``."""
+    text = str(err).strip()
+    first = text.splitlines()[0].strip().rstrip(".") if text else type(err).__name__
+    if len(first) > limit or "torch.save" in first or "torch.load" in first or "weights_only" in first:
+        return ""
+    return first
 
 
 def run_directory(path: str | Path) -> Path | None:
@@ -103,3 +160,171 @@ def check_named_classes(checkpoint: dict[str, Any], path: str | Path, option: st
             "the zoo does not import modules a file names. If you trust it, import that module first "
             "(for the command line: name the class with --model.class_path)."
         )
+    for class_path in model_class_paths(checkpoint):
+        problem = _model_class_problem(class_path)
+        if problem:
+            raise ZooError(
+                f"{option}: {path} names {class_path} as its model class, but {problem}; a zoo checkpoint "
+                "names a zoo model (zoo models lists them) or one of your LightningModule classes."
+            )
+
+
+def model_class_paths(checkpoint: dict[str, Any]) -> list[str]:
+    """The class paths a checkpoint names for its model (none for a plain Lightning checkpoint):
+    LightningCLI's ``_class_path`` in the hyper-parameters, and the ``zoo_class_path`` that
+    ``ZooModule.on_save_checkpoint`` writes at the top level (``zoo.models.base.CLASS_KEY``)."""
+    hparams = checkpoint.get("hyper_parameters")
+    found = [hparams.get("_class_path")] if isinstance(hparams, dict) else []
+    found.append(checkpoint.get("zoo_class_path"))
+    return [name for name in dict.fromkeys(found) if isinstance(name, str)]
+
+
+def _model_class_problem(class_path: str) -> str | None:
+    """Why ``class_path`` cannot be a checkpoint's model class, read from the modules already
+    imported (nothing is imported); ``None`` when it may be one. A class missing from a module
+    outside :data:`TRUSTED_PACKAGES` is let through: ``MyModel.load_from_checkpoint`` builds
+    ``MyModel`` from a checkpoint saved as ``__main__.MyModel``."""
+    from lightning.pytorch import LightningModule
+
+    parts = class_path.split(".")
+    if "<locals>" in parts:  # a class made in a function: no name finds it
+        return None
+    imported = next((i for i in range(len(parts) - 1, 0, -1) if ".".join(parts[:i]) in sys.modules), None)
+    if imported is None:
+        return None
+    found: Any = sys.modules[".".join(parts[:imported])]
+    for i in range(imported, len(parts)):
+        if not hasattr(found, parts[i]):
+            if parts[0] not in TRUSTED_PACKAGES or _is_module(".".join(parts[: i + 1])):
+                return None  # let Lightning say whether it will build that (it reads sys.modules)
+            return f"{'.'.join(parts[:i])} has no {parts[i]}"
+        found = getattr(found, parts[i])
+    if not (isinstance(found, type) and issubclass(found, LightningModule)):
+        what = "class" if isinstance(found, type) else type(found).__name__.replace("_", " ")
+        return f"that is a {what}, not a LightningModule"
+    return None
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is a module that can be imported (found without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_zoo_model(checkpoint: dict[str, Any], path: str | Path, option: str = "checkpoint") -> None:
+    """Raise :class:`ZooError` unless the checkpoint can rebuild its model alone: it names its model
+    class (:func:`model_class_paths`) and holds the hyper-parameters to build it with. A plain
+    Lightning checkpoint names no class, so ``ZooModule.load_from_checkpoint`` would build the
+    abstract base with defaults."""
+    hparams = checkpoint.get("hyper_parameters")
+    names = model_class_paths(checkpoint)
+    if not names:
+        raise ZooError(
+            f"{option}: {path} was not written by a zoo model (it names no zoo class); give a checkpoint "
+            "of `zoo train` or of a Trainer fitting a zoo model, or load it in Python with its own "
+            "class: YourModel.load_from_checkpoint(path)."
+        )
+    if not isinstance(hparams, dict) or not hparams:
+        raise ZooError(
+            f"{option}: {path} was not written by a zoo model (it holds no hyper-parameters to build its "
+            f"{names[0]} with); give a checkpoint of `zoo train` or of a Trainer fitting a zoo model."
+        )
+
+
+@contextmanager
+def loading_errors(
+    path: str | Path, option: str = "checkpoint", hparams: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """Turn what Lightning raises while building a checkpoint's model (hyper-parameters the model
+    or jsonargparse refuses, a class it blocks, weights that do not fit) into one
+    :class:`ZooError` naming ``option`` and the file. ``hparams``: the file's hyper-parameters,
+    to quote a refused value."""
+    import argparse
+
+    try:
+        yield
+    except ZooError as err:
+        if str(err).startswith(f"{option}:"):  # about the file already
+            raise
+        raise ZooError(f"{option}: {path} has a hyper-parameter its model refuses: {err}") from None
+    except RuntimeError as err:
+        if not str(err).startswith("Error(s) in loading state_dict"):
+            raise
+        raise ZooError(
+            f"{option}: {path}'s weights do not fit its model ({_state_dict_problems(err)})."
+        ) from None
+    except (argparse.ArgumentError, TypeError, ValueError) as err:
+        raise ZooError(f"{option}: {path} {_build_problem(err, hparams or {})}") from None
+
+
+def _state_dict_problems(err: RuntimeError, most: int = 3) -> str:
+    """torch's ``load_state_dict`` report, short: ``missing a, b; unexpected c; size mismatch for
+    d: [3, 3] in the file, [16, 64] in the model``."""
+
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        return ", ".join(names[:most]) + more
+
+    parts = []
+    text = str(err)
+    for label, pattern in (("missing", "Missing key"), ("unexpected", "Unexpected key")):
+        match = re.search(pattern + r"\(s\) in state_dict: (.*?)\.\s*$", text, re.MULTILINE)
+        if match:
+            names = re.findall(r'"([^"]+)"', match.group(1))
+            parts.append(f"{label} {some(names)}")
+    sizes = re.findall(
+        r"size mismatch for (\S+): copying a param with shape torch.Size\((\[.*?\])\) from checkpoint, "
+        r"the shape in current model is torch.Size\((\[.*?\])\)",
+        text,
+    )
+    if sizes:
+        shown = [f"{name}: {theirs} in the file, {ours} in the model" for name, theirs, ours in sizes[:most]]
+        more = f"; and {len(sizes) - most} more" if len(sizes) > most else ""
+        parts.append("size mismatch for " + "; ".join(shown) + more)
+    return "; ".join(parts) or text.splitlines()[0]
+
+
+def _build_problem(err: Exception, hparams: dict[str, Any]) -> str:
+    """What keeps a checkpoint's model from being built, as the rest of a sentence about the file."""
+    text = str(err)
+    blocked = re.search(r"^The (?:class|instantiator) '([^']+)'.*was blocked", text, re.DOTALL)
+    if blocked:
+        return (
+            f"names {blocked.group(1)}, which Lightning will not build (not an imported model class, or "
+            "not a trusted instantiator); a zoo checkpoint names a zoo model (zoo models lists them)."
+        )
+    cause = err.__cause__
+    if isinstance(cause, ZooError):  # the model's own check, through jsonargparse
+        return f"has a hyper-parameter its model refuses: {cause}"
+    keys = re.findall(r'Parser key "([^"]+)":\s*\n\s*(.+)', text)
+    if keys:
+        key, why = keys[-1]  # the innermost: the hyper-parameter itself
+        why = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", why).split(". Got value")[0].rstrip(".")
+        why = why[:1].lower() + why[1:]
+        value = f"={hparams[key]!r}" if key in hparams else ""
+        return f"has a hyper-parameter its model refuses: {key}{value} ({why})."
+    first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+    return f"does not build its model ({first})."
+
+
+def load_model(path: str | os.PathLike, map_location: Any = "cpu", option: str = "checkpoint") -> Any:
+    """:func:`zoo.inference.load` for the commands: the checkpoint is checked first (readable, a
+    trusted and existing model class, :func:`check_zoo_model`), and whatever keeps its model from
+    being built is one :class:`ZooError` naming ``option`` and the file (:func:`loading_errors`)."""
+    from zoo.inference import load
+    from zoo.pretrained import is_weights_file, resolve
+
+    source = resolve(path)  # pretrained:NAME -> its file
+    hparams = None
+    if not is_weights_file(source):
+        checkpoint = read_checkpoint(source, option)
+        check_named_classes(checkpoint, source, option)
+        check_zoo_model(checkpoint, source, option)
+        hparams = checkpoint["hyper_parameters"]
+        del checkpoint
+    with loading_errors(source, option, hparams):
+        return load(source, map_location=map_location)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -83,17 +84,29 @@ def config_of(model: ZooModule) -> dict[str, Any]:
 def export(
     checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None, tolerance: float = 1e-4
 ) -> tuple[Path, float]:
-    """Export ``checkpoint`` as ``fmt`` (``onnx``, ``torchscript`` or ``safetensors``) to ``output``
-    (default: beside the checkpoint, with the format's suffix). Returns the path and the largest
-    absolute difference between the exported model's outputs and the checkpoint's."""
-    from zoo.inference import load
+    """Export ``checkpoint`` as ``fmt`` (``onnx``, ``pt2``, ``torchscript`` or ``safetensors``) to
+    ``output`` (default: beside the checkpoint, with the format's suffix). Returns the path and the
+    largest absolute difference between the exported model's outputs and the checkpoint's.
+
+    Bad options (a ``tolerance`` that is not a finite number >= 0, an ``output`` that is the
+    checkpoint, ends in ``.ckpt``, is a folder or cannot be written) and bad checkpoints are
+    refused with :class:`ZooError` before the model is traced."""
+    from zoo.checkpoints import load_model
+    from zoo.pretrained import PREFIX, resolve
 
     if fmt not in FORMATS:
         raise ZooError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
-    target = Path(output) if output is not None else Path(checkpoint).with_suffix(FORMATS[fmt])
-    if not target.parent.is_dir():
-        raise ZooError(f"--output: the folder {target.parent} does not exist.")
-    model = load(checkpoint, map_location="cpu")
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ZooError(f"--tolerance must be a finite number >= 0; got {tolerance!r}.")
+    source = Path(resolve(checkpoint))  # pretrained:NAME -> its file
+    if output is not None:
+        target = Path(output)
+    elif str(checkpoint).startswith(PREFIX):  # in the working folder, not in the installed package
+        target = Path(str(checkpoint)[len(PREFIX) :] + FORMATS[fmt])
+    else:
+        target = source.with_suffix(FORMATS[fmt])
+    check_output(target, source, fmt)
+    model = load_model(checkpoint, map_location="cpu")
     write, run = {
         "onnx": (_write_onnx, _run_onnx),
         "pt2": (_write_pt2, _run_pt2),
@@ -116,6 +129,38 @@ def export(
                 f"(tolerance {tolerance:g}); nothing was written."
             )
     return target, difference
+
+
+def check_output(target: Path, checkpoint: Path, fmt: str) -> None:
+    """Refuse, before any work, an export ``target`` that cannot or must not be written: the
+    checkpoint itself (by any path), a ``.ckpt`` name, a folder, or a place that takes no files."""
+    suffix = FORMATS[fmt]
+    if target.exists() and checkpoint.exists() and os.path.samefile(target, checkpoint):
+        other = checkpoint.with_suffix(suffix)
+        other = other.with_name(f"{checkpoint.stem}-{fmt}{suffix}") if other == checkpoint else other
+        raise ZooError(
+            f"--output: {target} is the checkpoint being exported; writing there would destroy it. "
+            f"Give another path, e.g. {other}."
+        )
+    if target.suffix.lower() == ".ckpt":
+        raise ZooError(
+            f"--output: {target} ends in .ckpt, the suffix of checkpoints, which an export must not "
+            f"replace or imitate; {fmt} files end in {suffix}, e.g. {target.with_suffix(suffix)}."
+        )
+    if target.is_dir():
+        example = target / (checkpoint.stem + suffix)
+        raise ZooError(f"--output: {target} is a folder; give the file to write, e.g. {example}.")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ZooError(f"--output: the folder {folder} does not exist.")
+    try:  # what the export's temporary file needs: a new file in that folder
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=folder)
+    except OSError as err:
+        raise ZooError(
+            f"--output: cannot write in {folder} ({err.strerror or type(err).__name__})."
+        ) from None
+    os.close(fd)
+    os.unlink(name)
 
 
 # ---------------------------------------------------------------------------- formats

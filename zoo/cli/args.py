@@ -5,6 +5,8 @@ commands that build a recipe's run."""
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -19,14 +21,56 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """A number > 0, else argparse's one-line usage error."""
+    """A finite number > 0, else argparse's one-line usage error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0, else argparse's one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
+    return value
+
+
+def torch_device(name: str, option: str = "--device") -> Any:
+    """The ``torch.device`` that ``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``
+    names, checked before any work: :class:`~zoo.errors.ZooError` for a name that is not a device,
+    or a GPU this machine does not have."""
+    import torch
+
+    from zoo.errors import ZooError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ZooError(f"{option}: {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ZooError(
+                f"{option}: cuda was asked for, but this machine has no usable GPU; use {option} cpu."
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ZooError(
+                f"{option}: there is no {name}; this machine has {count} GPU(s): cuda:0 ... cuda:{count - 1}."
+            )
+    elif device.type != "cpu" and not (device.type == "mps" and torch.backends.mps.is_available()):
+        raise ZooError(f"{option}: {name!r} is not a device the zoo runs on; use auto, cpu, cuda or cuda:N.")
+    return device
 
 
 def command_parser(

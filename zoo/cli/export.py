@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.args import checkpoint_parser
+from zoo.cli.args import checkpoint_parser, non_negative_float
 
 EXAMPLES = """\
 examples:
@@ -35,10 +35,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--output",
         "-o",
         default=None,
-        help="where to write (default: beside the checkpoint, with the format's suffix)",
+        help="the file to write (default: beside the checkpoint, with the format's suffix: "
+        ".onnx, .pt2, .pt or .safetensors); never the checkpoint itself or another .ckpt",
     )
     parser.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest allowed output difference (default: 1e-4)"
+        "--tolerance",
+        type=non_negative_float,
+        default=1e-4,
+        help="largest allowed output difference, a number >= 0 (default: 1e-4)",
     )
     return parser.parse_args(argv)
 

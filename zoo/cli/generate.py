@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.cli.args import checkpoint_parser, positive_float, positive_int
+from zoo.cli.args import checkpoint_parser, positive_float, positive_int, torch_device
 from zoo.errors import ZooError
 
 EXAMPLES = """\
@@ -34,7 +34,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--temperature",
         type=positive_float,
         default=1.0,
-        help="> 0; lower is more conservative, higher more varied (default: 1.0)",
+        help="a finite number > 0; lower is more conservative, higher more varied (default: 1.0)",
     )
     parser.add_argument(
         "--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens (1: greedy)"
@@ -43,9 +43,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--seed", type=int, default=0, help="seeds the sampling: same seed, same text (default: 0)"
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device to run on, e.g. cpu or cuda (default: cpu)"
+        "--device", default="cpu", help="auto (a GPU when there is one), cpu, cuda or cuda:N (default: cpu)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.prompt == "":
+        raise ZooError(
+            "generate: --prompt must not be empty; give text to continue, or leave --prompt out to "
+            "start from a newline."
+        )
+    return args
 
 
 def main(argv: list[str]) -> None:
@@ -56,20 +62,16 @@ def main(argv: list[str]) -> None:
     if isinstance(path, Path) and not path.is_file():
         raise ZooError(f"generate: no such checkpoint file: {path}")
 
-    import torch
+    device = torch_device(args.device)  # before the checkpoint is read
 
     import zoo.models  # noqa: F401  (registers the classes a checkpoint may name)
-    from zoo.inference import load
+    from zoo.checkpoints import load_model
 
     try:
-        model = load(path, map_location=torch.device(args.device))
-    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as err:
-        if isinstance(err, ZooError):
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ZooError(
-            f"generate: cannot load {path} as a zoo checkpoint on {args.device} ({first})."
-        ) from None
+        model = load_model(path, map_location=device)
+    except (RuntimeError, KeyError, OSError) as err:  # what load_model does not word itself
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ZooError(f"generate: cannot load {path} on {device} ({first}).") from None
     if not hasattr(model, "generate") or getattr(model, "vocab", None) is None:
         raise ZooError(
             f"generate: {path} holds a {type(model).__name__}, not a language model with a vocabulary; "

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from zoo.cli.args import checkpoint_parser, positive_int
+from zoo.cli.args import checkpoint_parser, positive_int, torch_device
 from zoo.errors import ZooError
 from zoo.files import atomic_write
 from zoo.inference import is_number
@@ -70,20 +70,6 @@ def main(argv: list[str]) -> None:
     predict_files(args.checkpoint, args.input, args.output, args.batch_size, args.device)
 
 
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ZooError(f"--device: {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ZooError("--device: cuda was asked for, but this machine has no usable GPU; use --device cpu.")
-    return device
-
-
 def predict_files(
     checkpoint: str, inputs: list[str], output: str | None, batch_size: int = 1024, device: str = "auto"
 ) -> None:
@@ -96,8 +82,9 @@ def predict_files(
     missing = next((p for p in inputs if not Path(p).exists()), None)
     if missing is not None:
         raise ZooError(f"--input: {missing} does not exist.")
+    on = torch_device(device)  # before the model is loaded
     model = load(checkpoint, map_location="cpu")
-    predictor = Predictor(model, batch_size=batch_size, device=_device(device))
+    predictor = Predictor(model, batch_size=batch_size, device=on)
     first = Path(inputs[0])
     suffix = first.suffix.lower()
     images = all(Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES for p in inputs)

@@ -26,7 +26,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_warn
 from torch import nn
 
-from zoo.checkpoints import check_named_classes, read_checkpoint
+from zoo.checkpoints import check_named_classes, check_zoo_model, loading_errors, read_checkpoint
 from zoo.distributed import derive_seed, gather_objects, rng_state, set_rng_state
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.inference import PREPROCESSING_KEY, Predictor
@@ -292,11 +292,18 @@ class ZooModule(pl.LightningModule):
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         checkpoint = read_checkpoint(checkpoint_path, option="checkpoint")
         check_named_classes(checkpoint, checkpoint_path, option="checkpoint")
+        if cls is ZooModule:  # only the file says which model to build
+            check_zoo_model(checkpoint, checkpoint_path, option="checkpoint")
         target = _stored_subclass(cls, checkpoint)
+        hparams = checkpoint.get("hyper_parameters")
         del checkpoint
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        if set(kwargs) - {"map_location", "strict", "weights_only", "hparams_file"}:
+            # the caller's own hyper-parameter overrides: their errors are the caller's, not the file's
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        with loading_errors(checkpoint_path, "checkpoint", hparams):
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def setup(self, stage: str) -> None:
         # Lightning's model summary runs ``example_input_array`` through the unwrapped module. Under a
