@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ optuna = pytest.importorskip("optuna")
 
 from zoo.errors import ZooError  # noqa: E402
 from zoo.runs import collect  # noqa: E402
-from zoo.sweep import read_space, run_sweep  # noqa: E402
+from zoo.sweep import read_space, run_sweep, sampler_seed  # noqa: E402
 
 SHORT = ["-c", "mlp_digits", "-c", "trainer/debug", "--trainer.max_epochs", "3"]
 SPACE = """\
@@ -29,6 +33,13 @@ def _space(tmp_path: Path, text: str = SPACE) -> Path:
     path = tmp_path / "space.yaml"
     path.write_text(text)
     return path
+
+
+def _optuna_warnings(caplog) -> list[str]:
+    """Optuna's own "Trial 0 failed ..." lines (with their tracebacks), which no sweep should print."""
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("optuna") and r.levelno >= logging.WARNING
+    ]
 
 
 def test_a_sweep_writes_its_table_and_a_best_recipe_that_trains(tmp_path: Path, capsys) -> None:
@@ -62,8 +73,12 @@ def test_a_sweep_writes_its_table_and_a_best_recipe_that_trains(tmp_path: Path, 
     code, out, err = run_main([*argv[:-4], "--trials", "5", "--root", str(root), "--storage", storage,
                                "--metric", "val/acc"], capsys)  # fmt: skip
     assert code == 0, err[-3000:]
+    assert "continuing study 'sweep' with 3 finished trials; 2 to go for --trials 5" in out
     study = optuna.load_study(study_name="sweep", storage=storage)
     assert len(study.trials) == 5
+    # the resumed sampler proposes new points: restarting its seed would replay trials 0 and 1
+    params = [t.params for t in study.trials]
+    assert params[3] not in params[:3] and params[4] not in params[:3]
 
 
 def test_a_trailing_trial_is_pruned(tmp_path: Path) -> None:
@@ -89,6 +104,20 @@ def test_a_trailing_trial_is_pruned(tmp_path: Path) -> None:
         ("model.init_args.dropout: {uniform: [0.5, 0.1]}\n", "uniform needs low < high"),
         ("data.init_args.batch_size: {int: [16, 128.5]}\n", "int needs integer bounds"),
         ("[1, 2]\n", "must map config keys to distributions"),
+        (
+            "data.init_args.batch_size: {int: [16, 128], step: -16}\n",
+            "batch_size: step must be an integer > 0",
+        ),
+        ("data.init_args.batch_size: {int: [16, 128], step: 0}\n", "batch_size: step must be an integer > 0"),
+        (
+            "data.init_args.batch_size: {int: [16, 128], step: 8.5}\n",
+            "batch_size: step must be an integer > 0",
+        ),
+        ("data.init_args.batch_size: {int: [16, 128], step: 200}\n", "give a step <= high - low"),
+        ("model.init_args.dropout: {uniform: [0.0, 0.5], step: 0.0}\n", "dropout: step must be a number > 0"),
+        ("model.init_args.dropout: {loguniform: [0.1, 0.5], step: 0.1}\n", "loguniform takes none"),
+        ("model.init_args.dropout: {uniform: [0.0, 0.5], stepp: 0.1}\n", "unknown 'stepp'"),
+        ("model.init_args.dropout: {uniform: [0, 0.5], choice: [0.1]}\n", "names uniform and choice"),
     ],
 )
 def test_a_bad_space_file_is_one_error_before_any_trial(
@@ -99,6 +128,173 @@ def test_a_bad_space_file_is_one_error_before_any_trial(
     code, _, err = run_main(argv, capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert not root.exists()  # nothing ran
+
+
+def test_a_uniform_range_takes_a_step(tmp_path: Path) -> None:
+    (parameter,) = read_space(_space(tmp_path, "model.init_args.dropout: {uniform: [0.0, 0.3], step: 0.1}\n"))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    values = {round(parameter.suggest(study.ask()), 9) for _ in range(20)}
+    assert values <= {0.0, 0.1, 0.2, 0.3} and len(values) > 1
+
+
+@pytest.mark.parametrize(
+    ("options", "space", "message"),
+    [
+        (["--jobs", "0"], SPACE, "--jobs must be >= 1; got 0."),
+        (["--seed", "-1"], SPACE, "--seed must be an integer in [0, 2**32 - 1]; got -1."),
+        (["--storage", "notaurl"], SPACE, "--storage 'notaurl' is not a database URL"),
+        (
+            ["--metric", "val/nope"],
+            SPACE,
+            "--metric 'val/nope' is not logged by this run's validation; it logs val/acc, val/f1, val/loss.",
+        ),
+        (
+            [],
+            "model.init_args.dropout: {choice: [0.1, b]}\n",
+            "space.yaml: model.init_args.dropout: the choice 'b' is not a value it takes (Expected a float",
+        ),
+    ],
+    ids=["jobs", "seed", "storage", "metric", "choice of another type"],
+)
+def test_bad_options_are_one_error_before_any_folder(
+    tmp_path: Path, capsys, options: list[str], space: str, message: str
+) -> None:
+    root = tmp_path / "sweeps" / "bad"
+    argv = ["sweep", *SHORT, "--space", str(_space(tmp_path, space)), "--trials", "2", "--root", str(root)]
+    code, _, err = run_main([*argv, *options], capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err[-3000:]
+    assert err.count("zoo: error:") == 1
+    assert not (tmp_path / "sweeps").exists()  # nothing made, not even the empty root
+
+
+def test_a_sweep_root_under_a_file_is_one_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    argv = [
+        "sweep",
+        *SHORT,
+        "--space",
+        str(_space(tmp_path)),
+        "--trials",
+        "1",
+        "--root",
+        str(tmp_path / "file" / "r"),
+    ]
+    code, _, err = run_main(argv, capsys)
+    assert (
+        code == 2
+        and f"--root: {tmp_path / 'file' / 'r'} lies under the file" in err
+        and "Traceback" not in err
+    )
+
+
+def test_a_metric_known_only_in_the_first_trial_refuses_the_sweep_and_leaves_nothing(
+    tmp_path: Path, capsys, monkeypatch, caplog
+) -> None:
+    """When the check before the trials cannot run (it returns None), the first trial finds the metric
+    missing: one message, the trial marked failed, its folder and the root removed."""
+    import zoo.sweep
+
+    monkeypatch.setattr(zoo.sweep, "validation_metrics", lambda argv: None)
+    root, storage = tmp_path / "sweeps" / "late", f"sqlite:///{tmp_path / 'late.db'}"
+    argv = ["sweep", *SHORT, "--space", str(_space(tmp_path)), "--trials", "2", "--root", str(root)]
+    code, _, err = run_main([*argv, "--metric", "val/nope", "--storage", storage], capsys)
+    assert code == 2 and "Traceback" not in err and "failed" not in err, err[-3000:]
+    assert "zoo: error: --metric 'val/nope' is not logged by this run's validation; it logs val/acc" in err
+    assert not _optuna_warnings(caplog)
+    assert not (tmp_path / "sweeps").exists()
+    study = optuna.load_study(study_name="late", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+
+
+def test_a_value_a_trial_gets_and_its_model_refuses_ends_the_sweep_in_one_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The check before the trials tries the ends of a range on the parser, not every value on the model:
+    a dropout of 1.2 from [0.5, 1.5] is the model's to refuse, in the trial, which leaves nothing."""
+    import zoo.sweep
+
+    monkeypatch.setattr(zoo.sweep, "check_before_trials", lambda *args: None)  # tested above; 3 s
+    space = _space(tmp_path, "model.init_args.dropout: {uniform: [0.5, 1.5]}\n")
+    key = "model.init_args.dropout"
+    with pytest.raises(ZooError) as refused:
+        run_sweep(SHORT, space, 2, tmp_path / "sweeps" / "refused", enqueue=[{key: 1.2}])
+    assert str(refused.value) == (
+        f"model.dropout must be in [0, 1); got 1.2 (trial 0 of --space {space}: model.init_args.dropout=1.2)."
+    )
+    assert not (tmp_path / "sweeps").exists()
+
+
+def _interrupt(where: str, monkeypatch) -> None:
+    """A KeyboardInterrupt in the first trial: as its CLI is built, as a real SIGINT that the parser
+    setup swallows and turns into another error (jsonargparse's NSKeyError), or during training; or
+    SIGTERM during training (Lightning's SIGTERMException)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    import zoo.sweep
+
+    real_run = zoo.sweep.run
+
+    def run(argv: list[str], subcommand: bool = True):  # trials build their CLI without a subcommand
+        if not subcommand and where == "trial start":
+            raise KeyboardInterrupt
+        if not subcommand and where == "parser setup":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # swallowed, as a library may do
+            raise KeyError('No action for key "early_stopping.monitor" to set its default.')
+        return real_run(argv, subcommand)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            raise SIGTERMException if where == "SIGTERM in training" else KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.sweep, "run", run)
+    if where.endswith("training"):
+        monkeypatch.setattr(zoo.sweep.Pruning, "on_validation_end", on_validation_end)
+
+
+@pytest.mark.parametrize("where", ["trial start", "parser setup", "training", "SIGTERM in training"])
+def test_an_interrupted_trial_is_marked_failed_and_the_sweep_ends_in_one_line(
+    tmp_path: Path, capsys, monkeypatch, caplog, where: str
+) -> None:
+    import zoo.sweep
+
+    monkeypatch.setattr(zoo.sweep, "check_before_trials", lambda *args: None)  # tested above; 3 s
+    _interrupt(where, monkeypatch)
+    root, storage = tmp_path / "stopped", f"sqlite:///{tmp_path / 'stopped.db'}"
+    argv = ["sweep", *SHORT, "--space", str(_space(tmp_path)), "--trials", "2", "--root", str(root)]
+    code, _, err = run_main([*argv, "--storage", storage], capsys)
+    # the same line and exit status wherever the interruption came: 128 + the signal's number
+    name = "SIGTERM" if where.startswith("SIGTERM") else "SIGINT"
+    assert code == 128 + getattr(signal, name) and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"zoo: interrupted by {name} in trial 0, which is marked failed in the study; rerun the same "
+        "command to continue it (0 of 2 trials finished)."
+    )
+    assert err.count("zoo: interrupted") == 1 and not _optuna_warnings(caplog)
+    study = optuna.load_study(study_name="stopped", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"]  # not left running
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning left it ignored
+    if where.endswith("training"):  # the run stays, as an interrupted run; the table shows it failed
+        assert collect(root)[0].status == "interrupted"
+        zoo.sweep.write_results(study, SHORT, root, "val/loss")
+        with (root / "trials.csv").open(newline="") as handle:
+            assert [row["state"] for row in csv.DictReader(handle)] == ["fail"]
+
+
+def test_each_process_and_each_resumption_of_a_study_samples_its_own_points() -> None:
+    """A new study's first process keeps --seed; a worker, or a rerun that continues a study of N
+    trials, seeds its sampler from (seed, N, worker): the same seed would propose the same points."""
+    assert sampler_seed(7, 0, 0) == 7
+    seeds = [sampler_seed(0, earlier, worker) for earlier, worker in [(0, 0), (0, 1), (0, 2), (3, 0), (5, 0)]]
+    firsts = {
+        optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed)).ask().suggest_float("x", 0, 1)
+        for seed in seeds
+    }
+    assert len(firsts) == len(seeds)
+    assert sampler_seed(0, 3, 0) == sampler_seed(0, 3, 0)  # reproducible
 
 
 def test_the_objective_is_never_a_test_metric(tmp_path: Path) -> None:
@@ -150,6 +346,9 @@ def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, caps
     # these trials take a second each; it joins the same study and ends cleanly)
     statuses = {json.loads((run.path / "run.json").read_text())["status"] for run in runs}
     assert statuses <= {"finished", "pruned"}
+    # each process seeds its sampler apart: the same seed would propose the same first points in both
+    points = [json.dumps(t.params, sort_keys=True) for t in study.trials]
+    assert len(set(points)) == len(points)
 
 
 def test_a_sweep_needs_a_recipe(tmp_path: Path, capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from zoo.cli.args import command_parser, require_recipe
 
@@ -14,11 +15,15 @@ examples:
 
 The space file maps config keys (as `zoo train -c RECIPE --print_config` shows them) to
 distributions: {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {int: [lo, hi], step: s},
-{choice: [a, b, ...]}. Every trial is an ordinary run directory under --root (zoo runs and zoo plot
-read them); a median pruner stops trials whose validation metric trails. At the end: the trials
-table (ROOT/trials.csv), the best configuration as a recipe (ROOT/best.yaml, for zoo train -c) and
-one test of the best trial. With --storage, rerunning the command continues the study up to
---trials finished trials; several machines can share a database storage (postgresql://...).
+{uniform: [lo, hi], step: s}, {choice: [a, b, ...]}. Before any trial (and any folder), the keys,
+every choice, each range's ends and --metric are checked on the recipe (one validation batch).
+Every trial is an ordinary run directory under --root (zoo runs and zoo plot read them); a median
+pruner stops trials whose validation metric trails. At the end: the trials table (ROOT/trials.csv),
+the best configuration as a recipe (ROOT/best.yaml, for zoo train -c) and one test of the best
+trial. With --storage, rerunning the command continues the study up to --trials finished trials
+(the sampler is seeded anew, so it proposes new points); several machines can share a database
+storage (postgresql://...). Ctrl-C marks the trial it stops failed in the study and exits with
+status 130.
 """
 
 
@@ -43,12 +48,30 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler (default: 0)")
     parser.add_argument("--jobs", type=int, default=1, help="trials run in parallel processes (default: 1)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by --jobs
+    # a worker process started by --jobs (its number, from 1)
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_known_args(argv)
+
+
+#: the exit status of a sweep Ctrl-C ended: 128 + SIGINT, what a shell reports for such a command
+INTERRUPTED_EXIT = 130
 
 
 def main(argv: list[str]) -> None:
     args, rest = parse(argv)
+    try:
+        _sweep(args, rest)
+    except KeyboardInterrupt as err:  # anywhere: imports, checks, a trial, the results
+        if not args.worker:  # the process that started the workers speaks for them
+            print(f"zoo: {err or 'interrupted by SIGINT.'}", file=sys.stderr)
+        # the sweep said what became of the trial: not the run's own interruption notice as well
+        callbacks = sys.modules.get("zoo.callbacks")
+        if callbacks is not None and hasattr(callbacks, "INTERRUPTED"):
+            callbacks.INTERRUPTED = None
+        sys.exit(getattr(err, "exit_code", INTERRUPTED_EXIT))
+
+
+def _sweep(args: argparse.Namespace, rest: list[str]) -> None:
     from pathlib import Path
 
     from zoo.recipes import resolve_config_args
