@@ -316,6 +316,7 @@ class Interruption:
     epoch: int
     step: int
     run_dir: Path | None
+    speaks: bool = True  # rank 0 alone says so under several processes
 
     @property
     def exit_code(self) -> int:
@@ -425,6 +426,7 @@ class RunRecord(pl.Callback):
                 trainer.current_epoch,
                 trainer.global_step,
                 None if self.path is None else self.path.parent,
+                trainer.is_global_zero,
             )
             return
         if type(exception).__name__ == "TrialPruned":  # a sweep's pruner stopped it (optuna)

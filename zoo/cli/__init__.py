@@ -113,7 +113,8 @@ def _main(argv: list[str], owns_process: bool) -> None:
         interruption = getattr(sys.modules.get("zoo.callbacks"), "INTERRUPTED", None)
         if interruption is None:
             raise
-        print(f"zoo: {interruption.message()}", file=sys.stderr)
+        if interruption.speaks:
+            print(f"zoo: {interruption.message()}", file=sys.stderr)
         sys.exit(interruption.exit_code)
     finally:
         INVOKED = None
