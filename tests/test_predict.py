@@ -93,6 +93,20 @@ def test_the_checkpoint_alone_predicts_labels_on_new_rows(wine: dict, capsys) ->
     assert loaded.preprocessing["classes"] == ["barbera", "barolo", "grignolino"]
 
 
+def test_one_row_or_a_list_of_rows_by_name_are_matched_by_name(wine: dict) -> None:
+    """``predict(dict(row))`` (one row by name) raised numpy's AxisError, and a pandas Series (one
+    row) was read by position, so a reordered one gave another class; both go by name now."""
+    model, names, x = wine["model"], wine["names"], wine["new_x"]
+    expected = model.predict_proba(x[:3])
+    rows = [{name: float(x[i, j]) for j, name in reversed(list(enumerate(names)))} for i in range(3)]
+    np.testing.assert_allclose(model.predict_proba(rows[0]), expected[:1], atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(rows), expected, atol=1e-6)
+    with pytest.raises(
+        ZooError, match=rf"input: row 2 has no {names[0]!r}; every row needs the model's columns"
+    ):
+        model.predict([rows[0], {k: v for k, v in rows[1].items() if k != names[0]}])
+
+
 def test_predictions_go_to_a_file_whole(wine: dict, tmp_path: Path, capsys) -> None:
     output = tmp_path / "predictions.csv"
     argv = ["predict", str(wine["checkpoint"]), "-i", str(wine["root"] / "new.csv"), "-o", str(output)]

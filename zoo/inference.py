@@ -129,7 +129,10 @@ class Predictor:
     def rows(self, inputs: Any, where: Callable[[int], str] | None = None) -> np.ndarray:
         """A table (a mapping or DataFrame of columns, an array, a tensor, a list of rows) as a
         float64 array of examples in the model's feature order, text columns one-hot encoded and
-        missing cells filled in as the training data were (see :mod:`zoo.data.columns`)."""
+        missing cells filled in as the training data were (see :mod:`zoo.data.columns`). One row
+        by name (a mapping of values, a pandas Series) and a list of such rows are matched by
+        name too."""
+        inputs = _by_name(inputs, self.feature_names) if self.feature_names else inputs
         if isinstance(inputs, Mapping) or hasattr(inputs, "columns"):
             if not self.feature_names:
                 raise ZooError(
@@ -294,6 +297,26 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 def _per_channel(values: Sequence[float], channels: int) -> list[float]:
     values = [float(v) for v in np.asarray(values).reshape(-1)]
     return values * channels if len(values) == 1 else values
+
+
+def _by_name(inputs: Any, names: list[str]) -> Any:
+    """Rows given by name as a mapping of columns: a pandas Series (one row, its index the names),
+    a mapping of single values (one row) or a list of mappings (rows, each holding the model's
+    ``names``); anything else unchanged."""
+    if hasattr(inputs, "index") and hasattr(inputs, "to_dict") and not hasattr(inputs, "columns"):
+        inputs = inputs.to_dict()  # a Series: by its index's names, never by position
+    if isinstance(inputs, Mapping) and inputs and all(np.ndim(v) == 0 for v in inputs.values()):
+        return {name: [value] for name, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(r, Mapping) for r in inputs):
+        for i, row in enumerate(inputs):
+            missing = [name for name in names if name not in row]
+            if missing:
+                raise ZooError(
+                    f"input: row {i + 1} has no {missing[0]!r}; every row needs the model's columns "
+                    f"({', '.join(names)})."
+                )
+        return {name: [row[name] for row in inputs] for name in names}
+    return inputs
 
 
 def _as_array(inputs: Any) -> np.ndarray:
