@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -452,3 +453,31 @@ def test_compile_trains_and_matches_eager_outputs(tmp_path: Path) -> None:
     eager.eval()
     with torch.no_grad():
         torch.testing.assert_close(eager(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("built", "wanted"),
+    [
+        ({"num_classes": 5}, "MLP.num_classes is 5, but the data (SklearnDataModule) gives 3"),
+        ({"num_classes": 2}, "MLP.num_classes is 2, but the data (SklearnDataModule) gives 3"),
+        (
+            {"task": "binary", "num_classes": None},
+            "MLP.task is 'binary', but the data (SklearnDataModule) gives 'multiclass'",
+        ),
+        (
+            {"input_shape": (12,)},
+            "MLP.input_shape is (12,), but the data (SklearnDataModule) gives (13,)",
+        ),
+    ],
+    ids=["more classes", "fewer classes", "task", "width"],
+)
+def test_a_model_built_for_other_data_is_refused_at_fit_start(built: dict, wanted: str) -> None:
+    """From Python the model and the data are built apart: 5 outputs for wine's 3 classes trained
+    silently and then predicted class indices with no label; 2 failed deep in the loss."""
+    data = SklearnDataModule("wine", batch_size=32)
+    facts = {"task": data.task, "num_classes": data.num_classes, "input_shape": data.input_shape, **built}
+    model = MLP(**facts, hidden_sizes=[8])
+    with pytest.raises(ZooError, match=re.escape(wanted)):
+        ZooTrainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False).fit(
+            model, data
+        )

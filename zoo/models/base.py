@@ -697,8 +697,30 @@ class ZooModule(pl.LightningModule):
         if world > 1:
             torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
         data = getattr(self.trainer, "datamodule", None)
+        self._check_fits_data(data)
         if hasattr(data, "preprocessing"):
             self.preprocessing = data.preprocessing()
+
+    #: what a zoo DataModule tells a model about itself (``zoo train`` links them)
+    DATA_FACTS = ("task", "num_classes", "input_shape", "vocab")
+
+    def _check_fits_data(self, data: Any) -> None:
+        """Raise :class:`ZooError` when the model was built for other data than ``data`` describes
+        (built by hand from Python): 5 outputs trained on 3 classes would train silently and
+        predict labels that do not exist; 2 outputs for 3 classes fail deep in the loss."""
+        for name in self.DATA_FACTS:
+            ours, theirs = getattr(self, name, None), getattr(data, name, None)
+            if ours is None or theirs is None or callable(theirs):
+                continue
+            if name == "input_shape":
+                ours, theirs = tuple(ours), tuple(theirs)
+            if ours != theirs:
+                shown = (lambda v: f"{len(v)} characters") if name == "vocab" else repr
+                raise ZooError(
+                    f"{type(self).__name__}.{name} is {shown(ours)}, but the data ({type(data).__name__}) "
+                    f"gives {shown(theirs)}: build the model from the data's facts ({name}=data.{name}), "
+                    "as zoo train does."
+                )
 
     # ------------------------------------------------------------------ use
 
