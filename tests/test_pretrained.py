@@ -10,6 +10,7 @@ import http.server
 import json
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -376,7 +377,12 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics_and_weights(seeded_one
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(64, 1, 8, 8) * 3 + 1, torch.randint(0, 3, (64,))
-    quiet_trainer(max_epochs=2).fit(model, DataLoader(TensorDataset(x, y), batch_size=16))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        quiet_trainer(max_epochs=2).fit(model, DataLoader(TensorDataset(x, y), batch_size=16))
+        assert warnings.filters == filters  # hushed for this fit only: later runs are still told
+    assert not [w for w in seen if "in eval mode at the start of training" in str(w.message)]
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"net.head.1.weight", "net.head.1.bias", "net.head.3.weight", "net.head.3.bias"}

@@ -400,10 +400,6 @@ class ZooModule(pl.LightningModule):
         head_modules = {id(m) for m in head.modules()}
         self._frozen = [m for m in self.net.modules() if m is not self.net and id(m) not in head_modules]
         self.train(self.training)
-        # Lightning warns of every module in eval mode when training starts: here they are meant to be
-        warnings.filterwarnings(
-            "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
-        )
 
     def train(self, mode: bool = True) -> ZooModule:
         """``nn.Module.train``, except that the layers of a frozen backbone stay in eval mode."""
@@ -486,7 +482,29 @@ class ZooModule(pl.LightningModule):
         #: how raw inputs become this model's inputs, and outputs labels (see :mod:`zoo.inference`)
         self.preprocessing = checkpoint.get(PREPROCESSING_KEY)
 
+    _quiet_eval_warning: Any = None
+
+    def _hush_eval_mode_warning(self) -> None:
+        """Lightning warns of every module in eval mode as training starts; a frozen backbone's are
+        meant to be. Hushed from fit start until :meth:`on_train_start` (the warning comes between),
+        not for the rest of the process."""
+        if self._frozen and self._quiet_eval_warning is None:
+            self._quiet_eval_warning = warnings.catch_warnings()
+            self._quiet_eval_warning.__enter__()
+            warnings.filterwarnings(
+                "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+            )
+
+    def _restore_warnings(self) -> None:
+        quiet, self._quiet_eval_warning = self._quiet_eval_warning, None
+        if quiet is not None:
+            quiet.__exit__(None, None, None)
+
+    def teardown(self, stage: str) -> None:
+        self._restore_warnings()  # had fit stopped before training started
+
     def on_train_start(self) -> None:
+        self._restore_warnings()
         """When resuming (``fit(ckpt_path=...)``), put back the random generators of this rank as
         they were when the checkpoint was written, so the run goes on as if never stopped."""
         self._unchecked_losses = []
@@ -698,6 +716,7 @@ class ZooModule(pl.LightningModule):
             torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
         data = getattr(self.trainer, "datamodule", None)
         self._check_fits_data(data)
+        self._hush_eval_mode_warning()
         if hasattr(data, "preprocessing"):
             self.preprocessing = data.preprocessing()
 
