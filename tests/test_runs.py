@@ -283,3 +283,14 @@ def test_without_nvml_cuda_is_not_probed_through_it_at_every_step() -> None:
         assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") is None
     else:  # with one, Lightning's fork-safe check stays
         assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
+
+
+def test_a_zoo_trainer_refuses_a_run_root_that_is_a_file(tmp_path: Path) -> None:
+    # Lightning's CSV logger failed later with FileExistsError
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(
+        ZooError, match=r"trainer.default_root_dir: .*afile is a file; name a folder for the runs"
+    ):
+        ZooTrainer(default_root_dir=tmp_path / "afile")
+    with pytest.raises(ZooError, match=r"lies under the file .*afile"):
+        ZooTrainer(default_root_dir=tmp_path / "afile" / "runs")

@@ -14,7 +14,9 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, WeightAveraging
 
+import zoo.callbacks
 from zoo.callbacks import EpochLines, RunRecord
+from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
 
@@ -53,6 +55,23 @@ def _drop_a_failing_nvml_check() -> None:
 
 
 _drop_a_failing_nvml_check()
+
+
+def check_run_root(root: str | Path | None) -> None:
+    """Raise :class:`ZooError` unless ``root`` is, or can become, a folder this process can write."""
+    if root is None:
+        return
+    path = Path(root)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise ZooError(f"trainer.default_root_dir: {path} {where}; name a folder for the runs.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ZooError(
+            f"trainer.default_root_dir: {existing} is not writable by this user; name a folder you can write."
+        )
 
 
 class ZooTrainer(pl.Trainer):
@@ -95,6 +114,7 @@ class ZooTrainer(pl.Trainer):
         }
         kwargs.update(limits)
         kwargs.setdefault("default_root_dir", "runs")
+        check_run_root(kwargs["default_root_dir"])
         if kwargs.get("logger", True) is True:
             from zoo.loggers import CSVLogger
 
@@ -131,6 +151,7 @@ class ZooTrainer(pl.Trainer):
         started = time.perf_counter()
         if self.loggers and not any(isinstance(cb, RunRecord) for cb in self.callbacks):
             self.callbacks.append(RunRecord())  # run.json: what ran and how it ended (zoo runs)
+        zoo.callbacks.INTERRUPTED = None  # of an earlier run in this process
         self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if self.interrupted:
             return {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import sys
@@ -33,7 +32,7 @@ from zoo.errors import ZooError
 from zoo.loggers import CSVLogger
 from zoo.models.base import CLASS_KEY, ZooModule
 from zoo.pretrained import is_weights_file
-from zoo.trainer import METRICS_FILE, ZooTrainer
+from zoo.trainer import METRICS_FILE, ZooTrainer, check_run_root
 
 #: subcommands that read a checkpoint and write no run directory
 EVALUATION_COMMANDS = ("validate", "test", "predict")
@@ -463,23 +462,6 @@ class ZooCLI(LightningCLI):
         if last:
             lines += [f"  last ckpt:     {last}"]
         print("\n".join(lines))
-
-
-def check_run_root(root: str | Path | None) -> None:
-    """Raise :class:`ZooError` unless ``root`` is, or can become, a folder this process can write."""
-    if root is None:
-        return
-    path = Path(root)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == path else f"lies under the file {existing}"
-        raise ZooError(f"trainer.default_root_dir: {path} {where}; name a folder for the runs.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ZooError(
-            f"trainer.default_root_dir: {existing} is not writable by this user; name a folder you can write."
-        )
 
 
 def run(argv: list[str], subcommand: bool = True) -> ZooCLI:
