@@ -125,6 +125,27 @@ def test_a_config_file_that_is_no_config_is_named_in_one_line(tmp_path: Path, ca
     assert code == 2 and err.strip() == f"zoo: error: -c/--config {path}: {wanted}", err
 
 
+def test_a_zoo_error_in_a_dataloader_worker_is_one_line(capsys, monkeypatch) -> None:
+    """torch re-raises a worker's exception with the worker's whole traceback as its text; a bad
+    image read by a streaming loader with workers printed that after `zoo: error:`."""
+    from torch._utils import ExceptionWrapper
+
+    import zoo.cli.recipes
+
+    def unreadable_image(argv: list[str]) -> None:
+        try:
+            raise ZooError("data: cannot read the image cat/0.png (image file is truncated).")
+        except ZooError:
+            ExceptionWrapper(sys.exc_info(), where="in DataLoader worker process 0").reraise()
+
+    monkeypatch.setattr(zoo.cli.recipes, "main", unreadable_image)
+    code, _, err = run_main(["recipes", "list"], capsys)
+    assert (code, err) == (
+        2,
+        "zoo: error: data: cannot read the image cat/0.png (image file is truncated).\n",
+    )
+
+
 def test_limit_batches_from_the_shell_mean_what_they_mean_in_python(tmp_path: Path, capsys) -> None:
     """``--trainer.limit_train_batches 1`` is one batch, as ``Trainer(limit_train_batches=1)`` is;
     Lightning types it ``float | int``, so the command line's ``1`` was read as 1.0: every batch."""

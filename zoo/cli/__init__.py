@@ -102,7 +102,7 @@ def _main(argv: list[str], owns_process: bool) -> None:
             gc.enable()
         command()
     except ZooError as err:
-        print(f"zoo: error: {err}", file=sys.stderr)
+        print(f"zoo: error: {_message(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C outside a Trainer (loading data, importing)
         print("zoo: interrupted.", file=sys.stderr)
@@ -124,6 +124,17 @@ def _main(argv: list[str], owns_process: bool) -> None:
             # the files they flush run as before
             gc.freeze()
             gc.enable()  # had the imports failed
+
+
+def _message(err: ZooError) -> str:
+    """The error's own words: a ZooError raised in a DataLoader worker comes back re-raised with
+    the worker's whole traceback as its text ("Caught ZooError in DataLoader worker process 0.")."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        marker = f"{type(err).__module__}.{type(err).__qualname__}: "
+        if marker in text:
+            return text.rsplit(marker, 1)[1].strip()
+    return text
 
 
 #: the commands whose module's ``main`` takes the rest of the command line
