@@ -627,6 +627,18 @@ class ImageFolderDataModule(ImageDataModule):
         )
 
 
+def _as_8_bit(img: Any) -> Any:
+    """A 16-bit (or 32-bit integer) grey image as 8-bit grey, its range kept: PIL's convert() to
+    ``L`` or ``RGB`` clips such values at 255, so a 16-bit image came out almost white."""
+    from PIL import Image
+
+    if not (img.mode.startswith("I;16") or img.mode == "I"):
+        return img
+    values = np.asarray(img, dtype=np.int64)
+    top = 65535 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 255
+    return Image.fromarray((np.clip(values, 0, top) * 255 // top).astype(np.uint8), mode="L")
+
+
 def decode_image(path: str, grayscale: bool = False, image_size: int | None = None) -> np.ndarray:
     """One image file as uint8 ``(C, H, W)``: RGB (or one grey channel), resized with bilinear
     filtering to ``image_size x image_size`` if given. An unreadable file is a :class:`ZooError`."""
@@ -634,6 +646,7 @@ def decode_image(path: str, grayscale: bool = False, image_size: int | None = No
 
     try:
         with Image.open(path) as img:
+            img = _as_8_bit(img)
             img = img.convert("L" if grayscale else "RGB")
             if image_size is not None:
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
