@@ -556,3 +556,18 @@ def test_16_bit_images_keep_their_range(tmp_path: Path) -> None:
         deep = decode_image(str(tmp_path / "deep.png"), grayscale=grayscale)
         np.testing.assert_array_equal(deep, decode_image(str(tmp_path / "flat.png"), grayscale=grayscale))
     assert deep[:, 0].tolist() == [[0, 1, 128, 255]] * 3
+
+
+def test_a_link_out_of_a_class_folder_is_refused_and_a_linked_class_folder_is_fine(tmp_path: Path) -> None:
+    """torchvision's ImageFolder follows links: `cat/up -> ..` put every class's images under cat
+    again, once per level of the loop (dog images labelled cat, copies across the splits)."""
+    write_png_tree(tmp_path / "elsewhere", per_class=4, classes=("emu",))
+    root = tmp_path / "root"
+    write_png_tree(root, per_class=4, classes=("cat", "dog"))
+    (root / "emu").symlink_to(tmp_path / "elsewhere" / "emu")  # data kept on another disk: fine
+    data = ImageFolderDataModule(str(root), batch_size=4, val_size=2, test_size=2, stratify=False)
+    data.prepare()
+    assert sum(data.split_sizes().values()) == 12 and data.classes == ["cat", "dog", "emu"]
+    (root / "cat" / "up").symlink_to("..")
+    with pytest.raises(ZooError, match=r"^data.root: .*cat/up/.*through a link"):
+        ImageFolderDataModule(str(root), batch_size=4, val_size=2, test_size=2).prepare()

@@ -9,6 +9,7 @@ pixels travel as bytes and are cropped, flipped and scaled there.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -529,6 +530,7 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.{option}: {err} Expected one sub-folder of images per class: "
                 f"{root}/<class>/<image>.png"
             ) from None
+        _check_linked_images(root, option, listing.samples, listing.classes)
         paths = [path for path, _ in listing.samples]
         labels = np.asarray([label for _, label in listing.samples], dtype=np.int64)
         if self.in_memory:
@@ -625,6 +627,27 @@ class ImageFolderDataModule(ImageDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+
+def _check_linked_images(root: Path, option: str, samples: list[tuple[str, int]], classes: list[str]) -> None:
+    """Raise :class:`ZooError` for an image reached through a link out of its class folder, or
+    twice: torchvision's ``ImageFolder`` follows links, so ``cat/up -> ..`` put every class's
+    images under ``cat`` too, once per level (820 samples from 20 files, dog images labelled cat,
+    copies on both sides of the split). A class folder that is itself a link is fine."""
+    seen: dict[str, str] = {}
+    for path, label in samples:
+        real = os.path.realpath(path)
+        home = os.path.realpath(root / classes[label])
+        if not real.startswith(home + os.sep):
+            raise ZooError(
+                f"data.{option}: {path} is reached through a link out of the class folder "
+                f"'{classes[label]}' (it is {real}); a class's images must lie in its own folder."
+            )
+        if real in seen:
+            raise ZooError(
+                f"data.{option}: {real} is in {root} twice ({seen[real]} and {path}), through a link."
+            )
+        seen[real] = path
 
 
 def _as_8_bit(img: Any) -> Any:
