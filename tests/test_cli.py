@@ -277,6 +277,10 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--data", "digit"],
         ["Unknown data 'digit' for --data. Did you mean 'digits'", "`zoo models --data` lists the names"],
     ),
+    "negative data seed": (
+        ["-c", "mlp_digits", "--data.seed", "-1"],
+        ["zoo: error: data.seed must be an integer in [0, 2**32 - 1]; got -1."],
+    ),
     "a Trainer setting Lightning refuses": (
         ["-c", "mlp_digits", "--trainer.limit_train_batches", "0.001"],
         ["zoo: error: trainer: You requested to check 0.001 of the `train_dataloader` but 0.001 * 20 < 1."],

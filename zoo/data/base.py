@@ -55,6 +55,13 @@ def free_device_memory(device: torch.device) -> int | None:
     return torch.cuda.mem_get_info(device)[0]
 
 
+def check_seed(seed: Any, option: str = "data.seed") -> None:
+    """Raise :class:`ZooError` unless ``seed`` is what numpy and scikit-learn take as a seed: an
+    integer in [0, 2**32 - 1] (it was reported as a stratification problem)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ZooError(f"{option} must be an integer in [0, 2**32 - 1]; got {seed!r}.")
+
+
 def check_on_device(value: Any) -> None:
     if not (isinstance(value, bool) or value == "auto"):
         raise ZooError(f"data.on_device must be true, false or auto; got {value!r}.")
@@ -173,6 +180,7 @@ class ZooDataModule(pl.LightningDataModule):
             raise ZooError(f"data.batch_size must be >= 1; got {batch_size}.")
         if eval_batch_size is not None and eval_batch_size < 1:
             raise ZooError(f"data.eval_batch_size must be >= 1; got {eval_batch_size}.")
+        check_seed(seed)
         for option, size in (("val_size", val_size), ("test_size", test_size)):
             _split_count(size, 10**9, option)  # type and range check now; counts vs. n later
         fractions = [s for s in (val_size, test_size) if isinstance(s, float) and 0 < s < 1]
