@@ -483,6 +483,156 @@ def test_csv_text_target_with_regression_task(tmp_path: Path) -> None:
         CSVDataModule(path, target="y", task="regression").prepare()
 
 
+def _labelled(n: int = 40) -> str:
+    return "".join(f"{i},{i % 2}\n" for i in range(n))
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (
+            b"a,label\n" + "caf\xe9,1\n".encode("latin-1") + b"x,0\n",
+            "(byte 0xe9 at offset 11, line 2; save it as UTF-8).",
+        ),
+        ("a,label\n1,0\n2,1\n".encode("utf-16"), "(it is UTF-16; save it as UTF-8)."),
+    ],
+    ids=["latin1", "utf16"],
+)
+def test_csv_not_utf8(tmp_path: Path, data: bytes, fragment: str) -> None:
+    path = tmp_path / "e.csv"
+    path.write_bytes(data)
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label").prepare()
+    assert str(info.value) == f"data.path: {path} is not UTF-8 text {fragment}"
+
+
+def test_csv_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_text("label,a\n" + "".join(f"{i % 2},{i}\n" for i in range(40)), encoding="utf-8-sig")
+    dm = CSVDataModule(path, target="label", standardize=False)
+    assert (dm.task, dm._feature_names) == ("binary", ["a"])
+
+
+@pytest.mark.parametrize("delimiter", ["\\t", "\t"], ids=["escape", "tab"])
+def test_csv_tab_delimiter(tmp_path: Path, delimiter: str) -> None:
+    path = _write(tmp_path / "t.tsv", "a\tlabel\n" + _labelled().replace(",", "\t"))
+    assert CSVDataModule(path, target="label", delimiter=delimiter).input_shape == [1]
+
+
+@pytest.mark.parametrize("delimiter", [";;", "", '"', "\n"], ids=["two", "empty", "quote", "newline"])
+def test_csv_bad_delimiter_is_refused_at_construction(tmp_path: Path, delimiter: str) -> None:
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(tmp_path / "nope.csv", target="label", delimiter=delimiter)
+    assert str(info.value) == (
+        "data.delimiter must be one character other than a quote or a line break, such as ',', ';', "
+        f"'|' or '\\t' (a tab); got {delimiter!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (
+            'a,label\n1,0\n2,"' + "y" * 140_000 + "\n",
+            "line 3: not readable as CSV (field larger than field limit",
+        ),
+        ('a,label\n1,0\n"x\n3,1\n4,0\n', "line 3: a quoted field there is never closed (the file ends"),
+        ('a,label\n1,"0\n2,1\n', "line 2: a quoted field there is never closed"),
+        (
+            'a,b,label\n1,"2,0\n3,4,1\n5,6",0,7\n8,9,1\n',
+            "line 2 has a different number of fields than the header (4, not 3) "
+            "(a quoted field runs over several lines: an unclosed quote?).",
+        ),
+    ],
+    ids=["field-limit", "eof", "eof-last-column", "ragged"],
+)
+def test_csv_unclosed_quote(tmp_path: Path, text: str, fragment: str) -> None:
+    path = _write(tmp_path / "q.csv", text)
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label").prepare()
+    assert str(info.value).startswith(f"data.path: {path}")
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "header, fragment",
+    [
+        ("a,a,label", "the column 'a' twice (columns 1 and 2); rename one"),
+        ("a,label,label", "the column 'label' twice (columns 2 and 3); rename one"),
+        ("a,label ,label", "the column 'label' twice (columns 2 and 3) ('label ' and 'label' once blanks"),
+    ],
+    ids=["feature", "target", "blanks"],
+)
+def test_csv_duplicate_column_names(tmp_path: Path, header: str, fragment: str) -> None:
+    path = _write(tmp_path / "d.csv", header + "\n" + "".join(f"{i},{i % 2},{i % 2}\n" for i in range(40)))
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label").prepare()
+    assert str(info.value).startswith(f"data.path: {path} has {fragment}")
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        (
+            ["a", "label"],
+            "data.features includes the target 'label' (data.target): the model would read the "
+            "answer from its input; leave it out of data.features.",
+        ),
+        (["a", "a"], "data.features names the column 'a' twice; name each feature column once."),
+    ],
+    ids=["target", "twice"],
+)
+def test_csv_bad_features_are_refused_at_construction(tmp_path: Path, features: list, message: str) -> None:
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(tmp_path / "nope.csv", target="label", features=features)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "values, standardize, fragment",
+    [
+        (
+            ["1e300", "2e300", "-3e300"],
+            True,
+            "too large to standardize (their mean or standard deviation overflows): up to 3e+300; rescale",
+        ),
+        (["1e39", "2", "3"], False, "too large for the model's 32-bit floats (at most 3.4e+38): up to 1e+39"),
+    ],
+    ids=["standardized", "unstandardized"],
+)
+def test_csv_too_large_numbers(tmp_path: Path, values: list, standardize: bool, fragment: str) -> None:
+    rows = "".join(f"{values[i % 3]},{i},{i % 2}\n" for i in range(30))
+    path = _write(tmp_path / "h.csv", "a,b,label\n" + rows)
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label", standardize=standardize).prepare()
+    assert str(info.value).startswith(f"data.path: column 'a' of {path} holds values {fragment}")
+
+
+def test_csv_large_numbers_that_standardize_are_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path / "h.csv", "a,label\n" + "".join(f"{i}e150,{i % 2}\n" for i in range(30)))
+    dm = CSVDataModule(path, target="label")
+    assert np.all(np.isfinite(split(dm, "train").x)) and np.all(np.isfinite(dm.feature_std))
+
+
+@pytest.mark.parametrize(
+    "label, task, shown, hint",
+    [
+        ("0", "auto", "0", ", or set data.task=regression for a numeric target."),
+        ("cat", "auto", "cat", "."),
+        ("1", "binary", "1", ", or set data.task=regression for a numeric target."),
+    ],
+    ids=["number", "text", "declared"],
+)
+def test_csv_single_class_target(tmp_path: Path, label: str, task: str, shown: str, hint: str) -> None:
+    path = _write(tmp_path / "s.csv", "a,label\n" + "".join(f"{i},{label}\n" for i in range(30)))
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label", task=task).prepare()
+    assert str(info.value) == (
+        f"data.target 'label' has a single value ({shown}) in {path}; classification needs >= 2 classes "
+        "(rows of at least two different labels). Check data.target names the label column" + hint
+    )
+
+
 # ----------------------------------------------------------------------------- TensorLoader
 
 

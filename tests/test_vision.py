@@ -571,3 +571,12 @@ def test_a_link_out_of_a_class_folder_is_refused_and_a_linked_class_folder_is_fi
     (root / "cat" / "up").symlink_to("..")
     with pytest.raises(ZooError, match=r"^data.root: .*cat/up/.*through a link"):
         ImageFolderDataModule(str(root), batch_size=4, val_size=2, test_size=2).prepare()
+
+
+def test_an_image_folder_of_one_class_names_it(tmp_path: Path) -> None:
+    # was "model.num_classes must be >= 2 for a multiclass task; got 1.", an option nobody set
+    write_png_tree(tmp_path, per_class=6, classes=("cat",))
+    with pytest.raises(
+        ZooError, match=r"^data: the targets have a single value \(cat\); classification needs >= 2"
+    ):
+        ImageFolderDataModule(str(tmp_path), batch_size=4, val_size=1, test_size=1, stratify=False).prepare()

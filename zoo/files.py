@@ -48,3 +48,35 @@ def staged(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def utf8_fault(path: Path, err: UnicodeDecodeError) -> str:
+    """Where in ``path`` its first byte that is not UTF-8 is, in words."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                return "it is UTF-16; save it as UTF-8"
+            handle.seek(0)
+            base, line, carry = 0, 1, b""
+            while True:
+                block = handle.read(1 << 20)
+                data = carry + block
+                try:
+                    data.decode("utf-8")
+                    good = len(data)
+                except UnicodeDecodeError as bad:
+                    if not (block and bad.reason == "unexpected end of data"):
+                        line += data.count(b"\n", 0, bad.start)
+                        return (
+                            f"byte 0x{data[bad.start]:02x} at offset {base + bad.start}, line {line}; "
+                            "save it as UTF-8"
+                        )
+                    good = bad.start  # a character cut by the block's end: decode it with the next
+                if not block:
+                    break
+                line += data.count(b"\n", 0, good)
+                base += good
+                carry = data[good:]
+    except OSError:
+        pass
+    return f"{err.reason}; save it as UTF-8"

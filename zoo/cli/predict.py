@@ -22,7 +22,7 @@ import numpy as np
 
 from zoo.cli.args import checkpoint_parser, positive_int, torch_device
 from zoo.errors import ZooError
-from zoo.files import atomic_write
+from zoo.files import atomic_write, utf8_fault
 from zoo.inference import is_number
 
 EXAMPLES = """\
@@ -170,7 +170,7 @@ def _csv_batches(predictor: Any, path: Path, chunk: int) -> Iterator[tuple[list,
         try:
             yield from _csv_chunks(predictor, path, reader, chunk)
         except UnicodeDecodeError as err:
-            raise ZooError(f"--input: {path} is not UTF-8 text ({_utf8_fault(path, err)}).") from None
+            raise ZooError(f"--input: {path} is not UTF-8 text ({utf8_fault(path, err)}).") from None
         except csv.Error as err:
             raise ZooError(f"--input: {path}, line {reader.line_num}: not readable as CSV ({err}).") from None
         except OSError as err:
@@ -217,38 +217,6 @@ def _csv_chunks(
             rows, lines = [], []
     if rows or not chunks:  # a header alone: no rows, but the columns of any output
         yield _table_chunk(predictor, rows, where, keys, path, lines)
-
-
-def _utf8_fault(path: Path, err: UnicodeDecodeError) -> str:
-    """Where in ``path`` its first byte that is not UTF-8 is, in words."""
-    try:
-        with path.open("rb") as handle:
-            if handle.read(2) in (b"\xff\xfe", b"\xfe\xff"):
-                return "it is UTF-16; save it as UTF-8"
-            handle.seek(0)
-            base, line, carry = 0, 1, b""
-            while True:
-                block = handle.read(1 << 20)
-                data = carry + block
-                try:
-                    data.decode("utf-8")
-                    good = len(data)
-                except UnicodeDecodeError as bad:
-                    if not (block and bad.reason == "unexpected end of data"):
-                        line += data.count(b"\n", 0, bad.start)
-                        return (
-                            f"byte 0x{data[bad.start]:02x} at offset {base + bad.start}, line {line}; "
-                            "save it as UTF-8"
-                        )
-                    good = bad.start  # a character cut by the block's end: decode it with the next
-                if not block:
-                    break
-                line += data.count(b"\n", 0, good)
-                base += good
-                carry = data[good:]
-    except OSError:
-        pass
-    return f"{err.reason}; save it as UTF-8"
 
 
 def _table_chunk(

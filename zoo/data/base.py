@@ -349,6 +349,12 @@ class ZooDataModule(pl.LightningDataModule):
                 f"got values like {np.unique(y_all)[:5].tolist()}."
             )
         k = len(loaded.classes) if loaded.classes is not None else int(y_all.max()) + 1
+        if len(np.unique(y_all)) < 2:
+            only = y_all.flat[0] if len(y_all) else None
+            shown = loaded.classes[int(only)] if loaded.classes is not None and only is not None else only
+            raise ZooError(
+                f"data: the targets have a single value ({shown}); classification needs >= 2 classes."
+            )
         if task == "binary" and (k > 2 or y_all.max() > 1):
             raise ZooError(
                 f"data: task 'binary' needs labels 0 and 1; got {len(np.unique(y_all))} distinct labels."

@@ -12,6 +12,7 @@ import numpy as np
 from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
 from zoo.data.columns import ColumnEncoder, MissingPolicy, check_missing_policy, column_kinds, is_missing
 from zoo.errors import ZooError
+from zoo.files import utf8_fault
 from zoo.inference import is_number
 
 SklearnName = Literal["digits", "iris", "wine", "breast_cancer", "diabetes"]
@@ -107,6 +108,35 @@ class ArrayDataModule(ZooDataModule):
         return Loaded(ArraySplit(x, y), test=test, task=task, classes=classes)
 
 
+def _checked_delimiter(delimiter: Any) -> str:
+    """``data.delimiter`` as the one character :mod:`csv` takes; the two characters ``\\t`` (as a
+    shell passes ``'\\t'``) are a tab."""
+    if delimiter == "\\t":
+        return "\t"
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ZooError(
+            "data.delimiter must be one character other than a quote or a line break, such as ',', ';', "
+            f"'|' or '\\t' (a tab); got {delimiter!r}."
+        )
+    return delimiter
+
+
+def _checked_features(features: list[str] | None, target: str) -> list[str] | None:
+    """``data.features``, refused where it names a column twice or names the target."""
+    if features is None:
+        return None
+    features = list(features)
+    twice = next((name for i, name in enumerate(features) if name in features[:i]), None)
+    if twice is not None:
+        raise ZooError(f"data.features names the column {twice!r} twice; name each feature column once.")
+    if target in features:
+        raise ZooError(
+            f"data.features includes the target {target!r} (data.target): the model would read the "
+            "answer from its input; leave it out of data.features."
+        )
+    return features
+
+
 class CSVDataModule(ZooDataModule):
     """A CSV file with a header row: feature columns and one target column.
 
@@ -153,9 +183,9 @@ class CSVDataModule(ZooDataModule):
             raise ZooError(f"data.max_categories must be >= 2; got {max_categories}.")
         self.path = Path(path)
         self.target = target
-        self.features = features
+        self.features = _checked_features(features, target)
         self.declared_task = task
-        self.delimiter = delimiter
+        self.delimiter = _checked_delimiter(delimiter)
         self.missing = missing
         self.categorical = list(categorical or [])
         self.max_categories = max_categories
@@ -164,14 +194,83 @@ class CSVDataModule(ZooDataModule):
     def target_name(self) -> str:
         return self.target
 
-    def load(self) -> Loaded:
+    def _read(self) -> tuple[list[str], list[list[str]], list[int]]:
+        """The header (names stripped of blanks) and the non-empty data rows with their file lines."""
         if not self.path.is_file():
             raise ZooError(f"data.path: no such file: {self.path}")
-        with self.path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter=self.delimiter))
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        try:  # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f, delimiter=self.delimiter)
+                last = 0  # the file line the previous record ended on
+                try:
+                    for row in reader:
+                        if row or not rows:  # blank lines are skipped; the header is the first line
+                            rows.append(row)
+                            lines.append(last + 1)  # where the record starts
+                        last = reader.line_num
+                except csv.Error as err:
+                    raise ZooError(
+                        f"data.path: {self.path}, line {last + 1}: not readable as CSV ({err}); "
+                        "an unclosed quote?"
+                    ) from None
+                if (
+                    rows
+                    and last > lines[-1]
+                    and any("\n" in c or "\r" in c for c in rows[-1])
+                    and self._open_quote()
+                ):
+                    raise ZooError(
+                        f"data.path: {self.path}, line {lines[-1]}: a quoted field there is never closed "
+                        "(the file ends inside it); close the quote, or double a quote that is part of "
+                        'a value ("").'
+                    )
+        except UnicodeDecodeError as err:
+            raise ZooError(
+                f"data.path: {self.path} is not UTF-8 text ({utf8_fault(self.path, err)})."
+            ) from None
+        except OSError as err:
+            raise ZooError(f"data.path: cannot read {self.path} ({err.strerror or err}).") from None
         if len(rows) < 2:
             raise ZooError(f"data.path: {self.path} needs a header row and at least one data row.")
-        header = [h.strip() for h in rows[0]]
+        raw_header = rows[0]
+        header = [h.strip() for h in raw_header]
+        seen: dict[str, int] = {}
+        for j, name in enumerate(header):
+            if name in seen:
+                i = seen[name]
+                spaces = (
+                    f" ({raw_header[i]!r} and {raw_header[j]!r} once blanks are stripped)"
+                    if raw_header[i] != raw_header[j]
+                    else ""
+                )
+                raise ZooError(
+                    f"data.path: {self.path} has the column {name!r} twice (columns {i + 1} and {j + 1})"
+                    f"{spaces}; rename one of them: column names must be unique."
+                )
+            seen[name] = j
+        for line, r in zip(lines[1:], rows[1:], strict=True):
+            if len(r) != len(header):
+                quote = " (a quoted field runs over several lines: an unclosed quote?)"
+                raise ZooError(
+                    f"data.path: {self.path} line {line} has a different number of fields than the header "
+                    f"({len(r)}, not {len(header)}){quote if any(chr(10) in c for c in r) else ''}."
+                )
+        return header, rows[1:], lines[1:]
+
+    def _open_quote(self) -> bool:
+        """Whether the file ends inside a quoted field (which the lenient reader takes as a value)."""
+        with self.path.open(newline="", encoding="utf-8-sig") as f:
+            try:
+                for _ in csv.reader(f, delimiter=self.delimiter, strict=True):
+                    pass
+            except csv.Error as err:
+                return "unexpected end of data" in str(err)
+        return False
+
+    def load(self) -> Loaded:
+        header, body, lines = self._read()
         if self.target not in header:
             raise ZooError(
                 f"data.target {self.target!r} is not a column of {self.path}; columns: {', '.join(header)}."
@@ -183,13 +282,6 @@ class CSVDataModule(ZooDataModule):
                 raise ZooError(
                     f"data.{option} {unknown} are not columns of {self.path}; columns: {', '.join(header)}."
                 )
-        lines = [i + 2 for i, r in enumerate(rows[1:]) if r]  # file line of each data row
-        body = [r for r in rows[1:] if r]
-        bad_rows = [line for line, r in zip(lines, body, strict=True) if len(r) != len(header)]
-        if bad_rows:
-            raise ZooError(
-                f"data.path: {self.path} line {bad_rows[0]} has a different number of fields than the header."
-            )
         where = {h: i for i, h in enumerate(header)}
         used = [where[name] for name in [*features, self.target]]
         holes = [any(is_missing(r[i]) for i in used) for r in body]
@@ -221,6 +313,7 @@ class CSVDataModule(ZooDataModule):
                         f"data: column {name!r} of {self.path} has {raw[bad[0], j]!r} on line "
                         f"{lines[bad[0]]}; features must be finite numbers."
                     )
+                self._refuse_huge(name, raw[:, j].tolist())
             else:
                 count = len({v for v in raw[:, j].tolist() if not is_missing(v)})
                 if count > self.max_categories:
@@ -243,6 +336,16 @@ class CSVDataModule(ZooDataModule):
             classes = sorted(set(targets))
             index = {c: i for i, c in enumerate(classes)}
             y = np.array([index[v] for v in targets], dtype=np.int64)
+        classify = self.declared_task in ("binary", "multiclass") or (
+            self.declared_task == "auto" and (classes is not None or bool(np.all(np.mod(y, 1) == 0)))
+        )
+        if classify and len(np.unique(y)) == 1:
+            raise ZooError(
+                f"data.target {self.target!r} has a single value ({targets[0]}) in {self.path}; "
+                "classification needs >= 2 classes (rows of at least two different labels). Check "
+                "data.target names the label column"
+                + (", or set data.task=regression for a numeric target." if classes is None else ".")
+            )
         return Loaded(
             ArraySplit(raw, y),
             task=self.declared_task,
@@ -250,6 +353,31 @@ class CSVDataModule(ZooDataModule):
             feature_names=features,
             encoder=ColumnEncoder(features, kinds, self.missing),
         )
+
+    def _refuse_huge(self, name: str, cells: list[str]) -> None:
+        """Refuse a number column whose mean or standard deviation overflows (standardization would
+        divide by ``inf`` and store it in the checkpoint), or, unstandardized, whose values overflow
+        the model's 32-bit floats."""
+        values = np.array([float(v) for v in cells if not is_missing(v)])
+        if not len(values):
+            return
+        top = float(np.max(np.abs(values)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            # the sum of |x| bounds the sum of every split (the mean, the fill value of
+            # data.missing=mean); the whole column's spread bounds that of every split
+            fits = bool(np.isfinite(np.sum(np.abs(values))))
+            if self.standardize:
+                fits = fits and bool(np.isfinite(np.std(values)))
+                what = "to standardize (their mean or standard deviation overflows)"
+            else:
+                fits = fits and top <= float(np.finfo(np.float32).max)
+                what = f"for the model's 32-bit floats (at most {float(np.finfo(np.float32).max):.3g})"
+        if not fits:
+            raise ZooError(
+                f"data.path: column {name!r} of {self.path} holds values too large {what}: up to "
+                f"{top:.3g}; rescale the column (divide it by a power of ten, or take its logarithm), or "
+                "leave it out with data.features."
+            )
 
     def _refuse_holes(
         self, body: list[list[str]], lines: list[int], features: list[str], where: dict
