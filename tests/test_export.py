@@ -213,7 +213,7 @@ def test_bad_outputs_and_tolerances_are_refused_before_exporting(
         output = tmp_path / "out"
         output.mkdir()
         expected = (
-            f"--output: {output} is a folder; give the file to write, e.g. {output / 'model.safetensors'}."
+            f"--output: {output} is a folder; give a file name in it, such as {output / 'model.safetensors'}."
         )
     elif case == "unwritable":
         output, expected = Path("/proc/model.safetensors"), "--output: cannot write in /proc ("

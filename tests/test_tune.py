@@ -135,7 +135,10 @@ BAD_TUNER_OPTIONS = {
     ),
     "rate 0": (["tune-lr", "--max-lr", "0"], "--max-lr must be a finite number > 0; got 0"),
     "rate nan": (["tune-lr", "--min-lr", "nan"], "--min-lr must be a finite number > 0; got nan"),
-    "plot in no folder": (["tune-lr", "-o", "no/such/lr.png"], "--output no/such/lr.png: the folder no/such"),
+    "plot in no folder": (
+        ["tune-lr", "-o", "no/such/lr.png"],
+        "--output: the folder no/such does not exist.",
+    ),
     "plot format": (["tune-lr", "-o", "lr.xyz"], "--output lr.xyz: the extension names the image format"),
     # the Trainer runs no training step: nothing would be measured (every batch size "fits")
     "no epochs": (

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.files import staged
+from zoo.files import check_writable, staged
 from zoo.inference import PREPROCESSING_KEY, jsonable
 
 if TYPE_CHECKING:
@@ -147,20 +147,7 @@ def check_output(target: Path, checkpoint: Path, fmt: str) -> None:
             f"--output: {target} ends in .ckpt, the suffix of checkpoints, which an export must not "
             f"replace or imitate; {fmt} files end in {suffix}, e.g. {target.with_suffix(suffix)}."
         )
-    if target.is_dir():
-        example = target / (checkpoint.stem + suffix)
-        raise ZooError(f"--output: {target} is a folder; give the file to write, e.g. {example}.")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ZooError(f"--output: the folder {folder} does not exist.")
-    try:  # what the export's temporary file needs: a new file in that folder
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=folder)
-    except OSError as err:
-        raise ZooError(
-            f"--output: cannot write in {folder} ({err.strerror or type(err).__name__})."
-        ) from None
-    os.close(fd)
-    os.unlink(name)
+    check_writable(target, "--output", target / (checkpoint.stem + suffix))
 
 
 # ---------------------------------------------------------------------------- formats

@@ -80,3 +80,26 @@ def utf8_fault(path: Path, err: UnicodeDecodeError) -> str:
     except OSError:
         pass
     return f"{err.reason}; save it as UTF-8"
+
+
+def check_writable(path: str | os.PathLike, option: str, example: str | os.PathLike) -> None:
+    """Raise :class:`ZooError` naming ``option`` unless a file can be written at ``path``: it is no
+    folder (``example`` shows a file name to give instead), its folder exists, and a new file can
+    be made there (tried, as :func:`atomic_write` will: ``os.access`` says yes to root anywhere).
+    Checked before the work whose result it will hold."""
+    from zoo.errors import ZooError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ZooError(f"{option}: {path} is a folder; give a file name in it, such as {example}.")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ZooError(f"{option}: the folder {folder} {what}.")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise ZooError(f"{option}: cannot write in {folder} ({why}).") from None
+    os.close(handle)
+    os.unlink(name)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +20,7 @@ import numpy as np
 
 from zoo.cli.args import checkpoint_parser, positive_int, torch_device
 from zoo.errors import ZooError
-from zoo.files import atomic_write, utf8_fault
+from zoo.files import atomic_write, check_writable, utf8_fault
 from zoo.inference import is_number
 
 EXAMPLES = """\
@@ -122,26 +120,13 @@ def predict_files(
 
 def _check_output(path: Path, inputs: list[str]) -> None:
     """Refuse an output that could not be written before any prediction is made."""
-    if path.is_dir():
-        raise ZooError(
-            f"--output: {path} is a folder; give a file name in it, such as {path / 'predictions.csv'}."
-        )
+    check_writable(path, "--output", path / "predictions.csv")
     if path.suffix.lower() not in (".csv", ".npy"):
         raise ZooError(f"--output: {path} must end in .csv or .npy.")
-    folder = path.parent
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise ZooError(f"--output: the folder {folder} {what}.")
     if path.exists():
         same = next((p for p in inputs if Path(p).exists() and path.samefile(p)), None)
         if same is not None:
             raise ZooError(f"--output: {path} is the --input file; write the predictions to another file.")
-    try:  # the output is written through a temporary file in its folder: try one now
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise ZooError(f"--output: cannot write in {folder} ({err.strerror or err}).") from None
-    os.close(handle)
-    os.unlink(name)
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shlex
 import sys
 import tempfile
@@ -107,14 +106,10 @@ def check_plot_path(output: str) -> None:
     """Raise :class:`ZooError` unless matplotlib can write the plot at ``output`` (checked before
     the range test runs, not after)."""
     from zoo.curves import check_image_path
-    from zoo.errors import ZooError
+    from zoo.files import check_writable
 
     check_image_path(output, "--output")
-    folder = Path(output).parent
-    if not folder.is_dir():
-        raise ZooError(f"--output {output}: the folder {folder} does not exist; create it or name another.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ZooError(f"--output {output}: the folder {folder} is not writable by this user.")
+    check_writable(output, "--output", Path(output) / "lr_find.png")
 
 
 def check_trainer_trains(trainer: Any) -> None:
