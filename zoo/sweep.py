@@ -34,6 +34,7 @@ import lightning.pytorch as pl
 import yaml
 
 from zoo.cli.lightning import as_flag, run
+from zoo.data.base import check_seed
 from zoo.errors import ZooError
 from zoo.runs import lower_is_better
 
@@ -554,8 +555,7 @@ def _sweep(
         raise ZooError(f"--trials must be >= 1; got {trials}.")
     if jobs < 1:
         raise ZooError(f"--jobs must be >= 1; got {jobs}.")
-    if not 0 <= seed < 2**32:
-        raise ZooError(f"--seed must be an integer in [0, 2**32 - 1]; got {seed}.")
+    check_seed(seed, "--seed")
     direction = direction or ("minimize" if lower_is_better(metric) else "maximize")
     if direction not in ("minimize", "maximize"):
         raise ZooError(f"--direction must be minimize or maximize; got {direction!r}.")
