@@ -515,3 +515,23 @@ def test_the_ranks_predictions_merge_into_the_file_one_process_writes(tmp_path: 
         assert merged.read_text() == one.read_text()
         assert [p.name for p in merged.parent.iterdir()] == ["predictions.csv"]
     assert len(one.read_text().splitlines()) == n + 1 and one.read_text().startswith("row,prediction,prob_0")
+
+
+def test_the_predictions_writer_hushes_lightnings_index_warning_only_while_predicting(tmp_path: Path) -> None:
+    """The zoo's loaders report no batch indices (rows are numbered from the shards), so Lightning
+    warns at each prediction; the writer added a process-wide filter that hid it from every later
+    predict of the process. It is hushed for its own predict only."""
+    import warnings
+
+    from zoo.callbacks import PredictionsCSV
+
+    data = SklearnDataModule("wine", batch_size=32)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[8])
+    writer = PredictionsCSV(tmp_path / "p.csv")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        quiet_trainer(callbacks=[writer]).predict(model, datamodule=data, return_predictions=False)
+        assert warnings.filters == filters
+    assert not [w for w in seen if "infer the batch indices" in str(w.message)]
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + data.split_sizes()["test"]

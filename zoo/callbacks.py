@@ -203,12 +203,22 @@ class PredictionsCSV(BasePredictionWriter):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(write_interval="batch")
-        # rows are numbered from the sampler's indices where Lightning finds them, else from the
-        # zoo's evaluation shards (round-robin, in order), whose loaders do not report them
-        warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices")
         self.path = Path(path)
         self._handle: Any = None
         self._rows = 0
+        self._quiet: Any = None
+
+    def _hush(self, on: bool) -> None:
+        """Rows are numbered from the sampler's indices where Lightning finds them, else from the
+        zoo's evaluation shards (round-robin, in order), whose loaders do not report them: hush
+        Lightning's warning about that while predicting, not for the rest of the process."""
+        if on and self._quiet is None:
+            self._quiet = warnings.catch_warnings()
+            self._quiet.__enter__()
+            warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices")
+        elif not on and self._quiet is not None:
+            quiet, self._quiet = self._quiet, None
+            quiet.__exit__(None, None, None)
 
     def _part(self, trainer: pl.Trainer, rank: int | None = None) -> Path:
         rank = trainer.global_rank if rank is None else rank
@@ -216,6 +226,7 @@ class PredictionsCSV(BasePredictionWriter):
         return self.path.with_name(f".{name}.partial")
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._hush(True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self._part(trainer)
         self._handle = self._tmp.open("w", newline="", encoding="utf-8")
@@ -265,6 +276,7 @@ class PredictionsCSV(BasePredictionWriter):
             self._rows += 1
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._hush(False)
         self._handle.close()
         if trainer.world_size == 1:
             os.replace(self._tmp, self.path)
@@ -302,6 +314,7 @@ class PredictionsCSV(BasePredictionWriter):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
+        self._hush(False)
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
             self._tmp.unlink(missing_ok=True)
