@@ -119,11 +119,21 @@ def _main(argv: list[str], owns_process: bool) -> None:
     finally:
         INVOKED = None
         if owns_process:
+            _leave_process_group()
             # the process ends next: spare the interpreter its last full collection, a walk over
             # everything left (2-3 s after a training run on a 2-core CPU); atexit handlers and
             # the files they flush run as before
             gc.freeze()
             gc.enable()  # had the imports failed
+
+
+def _leave_process_group() -> None:
+    """Destroy this process's torch.distributed group, if a run made one, before the interpreter
+    exits: left to exit, its communication threads were destroyed while still joinable now and
+    then ("terminate called without an active exception", exit -6, after a finished DDP run)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _message(err: ZooError) -> str:
