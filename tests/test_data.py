@@ -393,6 +393,22 @@ def test_csv_text_column_is_one_hot_encoded_with_the_training_categories(tmp_pat
         np.testing.assert_array_equal(x[:, 1:], expected)
 
 
+@pytest.mark.parametrize("cell", ["2.0\x00", "2.0x", "two"])
+def test_csv_number_column_with_a_stray_text_value_is_refused(tmp_path: Path, cell: str) -> None:
+    # read as text, the column would silently become one-hot categories of its 60 numbers
+    lines = ["a,b,label"] + [f"{i * 0.5},{(i * 7) % 11},{i % 2}" for i in range(60)]
+    lines[5] = f"{cell},3,1"
+    path = _write(tmp_path / "stray.csv", "\n".join(lines) + "\n")
+    with pytest.raises(ZooError) as info:
+        CSVDataModule(path, target="label").prepare()
+    assert str(info.value) == (
+        f"data: column 'a' of {path} holds numbers but for {cell!r} on line 6 (1 of 60 values are not "
+        "numbers); correct them, or name the column in data.categorical to read its values as text."
+    )
+    dm = CSVDataModule(path, target="label", categorical=["a"], standardize=False)
+    assert dm.input_shape == [1 + len(dm.encoder.categories[0])]  # as asked: text
+
+
 def test_csv_category_only_outside_the_training_split_encodes_as_zeros(tmp_path: Path) -> None:
     # "purple" is on one row; stratified splits put it in train or not, so look where it went
     lines = ["shade,label"] + [f"{['a', 'b'][i % 2]},{i % 2}" for i in range(40)] + ["purple,1"]
@@ -579,8 +595,13 @@ def test_csv_duplicate_column_names(tmp_path: Path, header: str, fragment: str) 
             "answer from its input; leave it out of data.features.",
         ),
         (["a", "a"], "data.features names the column 'a' twice; name each feature column once."),
+        (
+            [],
+            "data.features is empty: the model would have no input; name the feature columns, or leave "
+            "data.features unset (null) to use every column but the target.",
+        ),
     ],
-    ids=["target", "twice"],
+    ids=["target", "twice", "empty"],
 )
 def test_csv_bad_features_are_refused_at_construction(tmp_path: Path, features: list, message: str) -> None:
     with pytest.raises(ZooError) as info:

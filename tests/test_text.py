@@ -526,7 +526,13 @@ def test_memory_mapped_text_errors(tmp_path: Path):
     (folder / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1") * 10)
     with pytest.raises(ZooError, match=r"data.path: .*latin1.txt is not UTF-8 text"):
         CharTextDataModule(folder, memory_map=True, block_size=4).prepare()
-    assert not list((folder / ".zoo-tokens").glob("*"))  # nothing half-written
+    assert not (folder / ".zoo-tokens").exists()  # nothing half-written, not even the folder
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ZooError) as info:
+        CharTextDataModule(empty, memory_map=True, block_size=4).prepare()
+    assert str(info.value) == f"data.path: {empty} holds no text (0 characters)."
+    assert not (tmp_path / "empty.txt.zoo-tokens").exists()
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
     with pytest.raises(ZooError, match="data.token_dir: cannot create .*file-not-folder/sub"):

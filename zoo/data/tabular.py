@@ -126,6 +126,11 @@ def _checked_features(features: list[str] | None, target: str) -> list[str] | No
     if features is None:
         return None
     features = list(features)
+    if not features:
+        raise ZooError(
+            "data.features is empty: the model would have no input; name the feature columns, or leave "
+            "data.features unset (null) to use every column but the target."
+        )
     twice = next((name for i, name in enumerate(features) if name in features[:i]), None)
     if twice is not None:
         raise ZooError(f"data.features names the column {twice!r} twice; name each feature column once.")
@@ -315,6 +320,8 @@ class CSVDataModule(ZooDataModule):
                     )
                 self._refuse_huge(name, raw[:, j].tolist())
             else:
+                if name not in self.categorical:
+                    self._refuse_stray_text(name, raw[:, j].tolist(), lines)
                 count = len({v for v in raw[:, j].tolist() if not is_missing(v)})
                 if count > self.max_categories:
                     raise ZooError(
@@ -378,6 +385,20 @@ class CSVDataModule(ZooDataModule):
                 f"{top:.3g}; rescale the column (divide it by a power of ten, or take its logarithm), or "
                 "leave it out with data.features."
             )
+
+    def _refuse_stray_text(self, name: str, cells: list[str], lines: list[int]) -> None:
+        """Refuse a column of numbers with a few text values: a typo or a corrupt cell (``"2.0x"``)
+        would otherwise turn the whole column into one-hot categories of its numbers."""
+        present = [i for i, v in enumerate(cells) if not is_missing(v)]
+        stray = [i for i in present if not is_number(cells[i])]
+        if len(stray) > 0.1 * len(present):
+            return  # a text column (possibly with a few numbers in it)
+        first = stray[0]
+        raise ZooError(
+            f"data: column {name!r} of {self.path} holds numbers but for {cells[first]!r} on line "
+            f"{lines[first]} ({len(stray)} of {len(present)} values are not numbers); correct them, or "
+            "name the column in data.categorical to read its values as text."
+        )
 
     def _refuse_holes(
         self, body: list[list[str]], lines: list[int], features: list[str], where: dict

@@ -354,6 +354,7 @@ class CharTextDataModule(ZooDataModule):
             errors="replace" if default else "strict",
             chunk_chars=self.chunk_chars,
             options={"val_size": self.val_size, "test_size": self.test_size},
+            source=None if default else str(self.path),
         )
         # copy-on-write: writable for torch, never written back to the file
         ids = np.memmap(meta["tokens"], dtype=meta["dtype"], mode="c", shape=(meta["length"],))

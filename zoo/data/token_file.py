@@ -89,13 +89,15 @@ def prepare_token_file(
     errors: str,
     chunk_chars: int,
     options: dict[str, Any],
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Make (or reuse) ``folder/tokens.bin`` and ``folder/meta.json`` for the corpus ``files``.
 
     ``split_bounds(n)`` turns the corpus length into the splits' ``(start, stop)`` character
     bounds (and raises :class:`ZooError` when they do not fit); the vocabulary is the training
     split's characters plus U+FFFD, in code-point order. Returns the metadata, with the token
-    file's path under ``"tokens"``.
+    file's path under ``"tokens"``. ``source`` names the corpus in messages (the option's value).
+    A failed preparation leaves no folder it made.
     """
     print_key = fingerprint(files, max_chars=max_chars, errors=errors, **options)
     meta_path, tokens_path = folder / "meta.json", folder / "tokens.bin"
@@ -108,6 +110,7 @@ def prepare_token_file(
         if meta.get("fingerprint") == print_key and tokens_path.stat().st_size == expected:
             meta["bounds"] = {k: tuple(v) for k, v in meta["bounds"].items()}
             return {**meta, "tokens": tokens_path}
+    made = [f for f in [folder, *folder.parents] if not f.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -126,7 +129,8 @@ def prepare_token_file(
                 out.write(points.tobytes())
                 length += len(points)
         if length == 0:
-            raise ZooError(f"data.path: {files[0].parent if files else folder} holds no text (0 characters).")
+            where = source or (files[0] if len(files) == 1 else files[0].parent if files else folder)
+            raise ZooError(f"data.path: {where} holds no text (0 characters).")
         bounds = split_bounds(length)
         codes = np.memmap(codes_path, dtype="<u4", mode="r", shape=(length,))
         # pass 2: the vocabulary of the training split
@@ -154,6 +158,15 @@ def prepare_token_file(
         tmp_meta = folder / f".meta.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(meta) + "\n")
         os.replace(tmp_meta, meta_path)
+    except BaseException:
+        codes_path.unlink(missing_ok=True)
+        tmp_tokens.unlink(missing_ok=True)
+        for made_folder in made:  # innermost first; a folder something else wrote into stays
+            try:
+                made_folder.rmdir()
+            except OSError:
+                break
+        raise
     finally:
         codes_path.unlink(missing_ok=True)
         tmp_tokens.unlink(missing_ok=True)
