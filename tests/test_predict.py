@@ -343,6 +343,26 @@ def test_a_csv_as_spreadsheets_save_it_predicts_as_any_other(wine: dict, tmp_pat
     np.testing.assert_array_equal([line.split(",")[2] for line in lines[1:]], wine["model"].predict(x))
 
 
+def test_predicting_on_an_earlier_output_replaces_its_prediction_columns(
+    wine: dict, tmp_path: Path, capsys
+) -> None:
+    """An earlier `zoo predict`'s output (ids, features, prediction, prob_*) fed back in: its
+    output columns are predicted again, not copied, so no column name comes twice."""
+    names, x = wine["names"], wine["new_x"]
+    with (tmp_path / "scored.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", *names, "prediction", "prob_barolo"])
+        writer.writerows([wine["ids"][i], *map(str, row), "stale", "0.5"] for i, row in enumerate(x))
+    code, out, err = run_main(
+        ["predict", str(wine["checkpoint"]), "-i", str(tmp_path / "scored.csv")], capsys
+    )
+    assert code == 0, err
+    assert "the input's columns prediction, prob_barolo are replaced by this model's" in err
+    rows = _read_csv(out)
+    assert out.splitlines()[0] == "sample_id,prediction,prob_barbera,prob_barolo,prob_grignolino"
+    np.testing.assert_array_equal([r["prediction"] for r in rows], wine["model"].predict(x))
+
+
 def test_a_header_only_csv_gives_the_full_header_and_no_rows(wine: dict, tmp_path: Path, capsys) -> None:
     """No rows (a filter that kept none) is no error: the output has the columns every output of
     this model has, so it can be concatenated with the others or read by the same code."""

@@ -34,8 +34,8 @@ examples:
 CSV input: the model's feature columns are matched by name (any order); the target column, if
 present, is ignored; other columns (ids, keys) are copied to the output. The output has a
 `prediction` column (the class label as trained, or the value in the target's units) and, for
-classifiers, one `prob_<label>` column per class. Inputs are read in chunks, so files larger than
-memory work.
+classifiers, one `prob_<label>` column per class (an earlier prediction's columns of those names
+in the input are replaced). Inputs are read in chunks, so files larger than memory work.
 """
 
 
@@ -172,10 +172,11 @@ def _csv_chunks(
     header = [h.strip() for h in header]
     missing = [name for name in predictor.feature_names if name not in header]
     if missing:
-        raise ZooError(
-            f"--input: {path} has no column {missing[0]!r}; the model takes the columns "
-            f"{', '.join(predictor.feature_names)}."
+        names = predictor.feature_names
+        shown = (
+            ", ".join(names) if len(names) <= 12 else f"{', '.join(names[:10])}, ... ({len(names)} in all)"
         )
+        raise ZooError(f"--input: {path} has no column {missing[0]!r}; the model takes the columns {shown}.")
     twice = next((name for name in predictor.feature_names if header.count(name) > 1), None)
     if twice is not None:
         raise ZooError(
@@ -183,6 +184,14 @@ def _csv_chunks(
         )
     used = set(predictor.feature_names) | ({target} if target else set())
     keys = [(h, i) for i, h in enumerate(header) if h not in used]  # copied to the output, duplicates too
+    outputs = set(_output_columns(predictor))
+    replaced = [h for h, _ in keys if h in outputs]  # an earlier prediction's columns, predicted again
+    if replaced:
+        print(
+            f"zoo predict: the input's columns {', '.join(replaced)} are replaced by this model's.",
+            file=sys.stderr,
+        )
+        keys = [(h, i) for h, i in keys if h not in outputs]
     where = {h: header.index(h) for h in predictor.feature_names}
     rows: list[list[str]] = []
     lines: list[int] = []
