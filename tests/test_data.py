@@ -177,7 +177,16 @@ def test_bad_options_raise_at_construction(kwargs: dict, fragment: str) -> None:
             {"val_size": 140, "test_size": 10},
             "data.val_size=140 (140 of the 150 examples) and data.test_size=10 (10) leave none",
         ),
-        ({"test_size": 2}, "data.test_size=2: cannot make a stratified split"),
+        (
+            {"test_size": 2},
+            "data.test_size=2: a stratified split puts each of the 3 classes on both sides, but this split "
+            "gets 2 of the 150 examples; give each side at least 3, or set data.stratify=false.",
+        ),
+        (
+            {"test_size": 148},
+            "data.test_size=148: a stratified split puts each of the 3 classes on both sides, but what "
+            "remains gets 2 of the 150 examples; give each side at least 3, or set data.stratify=false.",
+        ),
     ],
 )
 def test_bad_counts_raise_when_prepared(kwargs: dict, fragment: str) -> None:
@@ -185,6 +194,24 @@ def test_bad_counts_raise_when_prepared(kwargs: dict, fragment: str) -> None:
     with pytest.raises(ZooError) as info:
         dm.prepare()
     assert fragment in str(info.value)
+
+
+def test_a_class_too_rare_to_stratify_is_named_by_its_label() -> None:
+    """scikit-learn's message named class codes ("Classes with too few members are: [0]")."""
+    with pytest.raises(ZooError) as info:
+        ArrayDataModule(_x(81), np.array([0] * 40 + [1] * 40 + [2])).prepare()
+    assert str(info.value) == (
+        "data: a stratified split needs at least 2 examples of each class in the data; too few of "
+        "2 (1). Drop those rows, or set data.stratify=false."
+    )
+    assert ArrayDataModule(_x(81), np.array([0] * 40 + [1] * 40 + [2]), stratify=False).split_sizes()["train"]
+
+
+def test_a_csv_class_too_rare_to_stratify_is_named_by_its_label(tmp_path: Path) -> None:
+    rows = [f"{i},{['cat', 'dog'][i % 2]}" for i in range(80)] + ["3,emu"]
+    path = _write(tmp_path / "rare.csv", "a,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ZooError, match=r"too few of 'emu' \(1\)\. Drop those rows"):
+        CSVDataModule(path, target="label").prepare()
 
 
 # ----------------------------------------------------------------------------- ArrayDataModule

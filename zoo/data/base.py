@@ -361,6 +361,34 @@ class ZooDataModule(pl.LightningDataModule):
             )
         return task, loaded.classes
 
+    def _check_stratifiable(self, y: np.ndarray, count: int, option: str, size: int | float) -> None:
+        """The split scikit-learn's stratified ``train_test_split`` refuses, said in the user's terms
+        (its own message names class codes and ``test_size``)."""
+        values, counts = np.unique(y, return_counts=True)
+        if (counts < 2).any():
+            self._refuse_rare_classes(values, counts, 2, f"what is left for data.{option}")
+        k, n = len(values), len(y)
+        if count < k or n - count < k:
+            side, got = ("this split", count) if count < k else ("what remains", n - count)
+            raise ZooError(
+                f"data.{option}={size}: a stratified split puts each of the {k} classes on both sides, "
+                f"but {side} gets {got} of the {n} examples; give each side at least {k}, or set "
+                "data.stratify=false."
+            )
+
+    def _refuse_rare_classes(self, values: np.ndarray, counts: np.ndarray, need: int, where: str) -> None:
+        rare = [(int(v), int(c)) for v, c in zip(values, counts, strict=True) if c < need]
+        if not rare:
+            return
+        names = [
+            f"{self._classes[v]!r} ({c})" if self._classes is not None else f"{v} ({c})" for v, c in rare
+        ]
+        shown = ", ".join(names[:5]) + (f", ... ({len(names)} classes in all)" if len(names) > 5 else "")
+        raise ZooError(
+            f"data: a stratified split needs at least {need} examples of each class in {where}; "
+            f"too few of {shown}. Drop those rows, or set data.stratify=false."
+        )
+
     def _check_features(self, x: np.ndarray) -> None:
         """Raise :class:`ZooError` unless ``x`` holds finite numbers."""
         if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
@@ -385,6 +413,8 @@ class ZooDataModule(pl.LightningDataModule):
                     f"{self.test_size} ({total - n}) leave none to train on; make them smaller."
                 )
             stratify = part.y if self.stratify and self._task != "regression" else None
+            if stratify is not None:
+                self._check_stratifiable(part.y, count, option, size)
             try:
                 xa, xb, ya, yb = train_test_split(
                     part.x, part.y, test_size=count, random_state=self.seed, stratify=stratify
@@ -396,6 +426,9 @@ class ZooDataModule(pl.LightningDataModule):
                 ) from None
             return ArraySplit(xa, ya), ArraySplit(xb, yb)
 
+        if self.stratify and self._task != "regression":  # scikit-learn's own rule, in the user's terms
+            values, counts = np.unique(loaded.train.y, return_counts=True)
+            self._refuse_rare_classes(values, counts, 2, "the data")
         if loaded.test is not None:
             test = loaded.test
             train, val = carve(loaded.train, self.val_size, "val_size")
