@@ -71,8 +71,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     _train(root, "good", epochs=3, lr=0.01)
     _train(root, "worse", epochs=2, lr=0.0005)
-    with pytest.raises(SystemExit):  # Lightning ends the process after a Ctrl-C: sys.exit(1)
-        _train(root, "stopped", callbacks=[StopAt(3, KeyboardInterrupt())])
+    # Lightning answers Ctrl-C with sys.exit(1) and leaves SIGINT ignored; ZooTrainer raises the
+    # KeyboardInterrupt again after Lightning's shutdown, with Python's handler back
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _train(root, "stopped", callbacks=[StopAt(3, KeyboardInterrupt())])
+        assert signal.getsignal(signal.SIGINT) is sigint
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     with pytest.raises(RuntimeError, match="the disk fell off"):
         _train(root, "broken", callbacks=[StopAt(2, RuntimeError("the disk fell off\nsecond line"))])
     return root
@@ -134,8 +141,9 @@ def _train_interrupted(model: str, root: Path, capsys, *more: str) -> tuple[int,
     sigint = signal.getsignal(signal.SIGINT)
     try:
         status, _, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+        assert signal.getsignal(signal.SIGINT) is sigint  # Lightning's SIG_IGN undone
     finally:
-        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from then on
+        signal.signal(signal.SIGINT, sigint)
     return status, err
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, WeightAveraging
@@ -74,6 +76,34 @@ def check_run_root(root: str | Path | None) -> None:
         )
 
 
+_Method = TypeVar("_Method", bound=Any)
+
+
+def _ctrl_c_as_itself(method: _Method) -> _Method:
+    """Lightning answers a Ctrl-C during ``fit``/``validate``/``test``/``predict`` with
+    ``sys.exit(1)`` and leaves SIGINT ignored for the rest of the process (Lightning issue 11924):
+    code after ``fit`` cannot tell it from a failure, and in a notebook the next "interrupt kernel"
+    does nothing. After Lightning's own shutdown (callbacks' ``on_exception``, loggers finalized),
+    the zoo's Trainer restores the SIGINT handler it found and raises ``KeyboardInterrupt`` again."""
+
+    @functools.wraps(method)
+    def wrapper(self: pl.Trainer, *args: Any, **kwargs: Any) -> Any:
+        try:
+            handler = signal.getsignal(signal.SIGINT)
+        except ValueError:  # pragma: no cover - not the main thread
+            handler = None
+        try:
+            return method(self, *args, **kwargs)
+        except SystemExit as exit:
+            if exit.code != 1 or not isinstance(exit.__context__, KeyboardInterrupt):
+                raise
+            if handler is not None:
+                signal.signal(signal.SIGINT, handler)
+            raise exit.__context__ from None  # the Ctrl-C itself, with its traceback
+
+    return wrapper  # type: ignore[return-value]
+
+
 class ZooTrainer(pl.Trainer):
     """``lightning.pytorch.Trainer`` plus :meth:`train`; every Trainer argument works unchanged.
 
@@ -128,6 +158,11 @@ class ZooTrainer(pl.Trainer):
         ):
             kwargs["callbacks"] = [*callbacks, EpochLines()]  # a pipe or a log: one line per epoch
         super().__init__(**kwargs)
+
+    fit = _ctrl_c_as_itself(pl.Trainer.fit)
+    validate = _ctrl_c_as_itself(pl.Trainer.validate)
+    test = _ctrl_c_as_itself(pl.Trainer.test)
+    predict = _ctrl_c_as_itself(pl.Trainer.predict)
 
     def train(
         self,

@@ -104,15 +104,16 @@ def _main(argv: list[str], owns_process: bool) -> None:
     except ZooError as err:
         print(f"zoo: error: {_message(err)}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # Ctrl-C outside a Trainer (loading data, importing)
-        print("zoo: interrupted.", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
-        # Lightning ends an interrupted run with sys.exit(1) (Ctrl-C) or a SystemExit of code None,
-        # which reads as success (SIGTERM): say where the run is and exit as the signal would
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C in a run (ZooTrainer raises it again after Lightning's shutdown), or a SIGTERM,
+        # which Lightning ends with a SystemExit of code None (it reads as success): say where the
+        # run is and exit as the signal would; Ctrl-C outside a run (loading data, importing) too
         interruption = getattr(sys.modules.get("zoo.callbacks"), "INTERRUPTED", None)
         if interruption is None:
-            raise
+            if isinstance(sys.exc_info()[1], SystemExit):
+                raise
+            print("zoo: interrupted.", file=sys.stderr)
+            sys.exit(130)
         if interruption.speaks:
             print(f"zoo: {interruption.message()}", file=sys.stderr)
         sys.exit(interruption.exit_code)
