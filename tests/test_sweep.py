@@ -354,3 +354,25 @@ def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, caps
 def test_a_sweep_needs_a_recipe(tmp_path: Path, capsys) -> None:
     code, _, err = run_main(["sweep", "--space", str(_space(tmp_path)), "--trials", "1"], capsys)
     assert code == 2 and "zoo sweep needs a recipe: -c RECIPE" in err
+
+
+def test_trials_left_running_by_a_dead_process_are_marked_failed_on_resume(tmp_path: Path) -> None:
+    """A trial whose process was SIGKILLed (out of memory, a lost node) stayed `running` in the
+    study forever; on resume its run.json (pid, host) tells it is over. A live one is left alone."""
+    import socket
+
+    from optuna.trial import TrialState
+
+    from zoo.sweep import _fail_dead_trials
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    for name, pid in (("dead", 2**22 + 12345), ("alive", os.getpid()), ("no_record", None)):
+        trial = study.ask()
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        if pid is not None:
+            (run_dir / "run.json").write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+        trial.set_user_attr("run_dir", str(run_dir))
+    assert _fail_dead_trials(study) == 1
+    states = {t.user_attrs["run_dir"].rsplit("/", 1)[1]: t.state for t in study.get_trials()}
+    assert states == {"dead": TrialState.FAIL, "alive": TrialState.RUNNING, "no_record": TrialState.RUNNING}

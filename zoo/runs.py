@@ -109,7 +109,7 @@ def _config(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _process_alive(record: dict[str, Any]) -> bool:
+def process_alive(record: dict[str, Any]) -> bool:
     """Whether the process that wrote ``record`` still runs (``True`` where that cannot be told)."""
     if record.get("host") != socket.gethostname():
         return True
@@ -149,7 +149,7 @@ def read_run(path: Path, name: str) -> Run:
     run.test = {k: float(v) for k, v in test.items() if isinstance(v, (int, float))}
     if record:
         run.status = str(record.get("status", "unknown"))
-        if run.status == "running" and not _process_alive(record):
+        if run.status == "running" and not process_alive(record):
             run.status = "interrupted"
         run.started = record.get("started")
         run.wall_s = record.get("wall_s")

@@ -456,6 +456,24 @@ def _finished(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
+def _fail_dead_trials(study: Any) -> int:
+    """Mark failed the trials left ``running`` by a process that no longer runs (killed by SIGKILL,
+    out of memory, a lost machine: nothing told the study), as their ``run.json`` tells; a trial
+    of a live worker, or of another host, stays as it is. Returns how many were marked."""
+    from optuna.trial import TrialState
+
+    from zoo.runs import process_alive, read_json_object
+
+    marked = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        run_dir = trial.user_attrs.get("run_dir")
+        record = read_json_object(Path(run_dir) / "run.json") if run_dir else {}
+        if record.get("pid") is not None and not process_alive(record):
+            study.tell(trial.number, state=TrialState.FAIL)
+            marked += 1
+    return marked
+
+
 def _remove_if_empty(folders: list[Path]) -> None:
     """The folders a refused sweep made, nearest first, where nothing else came into them."""
     for folder in folders:
@@ -604,6 +622,7 @@ def _sweep(
             f"--storage {storage!r} cannot be opened ({first}); give a database URL such as "
             "sqlite:///sweep.db or postgresql://user@host/optuna."
         ) from None
+    dead = 0 if worker else _fail_dead_trials(study)
     earlier = study.get_trials(deepcopy=False)
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, len(earlier), worker))
     done = _finished(study)
@@ -611,6 +630,7 @@ def _sweep(
         failed = sum(t.state == TrialState.FAIL for t in earlier)
         running = sum(t.state == TrialState.RUNNING for t in earlier)
         extra = (f", {failed} failed" if failed else "") + (f", {running} marked running" if running else "")
+        extra += f" ({dead} of them left running by a process that ended)" if dead else ""
         print(
             f"zoo sweep: continuing study {study.study_name!r} with {done} finished trials{extra}; "
             f"{max(0, trials - done)} to go for --trials {trials}."
