@@ -249,3 +249,32 @@ def test_fast_dev_run_runs_one_batch_and_writes_nothing(tmp_path: Path, capsys, 
             "test/acc" in out
             and "fast_dev_run: one batch of each stage; no run directory was written." in out
         )
+
+
+def test_early_stopping_and_checkpoint_modes_follow_the_monitored_metric() -> None:
+    """`--early_stopping.monitor val/acc` kept Lightning's mode min: it stopped the run as accuracy
+    rose (and the checkpoint kept the worst epoch). The mode is now auto unless stated, and a stated
+    mode that contradicts a known metric is refused."""
+    from zoo.callbacks import BestAndLastCheckpoint, StopEarly
+    from zoo.errors import ZooError
+
+    assert [StopEarly(monitor=m).mode for m in ("val/loss", "val/acc", "val/r2", "val/mae")] == [
+        "min",
+        "max",
+        "max",
+        "min",
+    ]
+    assert BestAndLastCheckpoint(monitor="val/f1").mode == "max" and BestAndLastCheckpoint().mode == "min"
+    assert StopEarly(monitor="val/custom", mode="max").mode == "max"
+    with pytest.raises(ZooError) as info:
+        StopEarly(monitor="val/acc", mode="min")
+    assert str(info.value) == (
+        "early_stopping.mode is min, but val/acc improves as it rises: set early_stopping.mode max (or auto, "
+        "which reads it from the name)."
+    )
+    with pytest.raises(ZooError) as info:
+        BestAndLastCheckpoint(monitor="val/custom")
+    assert str(info.value) == (
+        "checkpoint.mode auto cannot tell whether 'val/custom' should fall or rise; set checkpoint.mode min "
+        "or max."
+    )

@@ -177,3 +177,163 @@ def test_l1_penalty_skips_frozen_and_empty() -> None:
     model[0].weight.requires_grad_(False)
     torch.testing.assert_close(l1_penalty(model), model[1].weight.abs().sum())
     assert l1_penalty(nn.LayerNorm(4)).item() == 0.0
+
+
+# ----------------------------------------------------------------------------- the model's loss options
+
+
+def test_bce_label_smoothing_moves_the_targets_toward_one_half() -> None:
+    logits, y = torch.randn(9), (torch.rand(9) > 0.5).float()
+    got = BCEWithLogits(label_smoothing=0.2, pos_weight=1.5)(logits, y)
+    expected = F.binary_cross_entropy_with_logits(logits, y * 0.8 + 0.1, pos_weight=torch.tensor(1.5))
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, BCEWithLogits(pos_weight=1.5)(logits, y))
+
+
+def _mlp(task: str = "multiclass", **kwargs):
+    from zoo.models import MLP
+
+    return MLP(
+        task=task, num_classes=3 if task == "multiclass" else None, input_shape=[4], hidden_sizes=[], **kwargs
+    )
+
+
+def test_label_smoothing_and_pos_weight_reach_the_loss_that_takes_them() -> None:
+    assert _mlp(label_smoothing=0.3).loss_fn.label_smoothing == 0.3
+    # a class path given as a string: the option goes to the class (it was dropped)
+    assert _mlp(loss="torch.nn.CrossEntropyLoss", label_smoothing=0.3).loss_fn.label_smoothing == 0.3
+    binary = _mlp("binary", pos_weight=2.0, label_smoothing=0.1).loss_fn
+    assert (binary.pos_weight.item(), binary.label_smoothing) == (2.0, 0.1)
+    assert _mlp("binary", loss="torch.nn.BCEWithLogitsLoss", pos_weight=2.0).loss_fn.pos_weight.item() == 2.0
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "message"),
+    [
+        ("multiclass", {"label_smoothing": 2.0}, "model.label_smoothing must be in [0, 1); got 2.0."),
+        ("multiclass", {"label_smoothing": -0.1}, "model.label_smoothing must be in [0, 1); got -0.1."),
+        (
+            "binary",
+            {"pos_weight": -1.0},
+            "model.pos_weight must be a number > 0 (the positive class's weight in the loss; 1 weighs both "
+            "classes alike); got -1.0.",
+        ),
+        (
+            "regression",
+            {"label_smoothing": 0.1},
+            "model.label_smoothing applies to the cross_entropy and bce losses; this model's loss is 'mse' "
+            "(task 'regression'): unset it (--model.label_smoothing 0).",
+        ),
+        (
+            "multiclass",
+            {"pos_weight": 2.0},
+            "model.pos_weight applies to the bce (binary tasks) losses; this model's loss is 'cross_entropy' "
+            "(task 'multiclass'): unset it (--model.pos_weight null).",
+        ),
+        (
+            "multiclass",
+            {"loss": "contrastive", "label_smoothing": 0.1},
+            "model.label_smoothing applies to the cross_entropy and bce losses; this model's loss is "
+            "'contrastive' (task 'multiclass'): unset it (--model.label_smoothing 0).",
+        ),
+        (
+            "regression",
+            {"loss": "torch.nn.MSELoss", "label_smoothing": 0.1},
+            "model.label_smoothing is not an option of the loss torch.nn.MSELoss, which takes size_average, "
+            "reduce, reduction; unset it (--model.label_smoothing 0).",
+        ),
+        (
+            "regression",
+            {"loss": nn.HuberLoss(), "pos_weight": 2.0},
+            "model.pos_weight applies to the loss the model builds; with a loss module given (HuberLoss), "
+            "set it on that module and unset this one (--model.pos_weight null).",
+        ),
+        (
+            "regression",
+            {"loss": "contrastive"},
+            "model.loss 'contrastive' is for binary/multiclass tasks, not 'regression'.",
+        ),
+    ],
+    ids=[
+        "smoothing 2",
+        "smoothing negative",
+        "pos_weight negative",
+        "smoothing on mse",
+        "pos_weight on cross-entropy",
+        "smoothing on contrastive",
+        "smoothing on a class path without it",
+        "pos_weight with a loss module",
+        "contrastive on regression",
+    ],
+)
+def test_loss_options_that_would_be_ignored_or_wrong_are_refused(
+    task: str, kwargs: dict, message: str
+) -> None:
+    """Each was accepted: a negative pos_weight flips the positives' loss, smoothing on mse or a
+    class-path loss did nothing, contrastive on regression paired standardized floats by ==."""
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError) as info:
+        _mlp(task, **kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("task", "loss", "message"),
+    [
+        (
+            "multiclass",
+            "torch.nn.MSELoss",
+            "model.loss MSELoss cannot take this multiclass model's outputs of shape [5, 3] (float32) and "
+            "targets of shape [5] (int64): The size of tensor a (3) must match the size of tensor b (5) "
+            "at non-singleton dimension 1",
+        ),
+        (
+            "regression",
+            nn.HuberLoss(delta=0.0),
+            "model.loss HuberLoss cannot take this regression model's outputs of shape [5] (float32) and "
+            "targets of shape [5] (float32): huber_loss does not support non-positive values for delta.",
+        ),
+        (
+            "regression",
+            nn.L1Loss(reduction="none"),
+            "model.loss L1Loss returns [5] for outputs of shape [5] (float32) and targets of shape [5] "
+            "(float32), not one number; give it reduction='mean'.",
+        ),
+    ],
+    ids=["mse on class ids", "huber delta 0", "no reduction"],
+)
+def test_a_loss_that_cannot_take_the_models_outputs_is_one_error_at_the_first_batch(
+    task: str, loss: object, message: str
+) -> None:
+    from zoo.errors import ZooError
+
+    model = _mlp(task, loss=loss)
+    x = torch.randn(5, 4)
+    y = torch.randint(0, 3, (5,)) if task == "multiclass" else torch.randn(5)
+    with pytest.raises(ZooError) as info:
+        model.compute_loss(model.shape_outputs(model(x), y), y)
+    assert str(info.value) == message
+    good = _mlp(task)
+    assert good.compute_loss(good.shape_outputs(good(x), y), y).ndim == 0 and good._loss_checked
+
+
+def test_a_plateau_schedule_must_follow_its_monitors_direction() -> None:
+    """torch's ReduceLROnPlateau waits for a fall unless told: on val/acc it cut the rate while
+    accuracy rose."""
+    import functools
+    from types import SimpleNamespace
+
+    from zoo.errors import ZooError
+
+    plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=0)
+    model = _mlp(lr_scheduler=plateau, monitor="val/acc")
+    model._trainer = SimpleNamespace(estimated_stepping_batches=10)
+    with pytest.raises(ZooError) as info:
+        model.configure_optimizers()
+    assert str(info.value) == (
+        "model.monitor val/acc improves as it rises, but the plateau schedule's mode is min (torch's "
+        "default is min): add --model.lr_scheduler.mode max."
+    )
+    model.lr_scheduler = functools.partial(plateau, mode="max")
+    assert model.configure_optimizers()["lr_scheduler"]["monitor"] == "val/acc"

@@ -193,10 +193,43 @@ def test_warmup_cosine_matches_closed_form(warmup: int, total: int, min_ratio: f
 
 
 def test_warmup_cosine_bad_warmup() -> None:
-    with pytest.raises(ZooError, match=r"warmup_steps must be in \[0, total_steps=10\], got 11"):
+    with pytest.raises(ZooError) as info:
         WarmupCosineLR(_opt(), warmup_steps=11, total_steps=10)
+    assert str(info.value) == (
+        "model.lr_scheduler.warmup_steps must be in [0, 10], the run's optimizer steps (given); got 11. "
+        "A fraction below 1 (0.05) scales with the run."
+    )
+    with (
+        training_horizon(120),
+        pytest.raises(ZooError, match=r"in \[0, 120\], the run's optimizer steps \(the "),
+    ):
+        WarmupCosineLR(_opt(), warmup_steps=500)
     with pytest.raises(ZooError, match="warmup_steps"):
         WarmupCosineLR(_opt(), warmup_steps=-1, total_steps=10)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "kwargs", "message"),
+    [
+        (
+            WarmupCosineLR,
+            {"min_lr_ratio": -1.0},
+            "model.lr_scheduler.min_lr_ratio must be in [0, 1]; got -1.0.",
+        ),
+        (
+            WarmupCosineLR,
+            {"min_lr_ratio": 2.0},
+            "model.lr_scheduler.min_lr_ratio must be in [0, 1]; got 2.0.",
+        ),
+        (CosineAnnealing, {"min_lr": -1.0}, "model.lr_scheduler.min_lr must be >= 0; got -1.0."),
+    ],
+    ids=["negative ratio", "ratio above 1", "negative floor"],
+)
+def test_a_schedule_whose_end_rate_is_negative_is_refused(schedule: type, kwargs: dict, message: str) -> None:
+    """A negative final rate made the optimizer climb the loss for the end of the run (rc 0)."""
+    with pytest.raises(ZooError) as info:
+        schedule(_opt(), total_steps=10, **kwargs)
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize("estimate", [0, -1])  # limit_train_batches 0; an unsized loader, no max_steps
@@ -309,7 +342,7 @@ def test_warmup_cosine_from_horizon_follows_formula() -> None:
 
 
 def test_warmup_larger_than_horizon_raises() -> None:
-    with training_horizon(4), pytest.raises(ZooError, match="total_steps=4"):
+    with training_horizon(4), pytest.raises(ZooError, match=r"in \[0, 4\], the run.s optimizer steps"):
         create_scheduler(_opt(), "warmup_cosine", warmup_steps=5)
 
 
@@ -327,7 +360,7 @@ def test_warmup_fraction_of_total_steps() -> None:
     assert _lrs(opt, sched, 20) == pytest.approx([warmup_cosine_reference(s, 5, 20, 0.0) for s in range(20)])
     with training_horizon(10):
         assert WarmupCosineLR(_opt(), warmup_steps=0.01).warmup_steps == 1  # at least one step
-    with pytest.raises(ZooError, match="warmup_steps must be a step count or a fraction below 1, got 2.5"):
+    with pytest.raises(ZooError, match="warmup_steps must be a step count or a fraction below 1; got 2.5"):
         WarmupCosineLR(_opt(), warmup_steps=2.5, total_steps=10)
 
 

@@ -31,10 +31,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from zoo.files import atomic_write
 from zoo.inference import class_labels, class_probabilities, label_indices
 
-EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10}
+EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "auto", "patience": 10}
 CHECKPOINT_DEFAULTS = {
     "monitor": "val/loss",
-    "mode": "min",
+    "mode": "auto",
     "save_top_k": 1,
     "save_last": True,
     "filename": "best-{epoch:03d}",
@@ -72,6 +72,9 @@ class StopEarly(EarlyStopping):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's arguments; ``mode`` may also be ``auto`` (min for losses and errors, max for
+        accuracy, F1, AUROC, R2), and a mode that contradicts a known metric is refused."""
+        _resolve_mode(args[0] if args else kwargs.get("monitor"), kwargs, "early_stopping")
         super().__init__(*args, **kwargs)
         self._validated = False
 
@@ -93,6 +96,17 @@ def early_stopping(**overrides: object) -> StopEarly:
     return StopEarly(**{**EARLY_STOPPING_DEFAULTS, **overrides})
 
 
+def _resolve_mode(monitor: str | None, kwargs: dict[str, Any], option: str) -> None:
+    """``kwargs["mode"]`` as :func:`zoo.runs.monitor_mode` resolves it (``auto`` when not given)."""
+    from zoo.runs import monitor_mode
+
+    if monitor is None:  # nothing monitored (a checkpoint of the last epoch): Lightning's default
+        if kwargs.get("mode") == "auto":
+            kwargs["mode"] = "min"
+        return
+    kwargs["mode"] = monitor_mode(monitor, kwargs.get("mode", "auto"), option)
+
+
 class BestAndLastCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at every save point.
 
@@ -103,6 +117,11 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     is written whether or not the monitored value improved. Lightning's writes are atomic, so a
     kill during a write leaves the previous file.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's arguments; ``mode`` may also be ``auto`` (as for :class:`StopEarly`)."""
+        _resolve_mode(args[2] if len(args) > 2 else kwargs.get("monitor"), kwargs, "checkpoint")
+        super().__init__(*args, **kwargs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Lightning restores the best score, the top-k files and ``last.ckpt``'s path only when the

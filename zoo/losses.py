@@ -23,12 +23,25 @@ LOSSES.register("cross_entropy", nn.CrossEntropyLoss)
 
 @LOSSES.register("bce")
 class BCEWithLogits(nn.BCEWithLogitsLoss):
-    """Binary cross-entropy on logits. ``pos_weight`` may be a plain float (weight of positives)."""
+    """Binary cross-entropy on logits. ``pos_weight`` may be a plain float (weight of positives);
+    ``label_smoothing`` ``e`` moves the targets to ``e/2`` and ``1 - e/2`` (as cross-entropy's
+    smoothing does for two classes)."""
 
-    def __init__(self, pos_weight: float | torch.Tensor | None = None, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        pos_weight: float | torch.Tensor | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         if pos_weight is not None and not torch.is_tensor(pos_weight):
             pos_weight = torch.tensor(float(pos_weight))
         super().__init__(reduction=reduction, pos_weight=pos_weight)
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return super().forward(input, target)
 
 
 @LOSSES.register("contrastive")

@@ -136,6 +136,14 @@ def _resolve_total_steps(total_steps: int | None, who: str) -> int:
 # ----------------------------------------------------------------------------- schedules
 
 
+def _check_floor(value: float, name: str, upper: float | None = None) -> None:
+    """A schedule's final rate: below 0 the optimizer would climb the loss; a ratio above 1 would
+    make the "decay" a rise."""
+    if not (math.isfinite(value) and value >= 0 and (upper is None or value <= upper)):
+        valid = f"in [0, {upper:g}]" if upper is not None else ">= 0"
+        raise ZooError(f"model.lr_scheduler.{name} must be {valid}; got {value}.")
+
+
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """The lr multiplier at ``step``: linear from 0 to 1 over ``warmup_steps``, then a half-cosine
     from 1 down to ``min_lr_ratio`` at ``total_steps`` (and flat after)."""
@@ -171,12 +179,18 @@ class WarmupCosineLR(LambdaLR):
         if isinstance(warmup_steps, float) and 0 < warmup_steps < 1:
             warmup_steps = max(1, round(warmup_steps * self.total_steps))
         elif warmup_steps != int(warmup_steps):
-            raise ZooError(f"warmup_steps must be a step count or a fraction below 1, got {warmup_steps}.")
+            raise ZooError(
+                "model.lr_scheduler.warmup_steps must be a step count or a fraction below 1; "
+                f"got {warmup_steps}."
+            )
         warmup_steps = int(warmup_steps)
         if not 0 <= warmup_steps <= self.total_steps:
+            whence = "given" if total_steps is not None else "the Trainer's epochs x batches an epoch"
             raise ZooError(
-                f"warmup_steps must be in [0, total_steps={self.total_steps}], got {warmup_steps}."
+                f"model.lr_scheduler.warmup_steps must be in [0, {self.total_steps}], the run's optimizer "
+                f"steps ({whence}); got {warmup_steps}. A fraction below 1 (0.05) scales with the run."
             )
+        _check_floor(min_lr_ratio, "min_lr_ratio", upper=1.0)
         self.warmup_steps = warmup_steps
         fn = functools.partial(
             warmup_cosine_factor,
@@ -201,6 +215,7 @@ class CosineAnnealing(CosineAnnealingLR):
     def __init__(
         self, optimizer: Optimizer, total_steps: int | None = None, min_lr: float = 0.0, last_epoch: int = -1
     ) -> None:
+        _check_floor(min_lr, "min_lr")
         super().__init__(
             optimizer,
             T_max=_resolve_total_steps(total_steps, "cosine"),

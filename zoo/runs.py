@@ -33,8 +33,36 @@ LOWER_IS_BETTER = ("loss", "mse", "mae", "ppl", "bpc", "rmse")
 FORMATS = ("table", "csv", "json")
 
 
+HIGHER_IS_BETTER = ("acc", "f1", "auroc", "r2", "precision", "recall", "ap")
+
+
 def lower_is_better(key: str) -> bool:
     return key.rpartition("/")[2] in LOWER_IS_BETTER or key in ("wall_s",)
+
+
+def monitor_mode(monitor: str, mode: str, option: str) -> str:
+    """``min`` or ``max`` for the metric ``monitor``: ``mode`` as given, or for ``auto`` from the
+    metric's name (losses and errors fall, accuracy, F1, AUROC and R2 rise). A stated mode that
+    contradicts a known metric is refused: early stopping would stop a run as it improves, a
+    checkpoint keep its worst epoch, a plateau schedule cut the rate while the metric rises."""
+    name = str(monitor).rpartition("/")[2]
+    known = "min" if name in LOWER_IS_BETTER else "max" if name in HIGHER_IS_BETTER else None
+    if mode == "auto":
+        if known is None:
+            raise ZooError(
+                f"{option}.mode auto cannot tell whether {monitor!r} should fall or rise; set "
+                f"{option}.mode min or max."
+            )
+        return known
+    if mode not in ("min", "max"):
+        raise ZooError(f"{option}.mode must be auto, min or max; got {mode!r}.")
+    if known is not None and mode != known:
+        way = "falls" if known == "min" else "rises"
+        raise ZooError(
+            f"{option}.mode is {mode}, but {monitor} improves as it {way}: set {option}.mode {known} "
+            "(or auto, which reads it from the name)."
+        )
+    return mode
 
 
 @dataclass

@@ -40,7 +40,7 @@ common options (every key of the config is a flag: --a.b.c VALUE):
   --trainer.gradient_clip_val X  --trainer.accumulate_grad_batches N  --trainer.log_every_n_steps N
   --trainer.limit_train_batches N  (also val, test: a count >= 2, or a fraction)
   --trainer.logger false        no run directory files; -c logger/wandb for Weights & Biases
-  --early_stopping.patience N   and .monitor val/acc, .mode max
+  --early_stopping.patience N   and .monitor val/acc (.mode auto: min for losses, max for acc/f1/r2)
   --checkpoint.monitor KEY      and .mode, .every_n_train_steps N (a step checkpoint to resume from)
 
 every option of a class:

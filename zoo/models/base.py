@@ -37,16 +37,20 @@ from zoo.registry import LOSSES
 Task = Literal["multiclass", "binary", "regression"]
 TASKS = ("multiclass", "binary", "regression")
 
-# which task each named loss is meant for (contrastive works on any labelled embedding)
+# which task each named loss is meant for
 _LOSS_TASKS = {
     "cross_entropy": {"multiclass"},
     "bce": {"binary"},
     "mse": {"regression"},
     "l1": {"regression"},
     "huber": {"regression"},
+    "contrastive": {"multiclass", "binary"},  # pairs of the same or another class
 }
 
 _PLAIN = (str, int, float, bool, type(None))
+
+#: how to unset a loss option from the shell (a recipe may set it: mlp_digits smooths labels)
+_UNSET = {"label_smoothing": "--model.label_smoothing 0", "pos_weight": "--model.pos_weight null"}
 
 CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
 RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoint
@@ -138,9 +142,12 @@ def _unscales_in_step(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
 
 
-def _loss_from_class_path(path: str) -> nn.Module:
-    """``torch.nn.HuberLoss`` (a string) as ``torch.nn.HuberLoss()``, or a :class:`ZooError`."""
+def _loss_from_class_path(path: str, options: dict[str, Any]) -> nn.Module:
+    """``torch.nn.HuberLoss`` (a string) as ``torch.nn.HuberLoss()``, or a :class:`ZooError`.
+    ``options`` (``label_smoothing``, ``pos_weight``: the model's, where set) go to the class, which
+    must take them."""
     import importlib
+    import inspect
 
     module_name, _, name = path.rpartition(".")
     try:
@@ -152,7 +159,16 @@ def _loss_from_class_path(path: str) -> nn.Module:
             f"model.loss {path!r} is not an importable torch.nn.Module class; give a loss name "
             f"({', '.join(LOSSES.list())}) or a module's class path, e.g. torch.nn.HuberLoss."
         )
-    return cls()
+    taken = inspect.signature(cls).parameters
+    for option in options:
+        if option not in taken:
+            raise ZooError(
+                f"model.{option} is not an option of the loss {path}, which takes "
+                f"{', '.join(taken) or 'no options'}; unset it ({_UNSET[option]})."
+            )
+    if "pos_weight" in options:  # torch's BCEWithLogitsLoss takes a tensor
+        options = {**options, "pos_weight": torch.tensor(float(options["pos_weight"]))}
+    return cls(**options)
 
 
 class ZooModule(pl.LightningModule):
@@ -231,6 +247,13 @@ class ZooModule(pl.LightningModule):
             raise ZooError(f"model.num_classes must be >= 2 for a multiclass task; got {num_classes}.")
         if l1_lambda < 0:
             raise ZooError(f"model.l1_lambda must be >= 0; got {l1_lambda}.")
+        if not 0 <= label_smoothing < 1:
+            raise ZooError(f"model.label_smoothing must be in [0, 1); got {label_smoothing}.")
+        if pos_weight is not None and not (math.isfinite(pos_weight) and pos_weight > 0):
+            raise ZooError(
+                f"model.pos_weight must be a number > 0 (the positive class's weight in the loss; 1 weighs "
+                f"both classes alike); got {pos_weight}."
+            )
         if freeze not in FREEZE:
             raise ZooError(f"model.freeze must be backbone or none (null); got {freeze!r}.")
         if vocab is not None:
@@ -266,6 +289,7 @@ class ZooModule(pl.LightningModule):
         #: DataModule when training starts, from the checkpoint when loaded (see zoo.inference)
         self.preprocessing: dict[str, Any] | None = None
         self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight)
+        self._loss_checked = False  # see _first_loss
         self.train_metrics = self._build_train_metrics()
         # train/loss every log_every_n_steps: a sum on the device, logged as the window's mean
         self._loss_window: torch.Tensor | None = None
@@ -556,10 +580,19 @@ class ZooModule(pl.LightningModule):
     def _build_loss(
         self, loss: nn.Module | str, label_smoothing: float, pos_weight: float | None
     ) -> nn.Module:
+        options = {
+            k: v for k, v in (("label_smoothing", label_smoothing), ("pos_weight", pos_weight)) if v
+        }  # the ones set: 0 and None are their defaults
         if isinstance(loss, nn.Module):
+            if options:
+                raise ZooError(
+                    f"model.{next(iter(options))} applies to the loss the model builds; with a loss module "
+                    f"given ({type(loss).__name__}), set it on that module and unset this one "
+                    f"({_UNSET[next(iter(options))]})."
+                )
             return loss
         if "." in loss:  # a class path given as a string: the class with its default arguments
-            return _loss_from_class_path(loss)
+            return _loss_from_class_path(loss, options)
         name = (
             {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[self.task]
             if loss == "auto"
@@ -573,11 +606,19 @@ class ZooModule(pl.LightningModule):
             raise ZooError(
                 f"model.loss {name!r} is for {'/'.join(sorted(allowed))} tasks, not {self.task!r}."
             )
-        if name == "cross_entropy":
-            return create_loss(name, label_smoothing=label_smoothing)
+        takes = {"cross_entropy": ("label_smoothing",), "bce": ("label_smoothing", "pos_weight")}.get(
+            name, ()
+        )
+        refused = next((option for option in options if option not in takes), None)
+        if refused is not None:
+            users = "cross_entropy and bce" if refused == "label_smoothing" else "bce (binary tasks)"
+            raise ZooError(
+                f"model.{refused} applies to the {users} losses; this model's loss is {name!r} "
+                f"(task {self.task!r}): unset it ({_UNSET[refused]})."
+            )
         if name == "bce":
-            return BCEWithLogits(pos_weight=pos_weight)
-        return create_loss(name)
+            return BCEWithLogits(pos_weight=pos_weight, label_smoothing=label_smoothing)
+        return create_loss(name, **options)
 
     def _build_train_metrics(self) -> torchmetrics.MetricCollection:
         """The epoch's mean training loss and accuracy (or mean squared error), as running sums
@@ -631,7 +672,35 @@ class ZooModule(pl.LightningModule):
         elif self.target_stats is not None:
             mean, std = self.target_stats
             targets = (targets - mean) / std
-        return self.loss_fn(outputs, targets)
+        if self._loss_checked:
+            return self.loss_fn(outputs, targets)
+        return self._first_loss(outputs, targets)
+
+    def _first_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The first batch's loss, with a loss that cannot take this model's outputs and targets
+        (``torch.nn.MSELoss`` on class ids, ``HuberLoss(delta=0)``, ``reduction="none"``) refused
+        in one line naming ``model.loss``; it failed deep in the first step, leaving a run folder."""
+        name = type(self.loss_fn).__name__
+        shapes = (
+            f"outputs of shape {list(outputs.shape)} ({str(outputs.dtype).removeprefix('torch.')}) and "
+            f"targets of shape {list(targets.shape)} ({str(targets.dtype).removeprefix('torch.')})"
+        )
+        try:
+            loss = self.loss_fn(outputs, targets)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ZooError(
+                f"model.loss {name} cannot take this {self.task} model's {shapes}: {first}"
+            ) from err
+        if not torch.is_tensor(loss) or loss.numel() != 1:
+            shape = list(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
+            raise ZooError(
+                f"model.loss {name} returns {shape} for {shapes}, not one number; give it reduction='mean'."
+            )
+        self._loss_checked = True
+        return loss
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         """What the metrics see: class probabilities, the positive-class probability, or values."""
@@ -900,5 +969,20 @@ class ZooModule(pl.LightningModule):
             return optimizer
         config: dict[str, Any] = {"scheduler": scheduler, "interval": scheduler_interval(scheduler)}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self._check_plateau_mode(scheduler)
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _check_plateau_mode(self, scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> None:
+        """torch's plateau schedule waits for its metric to fall (``mode="min"``) unless told
+        otherwise: on ``val/acc`` it cut the rate while accuracy rose."""
+        from zoo.runs import HIGHER_IS_BETTER, LOWER_IS_BETTER
+
+        name = str(self.monitor).rpartition("/")[2]
+        want = "min" if name in LOWER_IS_BETTER else "max" if name in HIGHER_IS_BETTER else None
+        if want is not None and scheduler.mode != want:
+            way = "falls" if want == "min" else "rises"
+            raise ZooError(
+                f"model.monitor {self.monitor} improves as it {way}, but the plateau schedule's mode is "
+                f"{scheduler.mode} (torch's default is min): add --model.lr_scheduler.mode {want}."
+            )
