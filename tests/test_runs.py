@@ -102,6 +102,10 @@ def test_run_json_follows_the_run(root: Path) -> None:
         and good["versions"]["python"] == platform.python_version()
     )
     assert good["hardware"].endswith("cpu, strategy SingleDevice, precision 32-true, 1 process")
+    # the learning rates, as zoo train logs them (ZooTrainer.train adds the callback itself)
+    with (root / "good" / "version_0" / "metrics.csv").open() as handle:
+        rates = [float(r["lr-Adam/decay"]) for r in csv.DictReader(handle) if r.get("lr-Adam/decay")]
+    assert rates and set(rates) == {0.01}
     assert _record(root, "stopped")["status"] == "interrupted"
     broken = _record(root, "broken")
     assert broken["status"] == "failed" and broken["error"] == "RuntimeError: the disk fell off"

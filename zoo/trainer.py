@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ProgressBar, WeightAveraging
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, WeightAveraging
 
 import zoo.callbacks
-from zoo.callbacks import EpochLines, RunRecord
+from zoo.callbacks import EpochLines, LearningRates, RunRecord
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.model_card import write_model_card
@@ -186,6 +186,8 @@ class ZooTrainer(pl.Trainer):
         started = time.perf_counter()
         if self.loggers and not any(isinstance(cb, RunRecord) for cb in self.callbacks):
             self.callbacks.append(RunRecord())  # run.json: what ran and how it ended (zoo runs)
+        if self.loggers and not any(isinstance(cb, LearningRateMonitor) for cb in self.callbacks):
+            self.callbacks.append(LearningRates())  # the lr columns of metrics.csv, as zoo train has
         zoo.callbacks.INTERRUPTED = None  # of an earlier run in this process
         self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if self.interrupted:
