@@ -241,6 +241,45 @@ def test_names_work_where_class_paths_do(capsys, tmp_path: Path) -> None:
         resolve_names(["--model", "MLPX"])
 
 
+def test_a_bare_class_name_two_classes_have_is_torchs_or_refused(tmp_path: Path) -> None:
+    """``ReduceLROnPlateau`` is torch's and Lightning's (a subclass of it): the bare name means
+    torch's, where jsonargparse would refuse it as ambiguous; a name torch has not, that two other
+    classes have, is refused in one line naming their class paths."""
+    from torch.optim.lr_scheduler import LRScheduler
+
+    from zoo.cli.lightning import resolve_names
+
+    torchs = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    assert resolve_names(
+        ["--model.lr_scheduler", "ReduceLROnPlateau", "--model.lr_scheduler.patience", "0"]
+    ) == [
+        "--model.lr_scheduler",
+        torchs,
+        "--model.lr_scheduler.patience",
+        "0",
+    ]
+    assert resolve_names(["--model.lr_scheduler.class_path=ReduceLROnPlateau"]) == [
+        f"--model.lr_scheduler.class_path={torchs}"
+    ]
+    import yaml
+
+    mine = tmp_path / "plateau.yaml"  # in a config file too
+    mine.write_text("model:\n  init_args:\n    lr_scheduler:\n      class_path: ReduceLROnPlateau\n")
+    copy = resolve_names(["-c", str(mine)])[1]
+    assert (
+        yaml.safe_load(Path(copy).read_text())["model"]["init_args"]["lr_scheduler"]["class_path"] == torchs
+    )
+    twins = [type("TwinLR", (LRScheduler,), {"__module__": module}) for module in ("pkg_a", "pkg_b")]
+    with pytest.raises(ZooError) as refused:
+        resolve_names(["--model.lr_scheduler", "TwinLR"])
+    assert str(refused.value) == (
+        "model.lr_scheduler: 'TwinLR' names 2 classes: pkg_a.TwinLR, pkg_b.TwinLR; "
+        "give the class path of the one you mean."
+    )
+    del twins
+    gc.collect()  # the twins leave the subclasses of LRScheduler
+
+
 BAD_INPUTS = {
     "unknown recipe": (
         ["-c", "mlp_digitz"],
@@ -302,8 +341,75 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--model.activation", "relux"],
         ["model.activation", "'relu'"],
     ),
-    "unknown norm": (["-c", "mlp_digits", "--model.norm", "group"], ["norm", "'batch'", "'layer'"]),
-    "unknown dataset": (["-c", "mlp_digits", "--data.dataset", "mnist"], ["dataset", "'digits'", "mnist"]),
+    "unknown norm": (
+        ["-c", "mlp_digits", "--model.norm", "group"],
+        ["zoo: error: --model.norm: 'group' is not one of none, batch, layer\n"],
+    ),
+    "misspelled norm": (
+        ["-c", "mlp_digits", "--model.norm", "btach"],
+        ["zoo: error: --model.norm: 'btach' is not one of none, batch, layer (did you mean batch?)\n"],
+    ),
+    "unknown init": (
+        ["-c", "mlp_digits", "--model.init", "he"],
+        ["zoo: error: --model.init: 'he' is not one of default, kaiming, xavier\n"],
+    ),
+    "unknown scheduler mode": (
+        ["-c", "mlp_digits", "--model.lr_scheduler", "ReduceLROnPlateau", "--model.lr_scheduler.mode", "mx"],
+        ["zoo: error: --model.lr_scheduler.mode: 'mx' is not one of min, max (did you mean max?)\n"],
+    ),
+    "optimizer option it does not take": (
+        ["-c", "mlp_digits", "--model.optimizer", "Adam", "--model.optimizer.momentum", "0.9"],
+        [
+            "zoo: error: --model.optimizer.momentum: torch.optim.Adam takes no option 'momentum'; it takes "
+            "lr, betas, eps, weight_decay, amsgrad, foreach, maximize, capturable, differentiable, fused, "
+            "decoupled_weight_decay\n"
+        ],
+    ),
+    "misspelled optimizer option": (
+        ["-c", "mlp_digits", "--model.optimizer.weight_decy", "0.1"],
+        [
+            "zoo: error: --model.optimizer.weight_decy: torch.optim.AdamW takes no option 'weight_decy'; it "
+            "takes lr, betas, eps, weight_decay, amsgrad, maximize, foreach, capturable, differentiable, "
+            "fused (did you mean --model.optimizer.weight_decay?)\n"
+        ],
+    ),
+    "scheduler option it does not take": (
+        ["-c", "mlp_digits", "--model.lr_scheduler", "StepLR", "--model.lr_scheduler.foo", "1"],
+        [
+            "zoo: error: --model.lr_scheduler.foo: torch.optim.lr_scheduler.StepLR takes no option 'foo'; it "
+            "takes step_size, gamma, last_epoch\n"
+        ],
+    ),
+    "misspelled option of a scheduler two classes name": (
+        [
+            "-c",
+            "mlp_digits",
+            "--model.lr_scheduler",
+            "ReduceLROnPlateau",
+            "--model.lr_scheduler.patiense",
+            "0",
+        ],
+        [
+            "zoo: error: --model.lr_scheduler.patiense: torch.optim.lr_scheduler.ReduceLROnPlateau takes no "
+            "option 'patiense'; it takes mode, factor, patience, threshold, threshold_mode, cooldown, "
+            "min_lr, eps (did you mean --model.lr_scheduler.patience?)\n"
+        ],
+    ),
+    "plateau monitor that validation does not log": (
+        [
+            *["-c", "mlp_digits", "-c", "trainer/debug", "--trainer.limit_train_batches", "1"],
+            *["--trainer.max_epochs", "1", "--model.lr_scheduler", "ReduceLROnPlateau"],
+            *["--model.monitor", "val/los"],
+        ],
+        [
+            "zoo: error: --model.monitor 'val/los' is not logged by validation; it logs val/acc, val/f1, "
+            "val/loss (did you mean val/loss?)\n"
+        ],
+    ),
+    "unknown dataset": (
+        ["-c", "mlp_digits", "--data.dataset", "mnist"],
+        ["zoo: error: --data.dataset: 'mnist' is not one of digits, iris, wine, breast_cancer, diabetes\n"],
+    ),
     "fractions over 1": (
         ["-c", "mlp_digits", "--data.val_size", "0.6", "--data.test_size", "0.5"],
         ["data.val_size + data.test_size", "less than 1"],
@@ -338,7 +444,7 @@ BAD_INPUTS = {
     ),
     "unknown precision": (
         ["-c", "mlp_digits", "--trainer.precision", "12"],
-        ["trainer.precision", "bf16-mixed"],
+        ["zoo: error: --trainer.precision: '12' is not one of 64, 32, 16, ", "bf16-mixed"],
     ),
     "fsdp on a cpu": (
         ["-c", "gpt_chars", "-c", "trainer/fsdp", "--trainer.accelerator", "cpu"],

@@ -86,7 +86,11 @@ class ZooArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
-        message = _misspelled(message, list(self._option_string_actions)) or concise(message)
+        message = (
+            _misspelled(message, list(self._option_string_actions))
+            or _not_one_of(message)
+            or concise(message)
+        )
         sys.stderr.write(f"zoo: error: {message}\nRun `{prog} --help` to see every option.\n")
         sys.exit(2)
 
@@ -128,6 +132,20 @@ def _misspelled(message: str, flags: list[str]) -> str | None:
             f"--{group}.{option} is not accepted: {class_path} has no option {option!r}.{hint} "
             f"`--{group}.help {short}` lists its options."
         )
+    given = re.search(
+        r"expects a function or a callable class: Option '(\w+)' is not accepted\. "
+        r"Got value: Namespace\(class_path='([\w.]+)'",
+        message,
+    )
+    if given:  # an option of the optimizer or scheduler given to a model (--model.optimizer.momentum)
+        option, class_path = given.groups()
+        flag = f"--{'.'.join(_parser_keys(message[: given.start()]))}.{option}"
+        takes = _init_options(class_path)[1:]  # less the first, which the model gives (params, optimizer)
+        close = difflib.get_close_matches(option, takes, n=3, cutoff=0.6)
+        group = flag.rpartition(".")[0]
+        hint = f" (did you mean {' or '.join(f'{group}.{c}' for c in close)}?)" if close else ""
+        listed = f"it takes {', '.join(takes)}" if takes else "it takes no options"
+        return f"{flag}: {class_path} takes no option {option!r}; {listed}{hint}"
     given = re.fullmatch(r"unrecognized arguments: (--[\w.]+)(?:[ =].*)?", message.strip())
     if given:
         group = given.group(1).rpartition(".")[0] + "."
@@ -136,6 +154,42 @@ def _misspelled(message: str, flags: list[str]) -> str | None:
         if close:
             return f"{message.strip()}. Did you mean {' or '.join(close)}?"
     return None
+
+
+def _parser_keys(message: str) -> list[str]:
+    """The keys of the nested ``Parser key "..."`` lines of a jsonargparse message, outermost first
+    (``["model", "optimizer"]``)."""
+    return re.findall(r'Parser key "([^"]+)":', message)
+
+
+def _not_one_of(message: str) -> str | None:
+    """For a value that a ``Literal`` option does not take (``--model.norm group``, also nested in
+    an optimizer or scheduler, ``--model.lr_scheduler.mode mx``, or a union of ``Literal`` types,
+    ``--trainer.precision 12``): one line naming the option and the values it takes; ``None`` for
+    any other message."""
+    import ast
+    import difflib
+
+    expected = re.findall(
+        r"Expected a (.+?)(?:\. Got value: (.+?))?(?:\. Got value: Namespace\(.*)?$", message, re.M
+    )
+    literals = [kind for kind, _ in expected if re.match(r"(typing(_extensions)?\.)?Literal\[", kind)]
+    if not literals or any(kind not in literals and kind != "<class 'NoneType'>" for kind, _ in expected):
+        return None
+    given = [value for _, value in expected if value] or re.findall(r"^\s*Given value: (.+)$", message, re.M)
+    keys = _parser_keys(message)
+    if len(given) != 1 or not keys:
+        return None
+    valid: list[str] = []
+    for kind in literals:
+        try:
+            values = ast.literal_eval(kind[kind.index("[") :])
+        except (SyntaxError, ValueError):
+            return None
+        valid += [str(v) for v in (values if isinstance(values, list) else [values]) if str(v) not in valid]
+    close = difflib.get_close_matches(given[0], valid, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"--{'.'.join(keys)}: {given[0]!r} is not one of {', '.join(valid)}{hint}"
 
 
 def concise(message: str) -> str:
@@ -538,6 +592,11 @@ def resolve_names(argv: list[str]) -> list[str]:
         elif option in CLASS_OPTIONS:
             value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
         _check_bare_class_name(option, value)
+        full = _class_path_of_bare_name(option, value) if option in CLASS_OPTIONS else None
+        if full is not None:  # a name two classes have: the one the zoo means, by its class path
+            out += [f"{option}={full}"] if "=" in arg else [arg, full]
+            i += 1 if "=" in arg else 2
+            continue
         group = option.split(".")[0]
         named = _registered(group.removeprefix("--"), value)
         if named is None:
@@ -568,6 +627,36 @@ def _subclass_names(base: type) -> set[str]:
                 names.add(sub.__name__)
             todo.append(sub)
     return names
+
+
+def _class_path_of_bare_name(option: str, value: Any) -> str | None:
+    """The class path of a bare class name (no dot) given to ``--model.optimizer`` or
+    ``--model.lr_scheduler`` that more than one class has, where jsonargparse would refuse it as
+    ambiguous: torch's class (``ReduceLROnPlateau`` is torch.optim.lr_scheduler's; Lightning's
+    subclass of it has the same name); a :class:`ZooError` naming the class paths when torch has
+    none or several. ``None`` for any other value (one class has the name, or none)."""
+    import importlib
+
+    if not isinstance(value, str) or "." in value:
+        return None
+    base_path = CLASS_OPTIONS[option][1]
+    module, _, name = base_path.rpartition(".")
+    found, todo = [], [getattr(importlib.import_module(module), name)]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ == value and sub not in found:
+                found.append(sub)
+            todo.append(sub)
+    if len(found) < 2:
+        return None
+    paths = [f"{cls.__module__}.{cls.__qualname__}" for cls in found]
+    torch_paths = [path for path in paths if path.startswith("torch.")]
+    if len(torch_paths) == 1:
+        return torch_paths[0]
+    raise ZooError(
+        f"{option.removeprefix('--').removesuffix('.class_path')}: {value!r} names {len(paths)} classes: "
+        f"{', '.join(paths)}; give the class path of the one you mean."
+    )
 
 
 def _check_bare_class_name(option: str, value: Any) -> None:
@@ -620,7 +709,8 @@ def _check_bare_class_name(option: str, value: Any) -> None:
 def _config_with_class_paths(path: str) -> str:
     """``path``, or a copy of it in a temporary folder where its ``model`` or ``data`` names a
     registered name (``model: resnet20``, ``class_path: digits``) with the class path and the
-    preset's arguments in its place (the config's own ``init_args`` override them)."""
+    preset's arguments in its place (the config's own ``init_args`` override them), and where the
+    model's optimizer or scheduler is a bare name two classes have, with the class path of torch's."""
     import atexit
     import tempfile
 
@@ -643,6 +733,15 @@ def _config_with_class_paths(path: str) -> str:
         given = (value.get("init_args") or {}) if isinstance(value, dict) else {}
         config[key] = {"class_path": class_path, "init_args": {**defaults, **given}}
         changed = True
+    model = config.get("model")
+    for args in (model.get("init_args"), model) if isinstance(model, dict) else ():
+        for key in ("optimizer", "lr_scheduler") if isinstance(args, dict) else ():
+            value = args.get(key)
+            name = value.get("class_path") if isinstance(value, dict) else value
+            full = _class_path_of_bare_name(f"--model.{key}", name)  # ReduceLROnPlateau: torch's
+            if full is not None:
+                args[key] = {**value, "class_path": full} if isinstance(value, dict) else full
+                changed = True
     if not changed:
         return path
     folder = Path(tempfile.mkdtemp(prefix="zoo-config-"))
@@ -660,7 +759,39 @@ def _zoo_error_in(err: BaseException | None) -> ZooError | None:
         if isinstance(err, ZooError):
             return err
         if isinstance(err, MisconfigurationException):  # Lightning's word for a bad Trainer setting
-            return ZooError(f"trainer: {err}")
+            return _monitor_not_logged(str(err)) or ZooError(f"trainer: {err}")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def _monitor_not_logged(message: str) -> ZooError | None:
+    """Lightning's refusal of a plateau scheduler whose metric the run does not log (known only
+    once validation has run), as the option that names the metric, ``--model.monitor``, and the
+    metrics validation logs; ``None`` for any other message."""
+    import ast
+    import difflib
+
+    found = re.match(
+        r"ReduceLROnPlateau conditioned on metric (.+) which is not available\. "
+        r"Available metrics are: (\[.*?\])\.",
+        message,
+    )
+    if found is None:
+        return None
+    metric, listed = found.groups()
+    try:
+        logged = sorted(str(name) for name in ast.literal_eval(listed))
+    except (SyntaxError, ValueError):
+        return None
+    validation = [name for name in logged if name.startswith("val/")]
+    close = difflib.get_close_matches(metric, validation or logged, n=3, cutoff=0.75)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    if validation:
+        return ZooError(
+            f"--model.monitor {metric!r} is not logged by validation; it logs {', '.join(validation)}{hint}"
+        )
+    return ZooError(
+        f"--model.monitor {metric!r} is not logged: validation logs no metrics (does it run? "
+        f"--trainer.limit_val_batches); the run logs {', '.join(logged) or 'none'}{hint}"
+    )
