@@ -90,6 +90,11 @@ class Predictor:
                 "tables, arrays and images); use `zoo predict -c CONFIG --ckpt_path CKPT` on its data, "
                 "or call the model on token ids."
             )
+        if getattr(model, "embeds", False):
+            raise ZooError(
+                f"predict: this {type(model).__name__} was trained with a pairwise loss (contrastive): its "
+                "outputs are an embedding, not classes; call the model on its inputs for the embeddings."
+            )
         if not self.facts:
             warnings.warn(
                 "this checkpoint holds no preprocessing facts (it was written by an older zoo or without "

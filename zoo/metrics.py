@@ -42,6 +42,36 @@ class RunningAccuracy(torchmetrics.Metric):
         return self.correct.float() / self.total.clamp(min=1)
 
 
+class NearestNeighbourAccuracy(torchmetrics.Metric):
+    """How often an example's nearest other embedding in its batch (Euclidean distance) has its
+    label: the leave-one-out 1-NN accuracy of an embedding trained with a pairwise loss
+    (contrastive), whose outputs are no class scores. It depends on the batch (larger batches
+    offer more neighbours); a batch of one example counts nothing."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, embeddings: torch.Tensor, target: torch.Tensor) -> None:
+        if embeddings.ndim == 1:  # one value per example (a binary model's single output)
+            embeddings = embeddings[:, None]
+        if len(target) < 2:
+            return
+        distances = torch.cdist(embeddings.float(), embeddings.float())
+        distances.fill_diagonal_(float("inf"))
+        nearest = distances.argmin(-1)
+        self.correct = self.correct + (target[nearest] == target).sum()
+        self.total = self.total + target.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total.clamp(min=1)
+
+
 class RunningMean(torchmetrics.Metric):
     """The mean of the scalars given to :meth:`update` (one per step), e.g. the training loss."""
 

@@ -33,7 +33,7 @@ LOWER_IS_BETTER = ("loss", "mse", "mae", "ppl", "bpc", "rmse")
 FORMATS = ("table", "csv", "json")
 
 
-HIGHER_IS_BETTER = ("acc", "f1", "auroc", "r2", "precision", "recall", "ap")
+HIGHER_IS_BETTER = ("acc", "f1", "auroc", "r2", "precision", "recall", "ap", "nn_acc")
 
 
 def lower_is_better(key: str) -> bool:

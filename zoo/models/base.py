@@ -30,7 +30,7 @@ from zoo.checkpoints import check_named_classes, check_zoo_model, loading_errors
 from zoo.distributed import derive_seed, gather_objects, rng_state, set_rng_state
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.inference import PREPROCESSING_KEY, Predictor
-from zoo.losses import BCEWithLogits, create_loss, l1_penalty
+from zoo.losses import BCEWithLogits, ContrastiveLoss, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
 from zoo.registry import LOSSES
 
@@ -290,6 +290,9 @@ class ZooModule(pl.LightningModule):
         self.preprocessing: dict[str, Any] | None = None
         self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight)
         self._loss_checked = False  # see _first_loss
+        #: outputs are an embedding (a pairwise loss trained them), not class scores: its metric is
+        #: the nearest-neighbour accuracy, and it predicts no classes
+        self.embeds = isinstance(self.loss_fn, ContrastiveLoss)
         self.train_metrics = self._build_train_metrics()
         # train/loss every log_every_n_steps: a sum on the device, logged as the window's mean
         self._loss_window: torch.Tensor | None = None
@@ -625,11 +628,13 @@ class ZooModule(pl.LightningModule):
         that cost a few tensor operations a step (see :mod:`zoo.metrics`)."""
         from torchmetrics import regression as R
 
-        from zoo.metrics import RunningAccuracy, RunningMean
+        from zoo.metrics import NearestNeighbourAccuracy, RunningAccuracy, RunningMean
 
         metrics: dict[str, torchmetrics.Metric] = {"loss": RunningMean()}
         if self.task == "regression":
             metrics["mse"] = R.MeanSquaredError()
+        elif self.embeds:
+            metrics["nn_acc"] = NearestNeighbourAccuracy()
         else:
             metrics["acc"] = RunningAccuracy(self.task)
         return torchmetrics.MetricCollection(metrics, prefix="train/", compute_groups=False)
@@ -638,7 +643,11 @@ class ZooModule(pl.LightningModule):
         from torchmetrics import classification as C
         from torchmetrics import regression as R
 
-        if self.task == "multiclass":
+        if self.embeds:
+            from zoo.metrics import NearestNeighbourAccuracy
+
+            metrics = {"nn_acc": NearestNeighbourAccuracy()}
+        elif self.task == "multiclass":
             metrics = {"acc": C.MulticlassAccuracy(self.num_classes, average="micro")}
             if full:
                 metrics["f1"] = C.MulticlassF1Score(self.num_classes, average="macro")
@@ -703,7 +712,10 @@ class ZooModule(pl.LightningModule):
         return loss
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
-        """What the metrics see: class probabilities, the positive-class probability, or values."""
+        """What the metrics see: class probabilities, the positive-class probability, or values
+        (an embedding model's outputs as they are)."""
+        if self.embeds:
+            return outputs
         if self.task == "multiclass":
             return outputs.softmax(-1)
         if self.task == "binary":
@@ -734,7 +746,7 @@ class ZooModule(pl.LightningModule):
         if self.task == "regression":
             metrics["mse"].update(self.predictions(outputs), targets)
         else:
-            metrics["acc"].update(outputs, targets)
+            metrics["nn_acc" if self.embeds else "acc"].update(outputs, targets)
         self._loss_window = loss if self._loss_window is None else self._loss_window + loss
         self._loss_window_steps += 1
         trainer = self._trainer
