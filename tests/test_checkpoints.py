@@ -3,6 +3,7 @@ unless it is on the allow-list, and every bad file is one clear error."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -52,10 +53,17 @@ def good_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def _hostile(good: Path, folder: Path) -> Path:
-    """The good checkpoint with a nested class path into the payload module."""
+def _hostile(good: Path, folder: Path, form: str = "nested class_path") -> Path:
+    """The good checkpoint naming a class of the payload module: a nested class path, a loss given
+    as a class-path string (which the model imports), or the model class that ZooModule writes."""
     checkpoint = torch.load(good, weights_only=True)
-    checkpoint["hyper_parameters"]["loss"] = {"class_path": f"{PAYLOAD}.Boom", "init_args": {}}
+    if form == "nested class_path":
+        checkpoint["hyper_parameters"]["loss"] = {"class_path": f"{PAYLOAD}.Boom", "init_args": {}}
+    elif form == "loss string":
+        checkpoint["hyper_parameters"]["loss"] = f"{PAYLOAD}.Boom"
+    else:  # a subclass trained from Python: no LightningCLI _class_path, the zoo's own key
+        del checkpoint["hyper_parameters"]["_class_path"], checkpoint["hyper_parameters"]["_instantiator"]
+        checkpoint["zoo_class_path"] = f"{PAYLOAD}.TheirMLP"
     path = folder / "hostile.ckpt"
     torch.save(checkpoint, path)
     return path
@@ -75,15 +83,47 @@ def test_a_good_checkpoint_loads_through_every_door(good_checkpoint: Path, capsy
     assert type(MLP.load_from_checkpoint(good_checkpoint)) is MLP
 
 
-@pytest.mark.parametrize("door", ["ZooModule.load_from_checkpoint", "MLP.load_from_checkpoint"])
+@pytest.mark.parametrize("form", ["nested class_path", "loss string", "model class"])
+@pytest.mark.parametrize("door", ["ZooModule.load_from_checkpoint", "MLP.load_from_checkpoint", "zoo.load"])
 def test_load_from_checkpoint_refuses_a_class_the_file_names(
-    good_checkpoint, tmp_path, payload, door
+    good_checkpoint, tmp_path, payload, door, form
 ) -> None:
-    hostile = _hostile(good_checkpoint, tmp_path)
-    cls = ZooModule if door.startswith("ZooModule") else MLP
-    with pytest.raises(ZooError, match=rf"checkpoint: {hostile} names classes outside .*\({PAYLOAD}\.Boom\)"):
-        cls.load_from_checkpoint(hostile)
+    """A loss named as a string was imported (its module's code ran) before any check; a model
+    class from an unimported package was replaced by the bare base ("weights do not fit")."""
+    import zoo
+
+    hostile = _hostile(good_checkpoint, tmp_path, form)
+    load = {"zoo.load": zoo.load, "MLP.load_from_checkpoint": MLP.load_from_checkpoint}.get(
+        door, ZooModule.load_from_checkpoint
+    )
+    name = "TheirMLP" if form == "model class" else "Boom"
+    with pytest.raises(
+        ZooError, match=rf"checkpoint: {hostile} names classes outside .*\({PAYLOAD}\.{name}\)"
+    ):
+        load(hostile)
     assert not payload.exists(), "the file's module was imported"
+
+
+def test_predict_imports_the_module_the_user_names(good_checkpoint, tmp_path, payload, capsys) -> None:
+    """`--import MODULE` is the user's consent: the checkpoint's class of that module is built."""
+    hostile = _hostile(good_checkpoint, tmp_path, "loss string")
+    np.save(tmp_path / "rows.npy", np.zeros((3, 64)))
+    argv = ["predict", str(hostile), "--input", str(tmp_path / "rows.npy")]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and f"zoo predict, export and generate: --import {PAYLOAD}; zoo fit" in err
+    try:
+        code, out, err = run_main([*argv, "--import", PAYLOAD], capsys)
+    finally:  # imported modules are trusted: the other tests need it unimported
+        sys.modules.pop(PAYLOAD, None)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("prediction,prob_0") and len(out.splitlines()) == 4
+    assert payload.exists()
+    code, _, err = run_main([*argv, "--import", "no_such_module_xyz"], capsys)
+    assert (code, err.splitlines()[-1]) == (
+        2,
+        "zoo: error: --import no_such_module_xyz: cannot import it (ModuleNotFoundError: No module named "
+        "'no_such_module_xyz').",
+    )
 
 
 @pytest.mark.parametrize("command", ["test", "fit", "generate", "predict", "export"])
@@ -241,3 +281,39 @@ def test_a_checkpoint_in_torchs_older_format_loads(good_checkpoint, tmp_path) ->
     path = tmp_path / "old.ckpt"
     torch.save(torch.load(good_checkpoint, weights_only=True), path, _use_new_zipfile_serialization=False)
     assert type(ZooModule.load_from_checkpoint(path)) is MLP
+
+
+def test_a_model_built_in_python_says_what_its_checkpoint_lacks_and_refuses_another_optimizers_state(
+    tmp_path,
+) -> None:
+    """Its loss module and optimizer factory are not stored: loaded back, the defaults stood in
+    silently, and resuming loaded SGD's state into AdamW (KeyError: 'step' deep in torch)."""
+    import functools
+
+    data = SklearnDataModule("digits", batch_size=256)
+
+    def trainer(epochs: int):
+        return quiet_trainer(
+            max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path
+        )
+
+    model = MLP(
+        task=data.task, num_classes=10, input_shape=data.input_shape, hidden_sizes=[8],
+        loss=torch.nn.CrossEntropyLoss(), optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+    )  # fmt: skip
+    first = trainer(1)
+    first.fit(model, datamodule=data)
+    first.save_checkpoint(tmp_path / "sgd.ckpt")
+    back = MLP.load_from_checkpoint(tmp_path / "sgd.ckpt")  # for inference: nothing to say
+    with pytest.raises(ZooError) as info:
+        trainer(2).fit(back, datamodule=data, ckpt_path=tmp_path / "sgd.ckpt")
+    assert str(info.value).startswith(
+        f"ckpt_path: {tmp_path / 'sgd.ckpt'} holds the state of a torch.optim.sgd.SGD optimizer, but this "
+        "model builds a torch.optim.adamw.AdamW: resume with the optimizer it trained with"
+    )
+    with pytest.warns(UserWarning, match=r"does not hold its loss, optimizer \(given as Python objects"):
+        trainer(1).fit(MLP.load_from_checkpoint(tmp_path / "sgd.ckpt"), datamodule=data)
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    again = MLP.load_from_checkpoint(tmp_path / "sgd.ckpt", optimizer=sgd, loss=torch.nn.CrossEntropyLoss())
+    trainer(2).fit(again, datamodule=data, ckpt_path=tmp_path / "sgd.ckpt")  # resumes
+    assert again.trainer.global_step == 4

@@ -125,12 +125,18 @@ TRUSTED_PACKAGES = ("zoo", "torch", "lightning", "torchmetrics", "torchvision")
 _CLASS_KEYS = ("class_path", "_class_path", "_instantiator")
 
 
+#: hyper-parameters whose string value may be a class path the model imports (``loss:
+#: torch.nn.HuberLoss``, built by ``ZooModule``)
+_CLASS_PATH_VALUES = ("loss",)
+
+
 def named_classes(hparams: Any) -> list[str]:
     """Every class path a checkpoint's hyper-parameters name (at any depth)."""
     found: list[str] = []
     if isinstance(hparams, dict):
         for key, value in hparams.items():
-            if key in _CLASS_KEYS and isinstance(value, str):
+            names_class = key in _CLASS_KEYS or (key in _CLASS_PATH_VALUES and "." in str(value))
+            if names_class and isinstance(value, str):
                 found.append(value)
             else:
                 found += named_classes(value)
@@ -150,15 +156,16 @@ def is_trusted(class_path: str) -> bool:
 def check_named_classes(checkpoint: dict[str, Any], path: str | Path, option: str) -> None:
     """Raise :class:`ZooError` if the checkpoint names a class outside the allow-list
     (:func:`is_trusted`), before anything imports it."""
-    untrusted = [
-        name for name in named_classes(checkpoint.get("hyper_parameters", {})) if not is_trusted(name)
-    ]
+    named = named_classes(checkpoint.get("hyper_parameters", {})) + model_class_paths(checkpoint)
+    untrusted = [name for name in named if not is_trusted(name)]
     if untrusted:
         names = ", ".join(sorted(set(untrusted)))
+        modules = " ".join(f"--import {m}" for m in sorted({n.rpartition(".")[0] for n in untrusted}))
         raise ZooError(
             f"{option}: {path} names classes outside the zoo, torch, lightning and torchmetrics ({names}); "
             "the zoo does not import modules a file names. If you trust it, import that module first "
-            "(for the command line: name the class with --model.class_path)."
+            f"(from Python: import it; zoo predict, export and generate: {modules}; zoo fit, validate, "
+            "test: --model.class_path with the model's class)."
         )
     for class_path in model_class_paths(checkpoint):
         problem = _model_class_problem(class_path)

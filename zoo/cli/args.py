@@ -92,7 +92,31 @@ def checkpoint_parser(
     """The parser of a command whose first argument is a checkpoint, with its examples as epilog."""
     parser = command_parser(prog, description, examples)
     parser.add_argument("checkpoint", help=checkpoint_help)
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        metavar="MODULE",
+        action=_ImportModule,
+        help="import this module first: your package, whose classes the checkpoint names (the zoo "
+        "imports no module a file names on its own); may be given more than once",
+    )
     return parser
+
+
+class _ImportModule(argparse.Action):
+    """``--import MODULE``: imported as it is parsed, before the checkpoint is read, so that the
+    classes it defines are the user's to build (:func:`zoo.checkpoints.is_trusted`)."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
+        import importlib
+
+        from zoo.errors import ZooError
+
+        try:
+            importlib.import_module(value)
+        except ImportError as err:
+            raise ZooError(f"--import {value}: cannot import it ({type(err).__name__}: {err}).") from None
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), value])
 
 
 def require_recipe(command: str, argv: list[str]) -> None:

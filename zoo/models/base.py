@@ -54,6 +54,8 @@ _UNSET = {"label_smoothing": "--model.label_smoothing 0", "pos_weight": "--model
 
 CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
 RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoint
+UNSTORED_KEY = "zoo_unstored"  # the arguments given as objects and not stored (ZooModule.on_save_checkpoint)
+OPTIMIZER_KEY = "zoo_optimizer_class"  # the class of the optimizer whose state the checkpoint holds
 
 
 #: the values of ZooModule's ``freeze``
@@ -267,6 +269,9 @@ class ZooModule(pl.LightningModule):
         # config instead (so they come back on load_from_checkpoint), Python users pass them again
         unplain = [k for k, v in self.hparams.items() if not _is_plain(v)]
         self.remove_ignored_hparams(unplain)
+        self._given_objects = unplain  # see on_save_checkpoint
+        self._stored_optimizer: str | None = None  # the optimizer a checkpoint being resumed trained with
+        self._unstored: tuple[str, list[str]] = ("", [])  # (checkpoint, what it lacks): see on_fit_start
 
         self.task = task
         self.num_classes = num_classes
@@ -323,14 +328,19 @@ class ZooModule(pl.LightningModule):
             check_zoo_model(checkpoint, checkpoint_path, option="checkpoint")
         target = _stored_subclass(cls, checkpoint)
         hparams = checkpoint.get("hyper_parameters")
+        unstored = [name for name in checkpoint.get(UNSTORED_KEY) or [] if name not in kwargs]
         del checkpoint
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         if set(kwargs) - {"map_location", "strict", "weights_only", "hparams_file"}:
             # the caller's own hyper-parameter overrides: their errors are the caller's, not the file's
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            model._unstored = (str(checkpoint_path), unstored)
+            return model
         with loading_errors(checkpoint_path, "checkpoint", hparams):
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        model._unstored = (str(checkpoint_path), unstored)  # said if it is trained on (on_fit_start)
+        return model
 
     def setup(self, stage: str) -> None:
         # Lightning's model summary runs ``example_input_array`` through the unwrapped module. Under a
@@ -475,8 +485,15 @@ class ZooModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        # objects built in Python (a loss module, an optimizer factory) are not stored; the CLI stores
+        # their config: which ones a load must be given again (load_from_checkpoint warns)
+        stored = checkpoint.get("hyper_parameters") or {}
+        checkpoint[UNSTORED_KEY] = [name for name in self._given_objects if name not in stored]
         if self._trainer is None:
             return
+        if self.trainer.optimizers:  # a resume with another optimizer would fail loading its state
+            optimizer = type(self.trainer.optimizers[0])
+            checkpoint[OPTIMIZER_KEY] = f"{optimizer.__module__}.{optimizer.__qualname__}"
         self._check_finite_so_far()  # never write weights a non-finite loss has spoiled
         # what an exact resume needs beyond Lightning's own state: every rank's random generators
         # (dropout) and the data's (augmentation); gathered, since rank 0 alone writes the file
@@ -506,6 +523,7 @@ class ZooModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._saved_rng = checkpoint.get(RNG_KEY)
+        self._stored_optimizer = checkpoint.get(OPTIMIZER_KEY)
         #: how raw inputs become this model's inputs, and outputs labels (see :mod:`zoo.inference`)
         self.preprocessing = checkpoint.get(PREPROCESSING_KEY)
 
@@ -795,6 +813,15 @@ class ZooModule(pl.LightningModule):
         world = self.trainer.world_size
         if world > 1:
             torch.manual_seed(derive_seed(torch.initial_seed(), self.trainer.global_rank, world))
+        path, unstored = self._unstored
+        if unstored:
+            given = ", ".join(f"{name}=..." for name in unstored)
+            warnings.warn(
+                f"this {type(self).__name__} was loaded from {path}, which does not hold its "
+                f"{', '.join(unstored)} (given as Python objects, they are not stored): it trains with the "
+                f"defaults; pass them again: {type(self).__name__}.load_from_checkpoint(path, {given}).",
+                stacklevel=2,
+            )
         data = getattr(self.trainer, "datamodule", None)
         self._check_fits_data(data)
         self._hush_eval_mode_warning()
@@ -968,6 +995,15 @@ class ZooModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         with _refused_arguments("model.optimizer"):
             optimizer = self.optimizer(param_groups(self, self.decay_bias_and_norm))
+        stored, built = self._stored_optimizer, f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"
+        resuming = self._trainer is not None and getattr(self.trainer, "ckpt_path", None) is not None
+        if stored and resuming and stored != built:
+            raise ZooError(
+                f"ckpt_path: {self.trainer.ckpt_path} holds the state of a {stored} optimizer, but this "
+                f"model builds a {built}: resume with the optimizer it trained with (model.optimizer; from "
+                "Python, load_from_checkpoint(path, optimizer=...)), or train anew from its weights "
+                "(model.init_from)."
+            )
         if self._lr_override is not None:
             _rescale_rates(optimizer, self._lr_override)
         if self.lr_scheduler is None:
