@@ -576,6 +576,74 @@ def test_bad_input_exits_nonzero_without_traceback_in_a_subprocess(zoo, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+DEBUG_RUN = ["train", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.max_epochs", "1"]
+
+
+def test_a_run_without_a_logger_writes_no_config_and_can_run_again_in_its_folder(tmp_path: Path, capsys):
+    """``--trainer.logger false``: no run directory, so no config.yaml in the root folder either (the
+    second run there stopped with Lightning's ``expected .../config.yaml to NOT exist`` traceback)."""
+    root = tmp_path / "runs"
+    argv = [*DEBUG_RUN, "--trainer.logger", "false", "--trainer.default_root_dir", str(root)]
+    for _ in range(2):
+        code, out, err = run_main(argv, capsys)
+        assert code == 0 and "Traceback" not in err, err
+        assert f"Run directory:   {root}\n  test metrics:" in out  # and no config line
+    assert not list(root.rglob("config.yaml")) and not list(root.glob("version_*"))
+    assert len(list(root.glob("checkpoints/last*.ckpt"))) == 2  # last.ckpt and last-v1.ckpt
+
+
+def test_a_logger_version_that_names_an_existing_run_is_refused_before_touching_it(tmp_path: Path, capsys):
+    run_dir = tmp_path / "runs" / "fixed"
+    run_dir.mkdir(parents=True)
+    kept = {"config.yaml": "model: {}\n", "metrics.csv": "epoch,step,val/loss\n0,5,1.0\n", "run.json": "{}"}
+    for name, text in kept.items():
+        (run_dir / name).write_text(text)
+    root = ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    code, _, err = run_main([*DEBUG_RUN, *root, "--trainer.logger.version", "fixed"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"zoo: error: --trainer.logger.version: {run_dir} already holds a run (config.yaml); name a new "
+        "version, leave it out for the next free one, or continue that run with --ckpt_path."
+    ), err
+    assert {p.name: p.read_text() for p in run_dir.iterdir()} == kept  # its metrics and status untouched
+
+
+def test_a_refused_wandb_run_leaves_no_wandb_folder_and_no_wandb_lines(tmp_path: Path, capsys, monkeypatch):
+    """Row 3b with ``-c logger/wandb``: the W&B run is finished quietly (no "You can sync this run"
+    after the error line) and its offline-run folder removed; another run's folder stays."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "false")  # W&B's closing lines would show
+    root = tmp_path / "runs"
+    argv = [*DEBUG_RUN, "-c", "logger/wandb", "--model.optimizer.lr", "-0.1", "--trainer.default_root_dir"]
+    code, _, err = run_main([*argv, str(root)], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.rstrip().splitlines()[-1] == "zoo: error: model.optimizer: Invalid learning rate: -0.1", err
+    assert err.count("zoo: error:") == 1 and "wandb sync" not in err
+    assert not root.exists(), list(root.rglob("*"))  # nor wandb/ in it
+    other = root / "wandb" / "offline-run-20250101_000000-other0"  # another run's, in the same root
+    other.mkdir(parents=True)
+    (other / "run-other0.wandb").write_bytes(b"other")
+    code, _, err = run_main([*argv, str(root)], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        "wandb",
+        "wandb/offline-run-20250101_000000-other0",
+        "wandb/offline-run-20250101_000000-other0/run-other0.wandb",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv0", "command"),
+    [("/venv/bin/zoo", "zoo"), ("/site-packages/zoo/__main__.py", "python -m zoo")],
+    ids=["zoo", "python -m zoo"],
+)
+def test_the_parsers_hint_names_the_command_as_typed(argv0: str, command: str, capsys, monkeypatch):
+    """The second line of a parser error named sys.argv[0]: `__main__.py train --help` under
+    ``python -m zoo``."""
+    monkeypatch.setattr(sys, "argv", [argv0])
+    code, _, err = run_main(["train", "-c", "mlp_digits", "--model.dropuot", "0.3"], capsys)
+    assert code == 2 and err.splitlines()[-1] == f"Run `{command} train --help` to see every option.", err
+
+
 def test_csv_data_trains_end_to_end(tmp_path: Path, capsys):
     # two well separated blobs with text labels
     gen = torch.Generator().manual_seed(0)

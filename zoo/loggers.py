@@ -7,7 +7,10 @@ Lightning's loggers need a ``save_dir``; these take ``None`` to mean "the Traine
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +99,46 @@ class WandbLogger(loggers.WandbLogger):
 
     def __init__(self, save_dir: str | None = None, project: str = "lightning-zoo", **kwargs: Any) -> None:
         super().__init__(save_dir=save_dir or ".", project=project, **kwargs)
+        # what was there before this logger's run began, so that discard() removes only what it made
+        self._had_wandb_dir = (Path(save_dir or ".") / "wandb").exists()
+        self._started_run = False
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is None:
+            import wandb
+
+            self._started_run = wandb.run is None  # Lightning otherwise takes over the run in progress
+        return super().experiment
+
+    def discard(self) -> None:
+        """Undo the W&B run this logger started (a run refused before it trained): finish it without
+        W&B's closing lines ("You can sync this run...") and remove its folder,
+        ``wandb/offline-run-*`` (or ``wandb/run-*``), with W&B's links to it and the ``wandb/``
+        folder when this run made it. Other runs' folders stay; a run it did not start is left alone."""
+        run = self._experiment
+        if run is None or not self._started_run:
+            return
+        self._experiment = None
+        files = getattr(run, "dir", None)  # the run's files/ folder
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            run.finish(exit_code=1)
+        folder = Path(files).parent if files else None
+        if folder is None or not folder.name.startswith(("offline-run-", "run-")):
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        wandb_dir = folder.parent
+        for name in ("latest-run", "debug.log", "debug-internal.log"):
+            link = wandb_dir / name
+            if link.is_symlink() and not link.exists():  # it pointed into the folder just removed
+                link.unlink(missing_ok=True)
+        made_here = (
+            not self._had_wandb_dir and wandb_dir.absolute() == Path(self.save_dir or ".", "wandb").absolute()
+        )
+        if made_here:
+            with contextlib.suppress(OSError):  # not empty: another run's folders are in it
+                wandb_dir.rmdir()
 
 
 class TensorBoardLogger(loggers.TensorBoardLogger):

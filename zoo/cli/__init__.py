@@ -56,6 +56,16 @@ examples:
 PIPELINE = ("train", "fit", "validate", "test", "predict")
 
 
+def program() -> str:
+    """The command as the user typed it, for messages that tell what to run next: ``python -m zoo``
+    under ``python -m zoo`` (or ``torchrun -m zoo``), where ``sys.argv[0]`` is this package's
+    ``__main__.py``, else ``zoo``."""
+    script = os.path.normpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(script) == "__main__.py" and os.path.basename(os.path.dirname(script)) == "zoo":
+        return "python -m zoo"
+    return "zoo"
+
+
 #: the command line of this process's ``zoo`` command, as typed (for the model card)
 INVOKED: list[str] | None = None
 

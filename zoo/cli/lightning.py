@@ -29,7 +29,7 @@ from zoo.callbacks import (
 from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
-from zoo.loggers import CSVLogger
+from zoo.loggers import CSVLogger, WandbLogger
 from zoo.models.base import CLASS_KEY, ZooModule
 from zoo.pretrained import is_weights_file
 from zoo.trainer import METRICS_FILE, ZooTrainer, check_run_root
@@ -79,7 +79,11 @@ class ZooArgumentParser(LightningArgumentParser):
     """Reports a bad option or value in a few lines instead of the whole usage text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from zoo.cli import program
+
         kwargs.setdefault("formatter_class", ZooHelpFormatter)
+        # argparse would name sys.argv[0]: `__main__.py` under `python -m zoo`, pytest in tests
+        kwargs.setdefault("prog", program())
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
@@ -288,7 +292,29 @@ class ZooCLI(LightningCLI):
         self._resume_at: tuple[int, int] | None = None
         if self.subcommand in ("fit", "train") and config.get("ckpt_path"):
             self._prepare_resume(config, zoo_loggers)
+        elif self.subcommand in ("fit", "train"):
+            self._check_version_is_new(zoo_loggers)
         self._align_versions(zoo_loggers)
+
+    @staticmethod
+    def _check_version_is_new(zoo_loggers: list[Any]) -> None:
+        """A run directory named by its version (``--trainer.logger.version 0``) must not be one that a
+        run already holds: the new run would empty its metrics.csv and mark its run.json failed
+        before Lightning refused the config.yaml it found there (a traceback)."""
+        from zoo.loggers import RUN_DIRECTORY_LOGGERS
+
+        for logger in zoo_loggers:
+            version = logger.init_args.get("version")
+            if logger.class_path not in RUN_DIRECTORY_LOGGERS or version is None:
+                continue
+            folder = Path(str(logger.init_args.save_dir), logger.init_args.get("name") or "")
+            folder /= version if isinstance(version, str) else f"version_{version}"
+            found = [name for name in ("config.yaml", "metrics.csv", "run.json") if (folder / name).exists()]
+            if found:
+                raise ZooError(
+                    f"--trainer.logger.version: {folder} already holds a run ({found[0]}); name a new "
+                    "version, leave it out for the next free one, or continue that run with --ckpt_path."
+                )
 
     @staticmethod
     def _align_versions(zoo_loggers: list[Any]) -> None:
@@ -411,7 +437,12 @@ class ZooCLI(LightningCLI):
             callbacks = [*callbacks, RunRecord()]  # run.json, for `zoo runs`
             if not any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
                 callbacks.append(LearningRates())  # the learning-rate curves of `zoo plot`
-        return super()._instantiate_trainer(config, callbacks)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        if not trainer.loggers:
+            # --trainer.logger false: no run directory, so no config.yaml either; it would go straight
+            # into the root folder, and the next run there would find it and stop
+            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, SaveConfigCallback)]
+        return trainer
 
     def _predictions_path(self, config: dict[str, Any]) -> Path:
         """``predictions.csv`` in the run directory of the checkpoint predicted with, else in the
@@ -480,6 +511,11 @@ class ZooCLI(LightningCLI):
         that another rank's error never removes the directory rank 0 writes."""
         if rank_zero_only.rank != 0:
             return
+        trainer = getattr(self, "trainer", None)
+        for logger in trainer.loggers if trainer is not None else []:
+            if isinstance(logger, WandbLogger):  # its run finished quietly, its wandb/ folder gone
+                with contextlib.suppress(Exception):  # the user's error is what to report
+                    logger.discard()
         if getattr(self, "_new_log_dir", None) is not None and self._new_log_dir.exists():
             shutil.rmtree(self._new_log_dir, ignore_errors=True)
         for folder in getattr(self, "_new_parents", []):  # nearest first; another run's stay
@@ -508,7 +544,9 @@ class ZooCLI(LightningCLI):
             )
             return
         log_dir = Path(log_dir)
-        lines += ["", f"Run directory:   {log_dir}", f"  config:        {log_dir / 'config.yaml'}"]
+        lines += ["", f"Run directory:   {log_dir}"]
+        if any(isinstance(cb, SaveConfigCallback) for cb in self.trainer.callbacks):  # none without a logger
+            lines += [f"  config:        {log_dir / 'config.yaml'}"]
         lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
         if best:
             lines += [f"  best ckpt:     {best}"]
