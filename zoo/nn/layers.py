@@ -29,7 +29,9 @@ for _name, _cls in {
 
 @ACTIVATIONS.register("softmax")
 def _softmax() -> nn.Module:
-    """Softmax over the last dimension (an output activation: turns logits into probabilities)."""
+    """Softmax over the last dimension. As a hidden layer's activation it makes each layer's
+    values sum to 1; the zoo's models output logits, and their probabilities come from the softmax
+    (or sigmoid) the metrics and ``predict`` apply."""
     return nn.Softmax(dim=-1)
 
 
