@@ -156,3 +156,37 @@ def test_builtin_entries_are_the_torch_classes() -> None:
     assert LOSSES.get("mse") is torch.nn.MSELoss
     assert SCHEDULERS.get("step") is torch.optim.lr_scheduler.StepLR
     assert ACTIVATIONS.get("gelu") is torch.nn.GELU
+
+
+def test_bad_registry_names_are_refused(shapes: Registry) -> None:
+    for bad in ("", "a.b", "has space", 3):
+        with pytest.raises(ValueError, match=r"name is a letter, then letters, digits, _ or - \(no dots"):
+            shapes.register(bad, lambda: 0)
+
+
+def test_an_installed_packages_entry_point_adds_its_models_to_the_shell(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A name registered in the user's package never reached `zoo train --model NAME` (nothing
+    imported the package); an entry point in the `lightning_zoo` group does."""
+    import zoo.registry
+    from tests.test_cli import run_main
+
+    site = tmp_path / "site"
+    (site / "theirpkg_zoo").mkdir(parents=True)
+    (site / "theirpkg_zoo" / "__init__.py").write_text(
+        "import zoo\nfrom zoo.models import MLP\n\n@zoo.register_model('their_mlp')\nclass TheirMLP(MLP):\n"
+        "    pass\n"
+    )
+    info = site / "theirpkg_zoo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: theirpkg-zoo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lightning_zoo]\nmodels = theirpkg_zoo\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(zoo.registry, "_plugins_loaded", False)
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # the plugin's name goes with the test
+    monkeypatch.delitem(__import__("sys").modules, "theirpkg_zoo", raising=False)
+    assert "their_mlp" in zoo.list_models()
+    code, out, err = run_main(["train", "-c", "mlp_digits", "--model", "their_mlp", "--print_config"], capsys)
+    assert code == 0, err
+    assert "class_path: theirpkg_zoo.TheirMLP" in out

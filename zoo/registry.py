@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -60,6 +61,7 @@ class Registry:
     def _load(self) -> None:
         while self._populate:
             importlib.import_module(self._populate.pop(0))
+        load_plugins()
 
     def register(self, name: str | None = None, obj: Callable[..., Any] | None = None) -> Any:
         """Register ``obj`` under ``name`` (default: its lower-cased ``__name__``).
@@ -67,6 +69,12 @@ class Registry:
         Used as a decorator (``@registry.register()`` or ``@registry.register("alias")``) or
         called directly with ``obj``. A name that is already taken raises ``ValueError``.
         """
+
+        if name is not None and not (isinstance(name, str) and re.fullmatch(r"[A-Za-z][\w-]*", name)):
+            raise ValueError(
+                f"A {self.kind} name is a letter, then letters, digits, _ or - (no dots: the command "
+                f"line reads a dotted name as a class path); got {name!r}"
+            )
 
         def add(fn: F) -> F:
             key = (name or fn.__name__).lower()
@@ -122,6 +130,36 @@ OPTIMIZERS = Registry("optimizer", populate=["zoo.optim"])
 SCHEDULERS = Registry("scheduler", populate=["zoo.optim"])
 ACTIVATIONS = Registry("activation", populate=["zoo.nn.layers"])
 DATA = Registry("data", populate=["zoo.data"])
+
+
+#: the entry-point group through which an installed package adds its models, losses, ... to the
+#: zoo's registries (in its pyproject.toml: ``[project.entry-points.lightning_zoo]
+#: their_models = "theirpkg.zoo_models"``, a module whose ``register_model`` decorators run on import)
+PLUGIN_GROUP = "lightning_zoo"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the modules installed packages name in the :data:`PLUGIN_GROUP` entry points, once,
+    so that the names they register work everywhere the zoo's own do (``zoo train --model
+    theirs``, ``zoo models``, ``create_model``). A plugin that fails to import is a warning naming
+    it, never the command's failure."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    import warnings
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()
+        except Exception as err:  # noqa: BLE001 - someone else's package: say which, go on
+            warnings.warn(
+                f"lightning-zoo plugin {point.name!r} ({point.value}) failed to load: "
+                f"{type(err).__name__}: {err}",
+                stacklevel=2,
+            )
 
 
 def register_model(name: str | None = None) -> Callable[[F], F]:
