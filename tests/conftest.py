@@ -57,6 +57,7 @@ def zoo(tmp_path: Path):
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+        full_env.pop("WANDB_SERVICE", None)  # a W&B service this test process started: zoo starts its own
         proc = subprocess.run(
             [zoo_executable(), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=600
         )

@@ -610,10 +610,21 @@ def test_a_logger_version_that_names_an_existing_run_is_refused_before_touching_
 def test_a_refused_wandb_run_leaves_no_wandb_folder_and_no_wandb_lines(tmp_path: Path, capsys, monkeypatch):
     """Row 3b with ``-c logger/wandb``: the W&B run is finished quietly (no "You can sync this run"
     after the error line) and its offline-run folder removed; another run's folder stays."""
+    import wandb
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "false")  # W&B's closing lines would show
+    # W&B's service outlives the run in this process, and its address (WANDB_SERVICE) would make a
+    # later test's `zoo` subprocess log through it, unflushed when that process ends
     root = tmp_path / "runs"
     argv = [*DEBUG_RUN, "-c", "logger/wandb", "--model.optimizer.lr", "-0.1", "--trainer.default_root_dir"]
+    try:
+        _refused_wandb_runs(argv, root, capsys)
+    finally:
+        wandb.teardown()
+
+
+def _refused_wandb_runs(argv: list[str], root: Path, capsys) -> None:
     code, _, err = run_main([*argv, str(root)], capsys)
     assert code == 2 and "Traceback" not in err, err
     assert err.rstrip().splitlines()[-1] == "zoo: error: model.optimizer: Invalid learning rate: -0.1", err
