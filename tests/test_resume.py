@@ -81,7 +81,11 @@ KILLS = {
 }
 
 
-@pytest.mark.parametrize("kill", list(KILLS))
+@pytest.mark.parametrize(
+    "kill",
+    # the suite's time budget: the epoch-boundary case (the easier one, 14 s) runs with `nox -s slow`
+    [pytest.param(k, marks=pytest.mark.slow) if k == "epoch-boundary" else k for k in KILLS],
+)
 def test_a_killed_run_resumes_bit_for_bit_in_its_own_directory(
     tmp_path: Path, kill: str, seeded_one_thread, capsys
 ) -> None:

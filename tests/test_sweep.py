@@ -319,6 +319,7 @@ def test_the_shipped_space_names_keys_of_its_recipe() -> None:
         read_space("no_such_space")
 
 
+@pytest.mark.slow  # 14 s of processes; the suite's time budget (`nox -s slow` runs it)
 def test_jobs_run_trials_in_parallel_processes_on_one_study(tmp_path: Path, capsys) -> None:
     root = tmp_path / "parallel"
     argv = [
