@@ -76,6 +76,8 @@ def test_the_allow_list() -> None:
     ]
     assert is_trusted("zoo.models.MLP") and is_trusted("torch.optim.AdamW") and is_trusted("pathlib.Path")
     assert not is_trusted(f"{PAYLOAD}.Boom") and not is_trusted("Boom")
+    # a class made in a function is its (imported) module's: a model class is checked too now
+    assert is_trusted(f"{__name__}.test_fit.<locals>.Model") and not is_trusted(f"{PAYLOAD}.f.<locals>.M")
 
 
 def test_a_good_checkpoint_loads_through_every_door(good_checkpoint: Path, capsys) -> None:

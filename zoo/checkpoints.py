@@ -149,7 +149,9 @@ def named_classes(hparams: Any) -> list[str]:
 def is_trusted(class_path: str) -> bool:
     """A class path the zoo will import and build: in :data:`TRUSTED_PACKAGES`, or in a module
     that is already imported (the user's own code, or a class they named on the command line)."""
-    module = class_path.rpartition(".")[0]
+    # a class made in a function (``tests.test_x.test_fit.<locals>.Model``) is its module's
+    outer = class_path.split(".<locals>")[0]
+    module = outer.rpartition(".")[0] if outer != class_path else class_path.rpartition(".")[0]
     return module.split(".")[0] in TRUSTED_PACKAGES or (bool(module) and module in sys.modules)
 
 
