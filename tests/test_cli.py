@@ -801,3 +801,42 @@ def test_evaluating_without_a_checkpoint_says_the_weights_are_untrained(
     assert f"zoo {command}: no --ckpt_path, so the model's untrained weights are evaluated" in err
     code, _, err = run_main([*argv, "--ckpt_path", "pretrained:mlp_digits"], capsys)
     assert code == 0 and "untrained" not in err
+
+
+def test_a_model_class_that_drops_the_recipes_options_says_so(monkeypatch, capsys) -> None:
+    """`-c mlp_digits --model.class_path their.Model` where the class takes no optimizer, dropout,
+    ...: jsonargparse drops them silently (test accuracy 0.14 where 0.85 was expected)."""
+    from jsonargparse import Namespace
+
+    import zoo.cli
+    from zoo.cli.lightning import _note_unused_model_options
+    from zoo.recipes import find_recipe
+
+    def config(class_path: str) -> Namespace:
+        return Namespace(model=Namespace(class_path=class_path), config=[find_recipe("mlp_digits").path])
+
+    monkeypatch.setattr(
+        zoo.cli, "INVOKED", ["zoo", "train", "--model.width", "8", "--model.init_args.dropout", "0"]
+    )
+    _note_unused_model_options(config(f"{__name__}.FixedWidth"))
+    assert capsys.readouterr().err == (
+        f"zoo: note: {__name__}.FixedWidth takes no hidden_sizes, activation, norm, dropout, "
+        "label_smoothing, optimizer, lr_scheduler: the values set for them are not used.\n"
+    )
+    _note_unused_model_options(config("zoo.models.MLP"))  # **kwargs: jsonargparse checks those itself
+    assert capsys.readouterr().err == ""
+
+
+def _mlp_class() -> type:
+    from zoo.models import MLP
+
+    return MLP
+
+
+class FixedWidth(_mlp_class()):  # type: ignore[misc]
+    """A user's model that takes its own options only."""
+
+    def __init__(
+        self, task: str = "multiclass", num_classes: int | None = None, input_shape=None, width: int = 16
+    ):
+        super().__init__(task=task, num_classes=num_classes, input_shape=input_shape, hidden_sizes=[width])

@@ -75,6 +75,55 @@ class ZooHelpFormatter(DefaultHelpFormatter):
         return f"{head}, e.g. {shown} and {rest} more: any subclass by class path{closing}"
 
 
+def _note_unused_model_options(config: Any) -> None:
+    """One note naming the model options that the ``-c`` files or the flags set and the model's
+    class does not take: after ``-c mlp_digits --model.class_path their.Model`` jsonargparse drops
+    the recipe's optimizer, schedule, dropout, ... silently when ``their.Model`` does not take them
+    (test accuracy 0.14 where 0.85 was expected). A class with ``**kwargs`` takes anything."""
+    import inspect
+
+    import yaml
+    from jsonargparse import Namespace
+
+    from zoo import cli
+
+    model = config.get("model")
+    class_path = model.get("class_path") if isinstance(model, Namespace) else None
+    try:
+        params = inspect.signature(_import_class(class_path)).parameters if class_path else None
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return
+    if params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    given: dict[str, None] = {}
+    for path in config.get("config") or []:
+        try:
+            data = yaml.safe_load(Path(str(path)).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        section = data.get("model") if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            init = section.get("init_args") if isinstance(section.get("init_args"), dict) else {}
+            given |= dict.fromkeys([*init, *(k for k in section if k not in ("class_path", "init_args"))])
+    for arg in cli.INVOKED or []:
+        found = re.match(r"--model\.(?:init_args\.)?(\w+)", arg)
+        if found and found.group(1) not in ("class_path", "help"):
+            given[found.group(1)] = None
+    unused = [name for name in given if name not in params and name != "dict_kwargs"]
+    if unused:
+        sys.stderr.write(
+            f"zoo: note: {class_path} takes no {', '.join(unused)}: the values set for "
+            f"{'it' if len(unused) == 1 else 'them'} are not used.\n"
+        )
+
+
+def _import_class(class_path: str) -> Any:
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 class ZooArgumentParser(LightningArgumentParser):
     """Reports a bad option or value in a few lines instead of the whole usage text."""
 
@@ -289,6 +338,7 @@ class ZooCLI(LightningCLI):
         for logger in zoo_loggers:
             if logger.init_args.get("save_dir") is None:
                 logger.init_args.save_dir = trainer.default_root_dir
+        _note_unused_model_options(config)
         self._resume_at: tuple[int, int] | None = None
         if self.subcommand in ("fit", "train") and config.get("ckpt_path"):
             self._prepare_resume(config, zoo_loggers)
