@@ -349,6 +349,29 @@ BAD_INPUTS = {
         ["-c", "mlp_digits", "--model.norm", "btach"],
         ["zoo: error: --model.norm: 'btach' is not one of none, batch, layer (did you mean batch?)\n"],
     ),
+    "a word for a number": (
+        ["-c", "mlp_digits", "--model.dropout", "abc"],
+        ["zoo: error: --model.dropout: 'abc' is not a number\n"],
+    ),
+    "a word for an optimizer's number": (
+        ["-c", "mlp_digits", "--model.optimizer.lr", "abc"],
+        ["zoo: error: --model.optimizer.lr: 'abc' is not a number\n"],
+    ),
+    "a fraction for a count": (
+        ["-c", "mlp_digits", "--data.batch_size", "1.5"],
+        ["zoo: error: --data.batch_size: '1.5' is not an integer\n"],
+    ),
+    "a word for a list": (
+        ["-c", "mlp_digits", "--model.hidden_sizes", "abc"],
+        ["zoo: error: --model.hidden_sizes: 'abc' is not a list ([a, b])\n"],
+    ),
+    "a misspelled precision": (
+        ["-c", "mlp_digits", "--trainer.precision", "bf16-mix"],
+        [
+            "zoo: error: --trainer.precision: 'bf16-mix' is not an integer or one of transformer-engine,",
+            "(did you mean bf16-mixed",
+        ],
+    ),
     "unknown init": (
         ["-c", "mlp_digits", "--model.init", "he"],
         ["zoo: error: --model.init: 'he' is not one of default, kaiming, xavier\n"],

@@ -151,7 +151,8 @@ def test_a_uniform_range_takes_a_step(tmp_path: Path) -> None:
         (
             [],
             "model.init_args.dropout: {choice: [0.1, b]}\n",
-            "space.yaml: model.init_args.dropout: the choice 'b' is not a value it takes (Expected a float",
+            "space.yaml: model.init_args.dropout: the choice 'b' is not a value it takes "
+            "(--model.dropout: 'b' is not a number).",
         ),
     ],
     ids=["jobs", "seed", "storage", "metric", "choice of another type"],

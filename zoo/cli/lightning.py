@@ -142,6 +142,7 @@ class ZooArgumentParser(LightningArgumentParser):
         message = (
             _misspelled(message, list(self._option_string_actions))
             or _not_one_of(message)
+            or _wrong_value(message)
             or concise(message)
         )
         sys.stderr.write(f"zoo: error: {message}\nRun `{prog} --help` to see every option.\n")
@@ -243,6 +244,53 @@ def _not_one_of(message: str) -> str | None:
     close = difflib.get_close_matches(given[0], valid, n=3, cutoff=0.6)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     return f"--{'.'.join(keys)}: {given[0]!r} is not one of {', '.join(valid)}{hint}"
+
+
+_TYPE_WORDS = {
+    "float": "a number",
+    "int": "an integer",
+    "bool": "true or false",
+    "str": "text",
+    "collections.abc.Sequence": "a list ([a, b])",
+    "list": "a list ([a, b])",
+}
+
+
+def _wrong_value(message: str) -> str | None:
+    """For a value of the wrong type (``--model.dropout abc``, ``--model.optimizer.lr abc``,
+    ``--trainer.precision bf16-mix``: four to eight lines of jsonargparse's union alternatives):
+    one line naming the option, the value and what it takes; ``None`` for any other message."""
+    import ast
+    import difflib
+
+    keys = _parser_keys(message)
+    given = re.findall(r"Given value: (.+?)(?:\. Got value: .*)?$", message, re.M) or re.findall(
+        r"Expected a <class '\w+'>\. Got value: (.+)$", message, re.M
+    )
+    # a nested option's value comes back as NestedArg(key='optimizer.lr', val='abc')
+    given = [re.sub(r"^NestedArg\(key='[\w.]+', val=(.*)\)$", r"\1", value) for value in given]
+    given = [value[1:-1] if len(value) > 1 and value[0] == value[-1] == "'" else value for value in given]
+    kinds = list(dict.fromkeys(re.findall(r"Expected a <class '([\w.]+)'>", message)))
+    literals = re.findall(
+        r"Expected a (?:typing(?:_extensions)?\.)?Literal(\[.*?\])(?:\. Got value|$)", message, re.M
+    )
+    if not keys or len(set(given)) != 1 or any(k not in _TYPE_WORDS and k != "NoneType" for k in kinds):
+        return None
+    valid: list[str] = []
+    for listed in literals:
+        try:
+            values = ast.literal_eval(listed)
+        except (SyntaxError, ValueError):
+            return None
+        valid += [str(v) for v in (values if isinstance(values, list) else [values]) if str(v) not in valid]
+    takes = [_TYPE_WORDS[k] for k in kinds if k in _TYPE_WORDS] + (
+        [f"one of {', '.join(valid)}"] if valid else []
+    )
+    if not takes:
+        return None
+    close = difflib.get_close_matches(given[0], valid, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"--{'.'.join(keys)}: {given[0]!r} is not {' or '.join(takes)}{hint}"
 
 
 def concise(message: str) -> str:
