@@ -157,8 +157,8 @@ def test_ctrl_c_exits_130_and_says_where_the_run_is(tmp_path: Path, capsys) -> N
     run = tmp_path / "version_0"
     assert status == 130
     assert err.strip().splitlines()[-1] == (
-        f"zoo: interrupted by SIGINT at epoch 0, step 3, before its first checkpoint; the run is in {run}. "
-        "Run the command again to start over."
+        "zoo: interrupted by SIGINT in epoch 1, at step 3, before its first checkpoint; "
+        f"the run is in {run}. Run the command again to start over."
     )
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
 
@@ -173,7 +173,7 @@ def test_sigterm_saves_the_step_exits_143_and_the_run_goes_on_from_there(tmp_pat
     last = run / "checkpoints" / "last.ckpt"
     assert status == 143
     assert err.strip().splitlines()[-1] == (
-        f"zoo: interrupted by SIGTERM at epoch 0, step 4; the run is in {run}. To go on from its last "
+        f"zoo: interrupted by SIGTERM in epoch 1, at step 4; the run is in {run}. To go on from its last "
         f"checkpoint, run the same command with --ckpt_path last (or --ckpt_path {last})."
     )
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
@@ -271,6 +271,29 @@ def test_piped_output_is_one_line_per_epoch(tmp_path: Path, capsys) -> None:
     assert not any(isinstance(cb, EpochLines) for cb in quiet)
     chosen = ZooTrainer(logger=False, callbacks=[TQDMProgressBar()]).callbacks
     assert not any(isinstance(cb, EpochLines) for cb in chosen)
+
+
+def test_the_first_epoch_line_of_a_resumed_fit_counts_from_the_resume(monkeypatch, capsys) -> None:
+    """A fit resumed from a checkpoint written at a validation finishes that epoch without
+    Lightning calling on_train_epoch_start: its line said "(529.1 s)", the seconds since boot."""
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from zoo.callbacks import EpochLines
+
+    clock = iter([1000.0, 1002.5])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    trainer = SimpleNamespace(
+        current_epoch=5, global_step=60, max_epochs=60, is_global_zero=True,
+        callback_metrics={"val/loss": torch.tensor(0.6145)},
+    )  # fmt: skip
+    lines = EpochLines()
+    lines.on_train_start(trainer, None)  # the resumed fit: no on_train_epoch_start before the epoch ends
+    lines.on_train_epoch_end(trainer, None)
+    lines.on_train_end(trainer, None)
+    assert capsys.readouterr().out == "epoch 6/60  step 60  val/loss 0.6145  (2.5 s)\n"
 
 
 def test_a_zoo_trainer_prints_no_cloud_adverts(tmp_path: Path, caplog) -> None:

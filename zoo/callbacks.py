@@ -356,7 +356,8 @@ class Interruption:
         return 128 + {"SIGINT": 2, "SIGTERM": 15}[self.signal]
 
     def message(self) -> str:
-        where = f"at epoch {self.epoch}, step {self.step}"
+        # counted as the per-epoch lines above it count (from 1); ``epoch`` is Lightning's (from 0)
+        where = f"in epoch {self.epoch + 1}, at step {self.step}"
         if self.run_dir is None:
             return f"interrupted by {self.signal} {where}."
         last = self.run_dir / "checkpoints" / "last.ckpt"
@@ -488,6 +489,14 @@ class EpochLines(ProgressBar):
 
     def enable(self) -> None:
         self._enabled = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import time
+
+        # a fit resumed from a checkpoint written at a validation inside an epoch finishes that
+        # epoch without calling on_train_epoch_start: its time counts from here, not from 0.0
+        # (the resumed line said "(529.1 s)", the machine's uptime)
+        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         import time
