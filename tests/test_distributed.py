@@ -379,3 +379,50 @@ def test_fsdp_clips_the_gradient_norm_with_fsdps_own_reduction() -> None:
     )
     model.configure_gradient_clipping(None, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
     assert calls == [1.0]
+
+
+def test_sigterm_under_several_processes_is_decided_at_a_step_start_not_in_the_handler(monkeypatch) -> None:
+    """Lightning 2.6 ran a broadcast inside the SIGTERM handler, which deadlocks when another rank
+    is already inside the step's gradient all-reduce (the slow two-process test in test_resume
+    sends it there); the zoo's handler only records the signal and passes it to the launched ranks,
+    and all ranks stop together where each step starts, if any of them got it."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    import zoo.trainer
+    from zoo.trainer import ZooTrainer
+
+    trainer = ZooTrainer(logger=False, accelerator="cpu")
+    connector = trainer._signal_connector
+    assert trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor == connector.agree
+    killed = []
+    monkeypatch.setattr(zoo.trainer, "_several_processes", lambda trainer: True)
+    monkeypatch.setattr(
+        type(trainer.strategy), "launcher", property(lambda s: SimpleNamespace(kill=killed.append))
+    )
+
+    def no_collective(*args, **kwargs):
+        raise AssertionError("a collective in the signal handler")
+
+    monkeypatch.setattr(torch.distributed, "broadcast", no_collective)
+    monkeypatch.setattr(torch.distributed, "all_reduce", no_collective)
+    connector._sigterm_notifier_fn(15, None)
+    connector._sigterm_notifier_fn(15, None)  # a second signal is not passed on again
+    assert (connector.pending, trainer.received_sigterm, killed) == (True, False, [15])
+
+    def other_rank_has_it(flag, op):  # this rank saw nothing; the maximum over ranks is 1
+        assert op == torch.distributed.ReduceOp.MAX
+        flag.fill_(max(int(flag.item()), 1))
+
+    connector.pending = False
+    monkeypatch.setattr(torch.distributed, "all_reduce", other_rank_has_it)
+    with pytest.raises(SIGTERMException):
+        connector.agree()
+    assert trainer.received_sigterm
+
+    def nobody_has_it(flag, op):
+        pass
+
+    connector.received_sigterm = False
+    monkeypatch.setattr(torch.distributed, "all_reduce", nobody_has_it)
+    connector.agree()  # goes on
+    assert not trainer.received_sigterm

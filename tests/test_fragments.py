@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from tests.conftest import QUIET
 from tests.test_cli import run_main
 from zoo.data import SklearnDataModule
 from zoo.models import ZooModule
+from zoo.trainer import ZooTrainer
 
 
 def _train(tmp_path: Path, capsys, fragment: str, epochs: int) -> Path:
@@ -29,8 +31,8 @@ def _rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _test_loss(model: ZooModule, state: dict) -> float:
-    data = SklearnDataModule("digits", batch_size=64)
+def _test_loss(model: ZooModule, state: dict, batch_size: int = 64) -> float:
+    data = SklearnDataModule("digits", batch_size=batch_size)
     data.setup()
     x, y = data._tensors["test"]
     model.load_state_dict(state)
@@ -51,13 +53,71 @@ def test_ema_validates_saves_and_tests_the_averaged_weights(tmp_path: Path, caps
     assert metrics["test/loss"] == pytest.approx(averaged, abs=1e-5)
 
 
-def test_swa_switches_to_its_constant_rate(tmp_path: Path, capsys) -> None:
+class EpochEndWeights(pl.Callback):
+    """The weights as each epoch's last step leaves them (before its validation)."""
+
+    def __init__(self) -> None:
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        if trainer.is_last_batch:
+            self.weights.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+
+def _fit(tmp_path: Path, callbacks: list, epochs: int = 4) -> tuple[ZooTrainer, ZooModule]:
+    from zoo.callbacks import best_and_last_checkpoint
+    from zoo.models import MLP
+
+    pl.seed_everything(0)
+    data = SklearnDataModule("digits", batch_size=256)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[32])
+    trainer = ZooTrainer(
+        max_epochs=epochs, default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[*callbacks, best_and_last_checkpoint()], accelerator="cpu",
+    )  # fmt: skip
+    trainer.train(model, data)
+    return trainer, model
+
+
+def test_swa_averages_the_epochs_from_start_and_validates_saves_and_tests_the_average(
+    tmp_path: Path, seeded_one_thread
+) -> None:
+    from zoo.callbacks import SWA
+
+    plain = EpochEndWeights()
+    _fit(tmp_path / "plain", [plain])
+    swa, recorded = SWA(start=0.5), EpochEndWeights()  # epochs 2 and 3 of 4 (from 0)
+    trainer, model = _fit(tmp_path / "swa", [swa, recorded])
+    # no lr given: the same trajectory as without SWA; the average is the mean of epochs 2 and 3
+    for a, b in zip(plain.weights, recorded.weights, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    expected = {k: (plain.weights[2][k] + plain.weights[3][k]) / 2 for k in plain.weights[2]}
+    last = torch.load(tmp_path / "swa" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, value in expected.items():
+        if value.is_floating_point():
+            assert torch.allclose(last["state_dict"][name], value, atol=1e-6), name
+    assert torch.equal(last["current_model_state"]["net.head.weight"], plain.weights[3]["net.head.weight"])
+    # validation sees the weights themselves before averaging begins, the average from then on
+    val = [[float(r["val/loss"]) for r in _rows(run / "version_0") if r.get("val/loss")] for run in (
+        tmp_path / "plain", tmp_path / "swa")]  # fmt: skip
+    assert val[0][:2] == val[1][:2] and val[0][2:] != val[1][2:]
+    metrics = json.loads((tmp_path / "swa" / "version_0" / "test_metrics.json").read_text())
+    best = torch.load(metrics["best_checkpoint"], weights_only=True)
+    assert metrics["test/loss"] == pytest.approx(_test_loss(model, best["state_dict"], 256), abs=1e-5)
+
+
+def test_swa_switches_to_its_constant_rate_and_refuses_a_bad_start(tmp_path: Path, capsys) -> None:
+    from zoo.callbacks import SWA
+    from zoo.errors import ZooError
+
     run = _train(tmp_path, capsys, "swa", epochs=8)
     rates = [(int(r["step"]), float(r["lr-AdamW/decay"])) for r in _rows(run) if r.get("lr-AdamW/decay")]
-    # 20 steps an epoch; averaging from epoch 6 (0.75 of 8), annealed to 1e-3 over 2 epochs
-    before = [lr for step, lr in rates if step < 120]
-    assert before and all(lr != 1e-3 for lr in before)
-    assert rates[-1][1] == pytest.approx(1e-3)  # without SWA the cosine schedule ends near 1e-5
+    # 20 steps an epoch; averaging and the rate of 1e-3 from epoch 6 (0.75 of 8)
+    assert all(lr != 1e-3 for step, lr in rates if step < 120)
+    after = [lr for step, lr in rates if step > 120]
+    assert after and all(lr == pytest.approx(1e-3) for lr in after)  # the cosine would end near 1e-5
+    with pytest.raises(ZooError, match=r"SWA start: 1\.5 is neither an epoch number"):
+        SWA(start=1.5)
 
 
 def test_accumulation_steps_once_per_four_batches(tmp_path: Path, capsys) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -50,10 +51,10 @@ RUN = (
 )  # fmt: skip
 
 
-def _zoo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def _zoo(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [zoo_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [zoo_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -195,6 +196,56 @@ def test_a_killed_two_process_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     for name, weight in final_a["state_dict"].items():
         assert torch.equal(weight, final_b["state_dict"][name]), name
     assert _epoch_values(a, "val/loss") == _epoch_values(b, "val/loss")
+
+
+class TermAtStep(pl.Callback):
+    """A scheduler's SIGTERM to the launching process (rank 0) as training step ``step`` starts."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            # the other rank is then inside the step's gradient all-reduce, waiting for this one: where
+            # a collective in the signal handler deadlocks (the order, not a timing, is what is tested)
+            time.sleep(2)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_two_process_run_stops_both_after_the_same_step_and_it_resumes_bit_for_bit(
+    tmp_path: Path,
+) -> None:
+    """Preemption under DDP: the signal reaches rank 0 as step 5 starts; both ranks finish that step
+    and stop together as step 6 would start (Lightning 2.6 alone could hang here: its handler runs
+    a collective), ``last.ckpt`` holds step 6, the command exits 143 leaving no process behind,
+    and ``--ckpt_path last`` ends where the uninterrupted run ends."""
+    ddp = (*RUN, "-c", "trainer/ddp", "--trainer.devices", "2")
+    assert _zoo(tmp_path, *ddp, "--trainer.default_root_dir", "whole").returncode == 0
+    stopped = _zoo(
+        tmp_path, *ddp, "--trainer.default_root_dir", "cut",
+        "--trainer.callbacks+=tests.test_resume.TermAtStep", "--trainer.callbacks.step=5", timeout=120,
+    )  # fmt: skip
+    run = tmp_path / "cut" / "version_0"
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    # two steps an epoch a rank (1,257 rows, batch 512, two shards): step 6 begins epoch 4
+    assert (
+        stopped.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"zoo: interrupted by SIGTERM in epoch 4, at step 6; the run is in {Path('cut') / 'version_0'}."
+        )
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6 and len(saved["zoo_rng_states"]) == 2
+    resumed = _zoo(tmp_path, *ddp, "--trainer.default_root_dir", "cut", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final_a = torch.load(tmp_path / "whole" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    final_b = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, weight in final_a["state_dict"].items():
+        assert torch.equal(weight, final_b["state_dict"][name]), name
+    assert _epoch_values(tmp_path / "whole" / "version_0", "val/loss") == _epoch_values(run, "val/loss")
 
 
 def test_run_root_that_is_a_file_is_one_clear_error(tmp_path: Path, capsys) -> None:

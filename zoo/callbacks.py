@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
+    WeightAveraging,
 )
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -186,6 +187,133 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         # nothing: into ROOT/checkpoints, since the run has no logger folder then
         if not trainer.fast_dev_run:
             super().on_train_end(trainer, pl_module)
+
+
+class SWA(WeightAveraging):
+    """Stochastic weight averaging (Izmailov et al., 2018): the equal average of the weights at the
+    end of every epoch from ``start`` on, optionally at a constant learning rate ``lr`` from then.
+
+    Built on Lightning's :class:`~lightning.pytorch.callbacks.WeightAveraging`, as the EMA fragment
+    is: once averaging has begun, validation, early stopping, the checkpoints (``state_dict``: the
+    average; the weights being trained are kept beside it for resuming) and
+    :meth:`~zoo.trainer.ZooTrainer.train`'s test all see the average. Before it begins they see the
+    weights themselves (Lightning's class would validate its copy of the initial weights). Each
+    epoch's weights join the average after its last step, before its validation, so the epoch's
+    ``val/loss`` is the average's. Batch-norm statistics are averaged with the weights
+    (``use_buffers``), not recomputed.
+
+    Lightning's ``StochasticWeightAveraging`` puts the average into the model only after
+    ``max_epochs`` (never, when early stopping ends the run first) and keeps it out of every
+    checkpoint, so the best checkpoint and the test were the raw weights.
+
+    Args:
+        start: the first epoch averaged: a fraction of ``max_epochs`` (``0.75``: the last quarter)
+            or an epoch number counted from 0 (an int).
+        lr: if given, every parameter group's learning rate from ``start`` on (the schedule's
+            value is replaced at every step); ``None`` leaves the schedule alone.
+        **kwargs: passed to :class:`torch.optim.swa_utils.AveragedModel` through
+            ``WeightAveraging`` (e.g. ``use_buffers=False``).
+    """
+
+    def __init__(self, start: float | int = 0.75, lr: float | None = None, **kwargs: Any) -> None:
+        from zoo.errors import ZooError
+
+        if isinstance(start, bool) or not (
+            (isinstance(start, int) and start >= 0) or (isinstance(start, float) and 0.0 <= start < 1.0)
+        ):
+            raise ZooError(
+                f"SWA start: {start!r} is neither an epoch number >= 0 (an int) nor a fraction of the "
+                "epochs in [0, 1) (a float such as 0.75)."
+            )
+        if lr is not None and not lr > 0:
+            raise ZooError(f"SWA lr: {lr!r} is not a learning rate > 0 (or null to keep the schedule).")
+        super().__init__(**kwargs)
+        self.start = start
+        self.lr = lr
+        self._latest_update_epoch = -1
+
+    def first_epoch(self, trainer: pl.Trainer) -> int:
+        """The first epoch (from 0) whose weights join the average."""
+        from zoo.errors import ZooError
+
+        if isinstance(self.start, int):
+            return self.start
+        if trainer.max_epochs is None or trainer.max_epochs < 0:
+            raise ZooError(
+                f"SWA start: a fraction ({self.start}) needs trainer.max_epochs; with no epoch limit, "
+                "give the first averaged epoch as an int."
+            )
+        return int(self.start * trainer.max_epochs)
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return False  # updated by on_train_batch_end below, at each epoch's last step
+
+    def _averaging(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def _hold_rate(self, trainer: pl.Trainer) -> None:
+        if self.lr is not None and trainer.current_epoch >= self.first_epoch(trainer):
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._hold_rate(trainer)  # before the logged rate of the epoch's start is read
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._hold_rate(trainer)  # the schedule stepped after the last optimizer step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        epoch = trainer.current_epoch
+        if trainer.is_last_batch and epoch >= self.first_epoch(trainer) and epoch > self._latest_update_epoch:
+            assert self._average_model is not None
+            self._average_model.update_parameters(pl_module)
+            self._latest_update_epoch = epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # the epoch's weights joined the average at its last step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_train_end(trainer, pl_module)
+        elif not trainer.interrupted:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(
+                f"SWA: the run ended after epoch {trainer.current_epoch} (counted from 1), before averaging "
+                f"was to begin at epoch {self.first_epoch(trainer) + 1}: nothing was averaged (early "
+                "stopping? give an earlier start or a larger --early_stopping.patience)."
+            )
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._averaging():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if "averaging_state" in checkpoint:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # else: saved before averaging began; the weights are the model's and the average is empty
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "latest_update_epoch": self._latest_update_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._latest_update_epoch = state_dict.get("latest_update_epoch", -1)
 
 
 def _same_folder(stored: str, current: str) -> bool:

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, WeightAveraging
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ProgressBar,
+    StochasticWeightAveraging,
+    WeightAveraging,
+)
+from lightning.pytorch.trainer.connectors import signal_connector
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_prefixed_message
 
 import zoo.callbacks
 from zoo.callbacks import EpochLines, LearningRates, RunRecord
@@ -104,6 +114,55 @@ def _ctrl_c_as_itself(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
+class _AgreedSigterm(_SignalConnector):
+    """SIGTERM under several processes, decided together at the start of a training step.
+
+    Lightning 2.6's handler calls ``dist.broadcast`` inside the signal handler, on every rank that
+    gets the signal, while each step's own broadcast of rank 0's flag runs in the loop; which of them
+    pair up depends on where each rank was when the signal came, and Lightning also raises at the end
+    of a step or an epoch on each rank's own flag. A two-process run sent SIGTERM could finish with
+    exit 143 or hang until killed (seen under load in the zoo's test). Here the handler only records
+    the signal (and passes it on to the ranks it launched, as Lightning does); at the start of every
+    training step all ranks take the maximum of their flags in one ``all_reduce`` (the collective
+    Lightning's per-step broadcast was, so no extra one), and if any rank got the signal all of them
+    stop there together, after the same finished step, and ``last.ckpt`` is written from that step.
+    One process keeps Lightning's behaviour (it stops after the step in progress)."""
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        super().__init__(trainer)
+        self.pending = False
+
+    def register_signal_handlers(self) -> None:
+        self.pending = False
+        super().register_signal_handlers()
+
+    def _sigterm_notifier_fn(self, signum: Any, frame: Any) -> None:
+        if not _several_processes(self.trainer):
+            super()._sigterm_notifier_fn(signum, frame)
+            return
+        message = rank_prefixed_message(f"Received SIGTERM: {signum}", self.trainer.local_rank)
+        signal_connector.log.info(message)
+        if not self.pending and self.trainer.strategy.launcher is not None:
+            self.trainer.strategy.launcher.kill(signum)
+        self.pending = True  # no collective here: the next step's start decides, on every rank at once
+
+    def agree(self) -> None:
+        """Every rank, at the start of each training step: stop together if any rank got SIGTERM."""
+        import torch
+
+        flag = torch.tensor([int(self.pending)], device=self.trainer.strategy.root_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item():
+            self.received_sigterm = True
+            raise SIGTERMException()
+
+
+def _several_processes(trainer: pl.Trainer) -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and trainer.world_size > 1
+
+
 class ZooTrainer(pl.Trainer):
     """``lightning.pytorch.Trainer`` plus :meth:`train`; every Trainer argument works unchanged.
 
@@ -158,6 +217,9 @@ class ZooTrainer(pl.Trainer):
         ):
             kwargs["callbacks"] = [*callbacks, EpochLines()]  # a pipe or a log: one line per epoch
         super().__init__(**kwargs)
+        self._signal_connector = _AgreedSigterm(self)
+        # the training loop's per-step check under several processes (Lightning broadcast rank 0's flag)
+        self.fit_loop.epoch_loop._broadcast_sigterm_tensor = self._signal_connector.agree
 
     fit = _ctrl_c_as_itself(pl.Trainer.fit)
     validate = _ctrl_c_as_itself(pl.Trainer.validate)
@@ -188,6 +250,13 @@ class ZooTrainer(pl.Trainer):
             self.callbacks.append(RunRecord())  # run.json: what ran and how it ended (zoo runs)
         if self.loggers and not any(isinstance(cb, LearningRateMonitor) for cb in self.callbacks):
             self.callbacks.append(LearningRates())  # the lr columns of metrics.csv, as zoo train has
+        if any(isinstance(cb, StochasticWeightAveraging) for cb in self.callbacks):
+            rank_zero_warn(
+                "Lightning's StochasticWeightAveraging puts the average into the model only after max_epochs "
+                "(never when early stopping ends the run) and keeps it out of the checkpoints, so the best "
+                "checkpoint and the test are the raw weights; zoo.callbacks.SWA (-c trainer/swa) validates, "
+                "saves and tests the average."
+            )
         zoo.callbacks.INTERRUPTED = None  # of an earlier run in this process
         self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if self.interrupted:
@@ -198,7 +267,13 @@ class ZooTrainer(pl.Trainer):
         # load the raw ones back from the checkpoint ("current_model_state") for the test: test what
         # was validated and what zoo.load and zoo predict read
         self.callbacks = [cb for cb in self.callbacks if not isinstance(cb, WeightAveraging)]
-        results = self.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+        with warnings.catch_warnings():
+            # Lightning's advice to pass the callbacks that wrote the checkpoint: the averaging ones
+            # were left out on purpose (above)
+            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
+            results = self.test(
+                model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
+            )
         metrics: dict[str, Any] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
         metrics["best_checkpoint"] = best
         log_dir = self.log_dir  # a collective under DDP: every rank must ask, not rank 0 alone
