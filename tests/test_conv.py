@@ -238,3 +238,87 @@ def test_flatten_head_needs_the_input_size_and_checks_its_options():
     model = ConvNet(task="multiclass", num_classes=3, input_shape=[1, 28, 20], head="flatten", hidden=[32])
     assert model.net.head[1].in_features == 64 * 7 * 5  # the non-square map, flattened
     assert model(torch.randn(2, 560)).shape == (2, 3)
+
+
+INIT_CASES = {
+    # widths large enough that each model pools thousands of conv weights
+    "convnet": {"widths": (32, 48), "residual": True, "hidden": (64,)},
+    "resnet": {"widths": (16, 32)},
+    "fast_cifar": {"widths": (32, 48, 48)},
+}
+
+
+def _expected_std(scheme: str, weight: torch.Tensor, gain: float) -> float:
+    fan_in = weight[0].numel()
+    fan_out = weight.shape[0] * weight[0, 0].numel()
+    if scheme == "kaiming":
+        return gain / fan_in**0.5
+    return gain * (2.0 / (fan_in + fan_out)) ** 0.5  # uniform(-b, b), b = gain * sqrt(6 / (in + out))
+
+
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_conv_models_take_init_with_the_activations_gain(name, scheme):
+    """Every conv (and hidden Linear) gets the gain of the activation its output reaches next, the
+    output layer and ConvBlock skip projections (added after the activation) gain 1; biases 0.
+    Was: "ConvNet has no option 'init'"."""
+    torch.manual_seed(0)
+    model = MODELS[name](
+        task="multiclass",
+        num_classes=50,
+        input_shape=[3, 16, 16],
+        activation="tanh",
+        init=scheme,
+        **INIT_CASES[name],
+    )
+    assert model.hparams.init == scheme
+    tanh = nn.init.calculate_gain("tanh")
+    net = model.net
+    linear_gain = set()
+    if name == "convnet":
+        linear_gain = {id(b.skip[0]) for b in net.features if isinstance(b.skip, nn.Sequential)}
+        assert linear_gain  # the 3 -> 32 and 32 -> 48 projections
+    head = [m for m in net.head.modules() if isinstance(m, nn.Linear)]
+    linear_gain.add(id(head[-1]))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert not any(m.bias is not None and m.bias.any() for m in layers)
+    for gain_one in (False, True):
+        picked = [m for m in layers if (id(m) in linear_gain) == gain_one]
+        normalized = torch.cat(
+            [m.weight.flatten() / _expected_std(scheme, m.weight, 1.0 if gain_one else tanh) for m in picked]
+        )
+        # std 1 for the right gain, 5/3 or 3/5 for the wrong one; fewer weights have gain 1: a looser bound
+        assert normalized.std().item() == pytest.approx(1.0, rel=0.02 if not gain_one else 0.06)
+
+
+def test_conv_init_is_checked_and_defaults_to_pytorchs():
+    with pytest.raises(ZooError, match=r"^model.init must be one of default, kaiming, xavier; got 'he'.$"):
+        ResNet(task="multiclass", num_classes=3, input_shape=[1, 8, 8], init="he")
+    with pytest.raises(ZooError, match=r"^Unknown init 'he'. Valid inits: default, kaiming, xavier.$"):
+        zconv.ConvNet(1, 3, init="he")
+    torch.manual_seed(0)
+    default = zconv.FastCifarNet(3, 4, widths=(4, 8), init="default")
+    torch.manual_seed(0)
+    plain = zconv.FastCifarNet(3, 4, widths=(4, 8))
+    pairs = zip(default.state_dict().values(), plain.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+CONV_SOFTMAX = (
+    "model.activation 'softmax' is not elementwise (it mixes the values along the last dimension, an "
+    "image's width in a conv net); valid choices for a conv net: elu, gelu, identity, leaky_relu, mish, "
+    "relu, sigmoid, silu, softplus, tanh."
+)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_conv_models_refuse_softmax_as_their_activation(name):
+    """softmax over the last dimension of (N, C, H, W) made every image row sum to 1 (was accepted)."""
+    with pytest.raises(ZooError) as info:
+        MODELS[name](task="multiclass", num_classes=3, input_shape=[1, 8, 8], activation="softmax")
+    assert str(info.value) == CONV_SOFTMAX
+    with pytest.raises(ZooError) as info:
+        zconv.ConvBlock(3, 4, activation="softmax")
+    assert str(info.value) == CONV_SOFTMAX.removeprefix("model.")
+    with pytest.raises(ZooError, match="^activation 'softmax' is not elementwise"):
+        zconv.BasicBlock(3, 4, activation="softmax")

@@ -180,6 +180,24 @@ def test_l1_penalty_skips_frozen_and_empty() -> None:
     assert l1_penalty(nn.LayerNorm(4)).item() == 0.0
 
 
+@pytest.mark.parametrize("decay_bias_and_norm", [False, True])
+def test_l1_penalty_covers_exactly_what_weight_decay_covers(decay_bias_and_norm: bool) -> None:
+    # with decay_bias_and_norm=True weight decay took every parameter, the L1 penalty only the matrices
+    from zoo.optim import param_groups
+
+    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-2.0, 2.0)
+    decayed = param_groups(model, decay_bias_and_norm)[0]["params"]
+    expected = sum(p.abs().sum() for p in decayed)
+    torch.testing.assert_close(l1_penalty(model, decay_bias_and_norm), expected)
+    everything = sum(p.abs().sum() for p in model.parameters())
+    assert (
+        l1_penalty(model, decay_bias_and_norm).item() == pytest.approx(everything.item())
+    ) is decay_bias_and_norm
+
+
 # ----------------------------------------------------------------------------- the model's loss options
 
 
@@ -206,6 +224,37 @@ def test_label_smoothing_and_pos_weight_reach_the_loss_that_takes_them() -> None
     binary = _mlp("binary", pos_weight=2.0, label_smoothing=0.1).loss_fn
     assert (binary.pos_weight.item(), binary.label_smoothing) == (2.0, 0.1)
     assert _mlp("binary", loss="torch.nn.BCEWithLogitsLoss", pos_weight=2.0).loss_fn.pos_weight.item() == 2.0
+
+
+def test_class_weights_weigh_the_cross_entropy(tmp_path) -> None:
+    from tests.conftest import quiet_trainer
+    from zoo.data import ArrayDataModule
+    from zoo.models import ZooModule
+
+    weights = [1.0, 2.0, 5.0]
+    logits, y = torch.randn(12, 3), torch.randint(0, 3, (12,))
+    model = _mlp(class_weights=weights)
+    expected = F.cross_entropy(logits, y, weight=torch.tensor(weights))
+    torch.testing.assert_close(model.compute_loss(logits, y), expected)
+    assert not torch.allclose(expected, F.cross_entropy(logits, y))
+    smoothed = _mlp(class_weights=weights, label_smoothing=0.2).compute_loss(logits, y)
+    torch.testing.assert_close(
+        smoothed, F.cross_entropy(logits, y, weight=torch.tensor(weights), label_smoothing=0.2)
+    )
+    # a class path given as a string gets them as torch's `weight`
+    by_path = _mlp(loss="torch.nn.CrossEntropyLoss", class_weights=weights).compute_loss(logits, y)
+    torch.testing.assert_close(by_path, expected)
+    # stored as plain data: the checkpoint loads back with them
+    assert model.hparams.class_weights == weights
+    data = ArrayDataModule(
+        np.random.default_rng(0).normal(size=(30, 4)), np.tile([0, 1, 2], 10), batch_size=8
+    )
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "weighted.ckpt")
+    back = ZooModule.load_from_checkpoint(tmp_path / "weighted.ckpt")
+    torch.testing.assert_close(back.loss_fn.weight, torch.tensor(weights))
+    torch.testing.assert_close(back.compute_loss(logits, y), expected)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +303,36 @@ def test_label_smoothing_and_pos_weight_reach_the_loss_that_takes_them() -> None
             {"loss": "contrastive"},
             "model.loss 'contrastive' is for binary/multiclass tasks, not 'regression'.",
         ),
+        (
+            "multiclass",
+            {"class_weights": [1.0, 2.0]},
+            "model.class_weights must give one weight per class, 3 (model.num_classes); got 2: [1.0, 2.0].",
+        ),
+        (
+            "multiclass",
+            {"class_weights": [1.0, 0.0, 2.0]},
+            "model.class_weights must be a list of numbers > 0, one per class (1 weighs a class as usual); "
+            "got [1.0, 0.0, 2.0].",
+        ),
+        (
+            "binary",
+            {"class_weights": [1.0, 3.0]},
+            "model.class_weights applies to multiclass tasks (one weight per class in the cross-entropy); "
+            "this model's task is 'binary': unset it (--model.class_weights null); a binary task weighs its "
+            "positive class with model.pos_weight.",
+        ),
+        (
+            "multiclass",
+            {"loss": "contrastive", "class_weights": [1.0, 1.0, 2.0]},
+            "model.class_weights applies to the cross_entropy (multiclass tasks) losses; this model's loss "
+            "is 'contrastive' (task 'multiclass'): unset it (--model.class_weights null).",
+        ),
+        (
+            "multiclass",
+            {"loss": nn.CrossEntropyLoss(), "class_weights": [1.0, 1.0, 2.0]},
+            "model.class_weights applies to the loss the model builds; with a loss module given "
+            "(CrossEntropyLoss), set it on that module and unset this one (--model.class_weights null).",
+        ),
     ],
     ids=[
         "smoothing 2",
@@ -265,6 +344,11 @@ def test_label_smoothing_and_pos_weight_reach_the_loss_that_takes_them() -> None
         "smoothing on a class path without it",
         "pos_weight with a loss module",
         "contrastive on regression",
+        "class_weights of another length",
+        "class_weights zero",
+        "class_weights on a binary task",
+        "class_weights on contrastive",
+        "class_weights with a loss module",
     ],
 )
 def test_loss_options_that_would_be_ignored_or_wrong_are_refused(

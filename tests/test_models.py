@@ -172,6 +172,19 @@ def test_l1_lambda_penalizes_training_only() -> None:
     torch.testing.assert_close(logged["val/loss"], data_loss)
 
 
+def test_l1_lambda_follows_decay_bias_and_norm() -> None:
+    # the penalty covered only the matrices while weight decay, so set, covered every parameter
+    from unittest import mock
+
+    model = MLP(hidden_sizes=[4], task="regression", input_shape=[3], norm="layer", l1_lambda=0.1)
+    model.decay_bias_and_norm = True
+    x, y = torch.randn(4, 3), torch.ones(4)
+    data_loss = model.compute_loss(model.shape_outputs(model(x), y), y)
+    penalty = 0.1 * sum(p.abs().sum() for p in model.parameters())
+    with mock.patch.object(model, "log"), mock.patch.object(model, "_trainer", mock.MagicMock(world_size=1)):
+        torch.testing.assert_close(model.training_step((x, y), 0), data_loss + penalty)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
@@ -262,6 +275,55 @@ def test_hparams_are_plain() -> None:
     assert model.hparams.num_classes == 3
     assert "optimizer" not in model.hparams
     assert "lr_scheduler" in model.hparams and model.hparams.lr_scheduler is None
+
+
+def test_optimizer_and_schedule_by_registered_name(tmp_path: Path) -> None:
+    # were accepted at construction, then fit failed: TypeError: 'str' object is not callable
+    from tests.conftest import quiet_trainer
+    from zoo.models import ZooModule
+
+    assert MLP(task="regression", input_shape=[4], optimizer="SGD").optimizer is torch.optim.SGD  # any case
+    named = MLP(
+        hidden_sizes=[8], task="multiclass", num_classes=3, input_shape=[4], optimizer="sgd",
+        lr_scheduler="warmup_cosine",
+    )  # fmt: skip
+    named._trainer = SimpleNamespace(estimated_stepping_batches=40)
+    config = named.configure_optimizers()
+    assert type(config["optimizer"]) is torch.optim.SGD
+    assert isinstance(config["lr_scheduler"]["scheduler"], WarmupCosineLR)
+    assert config["lr_scheduler"]["scheduler"].total_steps == 40
+    assert config["lr_scheduler"]["interval"] == "step"
+    # kept as class paths, which load_from_checkpoint and the command line's parser both read
+    assert (named.hparams.optimizer, named.hparams.lr_scheduler) == (
+        "torch.optim.SGD",
+        "zoo.optim.WarmupCosineLR",
+    )
+    none = MLP(task="regression", input_shape=[4], lr_scheduler="none")
+    none._trainer = SimpleNamespace(estimated_stepping_batches=40)
+    assert isinstance(none.configure_optimizers(), torch.optim.AdamW) and none.hparams.lr_scheduler is None
+
+    named._trainer = None
+    data = ArrayDataModule(
+        np.random.default_rng(0).normal(size=(30, 4)), np.tile([0, 1, 2], 10), batch_size=8
+    )
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(named, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "named.ckpt")
+    back = ZooModule.load_from_checkpoint(tmp_path / "named.ckpt")
+    assert (back.optimizer, back.lr_scheduler) == (torch.optim.SGD, WarmupCosineLR)
+    resumed = quiet_trainer(max_steps=3, limit_val_batches=0, default_root_dir=tmp_path)
+    resumed.fit(back, datamodule=data, ckpt_path=tmp_path / "named.ckpt")  # the same optimizer's state
+    assert type(resumed.optimizers[0]) is torch.optim.SGD and resumed.global_step == 3
+
+    with pytest.raises(ZooError) as info:
+        MLP(task="regression", input_shape=[4], optimizer="sgdd")
+    message = str(info.value)
+    assert message.startswith(
+        "Unknown optimizer 'sgdd' for model.optimizer. Did you mean 'sgd'? Valid optimizer"
+    )
+    assert message.endswith(
+        "sgd. Or pass the class itself (torch.optim.SGD), or a functools.partial of it with its options."
+    )
 
 
 def _trainer(tmp_path: Path, max_epochs: int) -> ZooTrainer:

@@ -11,6 +11,7 @@ from torch import nn
 
 from zoo.errors import UnknownNameError, ZooError
 from zoo.nn import MLP, MLPBlock, init_weights, make_activation, make_norm1d
+from zoo.nn.layers import ACTIVATION_GAINS, activation_gain
 from zoo.registry import ACTIVATIONS
 
 
@@ -153,6 +154,68 @@ def test_kaiming_init_std() -> None:
     # tanh uses its own gain 5/3
     tanh_net = MLP(fan_in, [512], 2, init="kaiming", activation="tanh")
     assert tanh_net.blocks[0].linear.weight.std().item() == pytest.approx(5 / 3 / math.sqrt(fan_in), rel=0.03)
+
+
+# the gain each registered activation's layers get: torch's own where torch knows the activation,
+# the documented closest otherwise (zoo.nn.layers.ACTIVATION_GAINS)
+GAIN = nn.init.calculate_gain
+EXPECTED_GAINS = {
+    "relu": GAIN("relu"),
+    "leaky_relu": GAIN("leaky_relu", 0.01),  # nn.LeakyReLU's slope
+    "tanh": GAIN("tanh"),
+    "sigmoid": GAIN("sigmoid"),
+    "identity": GAIN("linear"),
+    "gelu": GAIN("relu"),
+    "silu": GAIN("relu"),
+    "mish": GAIN("relu"),
+    "elu": GAIN("relu"),
+    "softplus": GAIN("linear"),
+    "softmax": GAIN("linear"),
+}
+
+
+def test_every_activation_has_a_chosen_gain() -> None:
+    assert set(ACTIVATIONS.list()) == set(EXPECTED_GAINS)
+    assert set(EXPECTED_GAINS) <= set(ACTIVATION_GAINS)
+    for name, gain in EXPECTED_GAINS.items():
+        assert activation_gain(name) == pytest.approx(gain), name
+    assert activation_gain("selu") == GAIN("selu")  # torch knows it, should one be registered
+    assert activation_gain("ReLU") == GAIN("relu")  # names are case-insensitive, as in the registry
+    assert activation_gain("my_registered_activation") == 1.0
+
+
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier"])
+@pytest.mark.parametrize("activation", sorted(EXPECTED_GAINS))
+def test_init_std_follows_the_activation_and_the_head_is_linear(scheme: str, activation: str) -> None:
+    """Hidden layers: the gain of their activation; the output layer (no activation follows it): 1.
+    Were: identity kaiming 0.0447 (relu's gain) for 0.0316, and a tanh net's head 5/3/sqrt(fan_in)."""
+    fan_in, hidden, out = 400, 800, 300
+
+    def expected_std(gain: float, fan_in: int, fan_out: int) -> float:
+        if scheme == "kaiming":
+            return gain / math.sqrt(fan_in)
+        return gain * math.sqrt(2.0 / (fan_in + fan_out))  # uniform(-b, b) has std b / sqrt(3)
+
+    net = MLP(fan_in, [hidden], out, activation=activation, init=scheme)
+    w = net.blocks[0].linear.weight
+    gain = EXPECTED_GAINS[activation]
+    assert w.std().item() == pytest.approx(expected_std(gain, fan_in, hidden), rel=0.02)
+    assert net.head.weight.std().item() == pytest.approx(expected_std(1.0, hidden, out), rel=0.02)
+    assert not net.blocks[0].linear.bias.any() and not net.head.bias.any()
+
+
+def test_residual_projections_get_the_linear_gain() -> None:
+    net = MLP(300, [600], 2, activation="tanh", residual=True, init="kaiming")
+    skip = net.blocks[0].skip
+    assert isinstance(skip, nn.Linear)
+    assert skip.weight.std().item() == pytest.approx(1 / math.sqrt(300), rel=0.02)
+    assert net.blocks[0].linear.weight.std().item() == pytest.approx(5 / 3 / math.sqrt(300), rel=0.02)
+
+
+def test_softmax_stays_an_mlp_hidden_activation_over_features() -> None:
+    net = MLP(6, [5], 2, activation="softmax")
+    h = net.features(torch.randn(4, 6))
+    torch.testing.assert_close(h.sum(-1), torch.ones(4))
 
 
 def test_xavier_init_within_uniform_bound() -> None:

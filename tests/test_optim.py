@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -256,6 +257,20 @@ def test_cosine_matches_closed_form(eta_min: float) -> None:
         assert lr == pytest.approx(expected, rel=1e-6, abs=1e-9), t
 
 
+def test_cosine_holds_min_lr_after_total_steps() -> None:
+    # torch's cosine is periodic: at step 11 of a 10-step run it had climbed back to 0.122
+    base, total, floor = 1.0, 10, 0.1
+    opt = _opt(base, n_groups=2)
+    sched = CosineAnnealing(opt, total_steps=total, min_lr=floor)
+    got = _lrs(opt, sched, total + 5)
+    expected = [
+        floor + (base - floor) * (1 + math.cos(math.pi * min(t, total) / total)) / 2 for t in range(total + 5)
+    ]
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert got[total:] == [floor] * 5
+    assert opt.param_groups[1]["lr"] == floor  # every group ends at min_lr
+
+
 def test_onecycle_matches_torch() -> None:
     kwargs = {"total_steps": 25, "pct_start": 0.4, "div_factor": 10.0, "final_div_factor": 100.0}
     opt_zoo, opt_torch = _opt(0.3), _opt(0.3)
@@ -362,6 +377,72 @@ def test_warmup_fraction_of_total_steps() -> None:
         assert WarmupCosineLR(_opt(), warmup_steps=0.01).warmup_steps == 1  # at least one step
     with pytest.raises(ZooError, match="warmup_steps must be a step count or a fraction below 1; got 2.5"):
         WarmupCosineLR(_opt(), warmup_steps=2.5, total_steps=10)
+
+
+# ----------------------------------------------------------------------------- torch's per-step schedules
+
+
+def _cyclic(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.CyclicLR:
+    return torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=3)
+
+
+def test_torchs_per_step_schedules_are_stepped_every_optimizer_step() -> None:
+    # OneCycleLR and CyclicLR were stepped once per epoch: flat within epochs, the cycle never done
+    lr_scheduler = torch.optim.lr_scheduler
+    opt = _opt()
+    assert scheduler_interval(lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)) == "step"
+    assert scheduler_interval(_cyclic(_opt())) == "step"
+    assert scheduler_interval(lr_scheduler.StepLR(_opt(), step_size=2)) == "epoch"
+    assert scheduler_interval(lr_scheduler.CosineAnnealingLR(_opt(), T_max=5)) == "epoch"
+    opt = _opt()
+    parts = [WarmupCosineLR(opt, warmup_steps=2, total_steps=4), CosineAnnealing(opt, total_steps=6)]
+    assert scheduler_interval(lr_scheduler.SequentialLR(opt, parts, milestones=[4])) == "step"
+    opt = _opt()
+    mixed = [WarmupCosineLR(opt, total_steps=4), lr_scheduler.StepLR(opt, step_size=2)]
+    assert scheduler_interval(lr_scheduler.ChainedScheduler(mixed)) == "epoch"
+
+
+def test_torchs_onecycle_follows_every_step_of_a_fit() -> None:
+    from functools import partial
+
+    import lightning.pytorch as pl
+
+    from tests.conftest import quiet_trainer
+    from zoo.data import ArrayDataModule
+    from zoo.models import MLP
+
+    pl.seed_everything(0, verbose=False)
+    schedule = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, total_steps=6)
+    model = MLP(hidden_sizes=[8], num_classes=3, input_shape=[4], lr_scheduler=schedule)
+    data = ArrayDataModule(
+        np.random.default_rng(0).normal(size=(120, 4)), np.tile([0, 1, 2], 40), batch_size=8
+    )
+    quiet_trainer(max_steps=4, limit_val_batches=0).fit(model, data)
+    assert model.trainer.num_training_batches > 4  # the 4 steps are within the first epoch
+    reference = _opt()
+    expected = _lrs(reference, schedule(reference), 5)[-1]  # the rate after 4 steps
+    assert model.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx(0.1 / 25)  # per epoch it would still be the first step's rate
+
+
+def test_torchs_onecycle_without_its_length_names_the_schedule_that_takes_it() -> None:
+    from functools import partial
+    from types import SimpleNamespace
+
+    from zoo.models import MLP
+
+    schedule = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1)
+    model = MLP(hidden_sizes=[8], num_classes=3, input_shape=[4], lr_scheduler=schedule)
+    model._trainer = SimpleNamespace(estimated_stepping_batches=40)
+    with pytest.raises(ZooError) as info:
+        model.configure_optimizers()
+    assert str(info.value) == (
+        "model.lr_scheduler: You must define either total_steps OR (epochs AND steps_per_epoch); or use "
+        "zoo.optim.OneCycle, which takes the run's length from the Trainer (--model.lr_scheduler "
+        "zoo.optim.OneCycle --model.lr_scheduler.max_lr 0.01)."
+    )
+    model.lr_scheduler = partial(_cyclic)  # CyclicLR, also per step
+    assert model.configure_optimizers()["lr_scheduler"]["interval"] == "step"
 
 
 # ----------------------------------------------------------------------------- clipping, fused

@@ -151,6 +151,16 @@ def test_gpt_weight_tying_and_init() -> None:
     assert net.wpe.weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 
+def test_transformers_have_a_fixed_elementwise_activation_and_no_init_option() -> None:
+    """docs/models_transformers.md: GELU in every block's MLP (elementwise, so no softmax over the
+    features can slip in), and no ``activation`` or ``init`` option (those are the MLP's and conv nets')."""
+    import inspect
+
+    for cls in (SequenceClassifier, ViT, GPT):
+        assert not {"activation", "init"} & set(inspect.signature(cls.__init__).parameters), cls
+    assert isinstance(ztf.TransformerBlock(8, 2).mlp.act, torch.nn.GELU)
+
+
 def test_gpt_tied_weight_is_one_decayed_parameter() -> None:
     model = GPT(vocab="abcdefgh", input_shape=[8], n_layer=2, n_head=2, n_embd=16, bias=True)
     decayed, plain = param_groups(model)

@@ -79,16 +79,17 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
     return LOSSES.create(name, **kwargs)
 
 
-def l1_penalty(module: nn.Module) -> torch.Tensor:
+def l1_penalty(module: nn.Module, decay_bias_and_norm: bool = False) -> torch.Tensor:
     """Sum of absolute values of the parameters weight decay applies to: weight matrices and
-    kernels; biases, normalization parameters and names a module exempts with
-    ``no_weight_decay()`` (positions, [CLS] tokens) are left out (:func:`zoo.optim.is_decayed`)."""
+    kernels, and with ``decay_bias_and_norm`` biases and normalization parameters too (as
+    :func:`zoo.optim.param_groups` decays them); names a module exempts with ``no_weight_decay()``
+    (positions, [CLS] tokens) are always left out (:func:`zoo.optim.is_decayed`)."""
     from zoo.optim import is_decayed, no_weight_decay_names
 
     exempt = no_weight_decay_names(module)
     terms = [
         p.abs().sum()
         for name, p in module.named_parameters()
-        if p.requires_grad and is_decayed(name, p, exempt)
+        if p.requires_grad and is_decayed(name, p, exempt, decay_bias_and_norm)
     ]
     return torch.stack(terms).sum() if terms else torch.zeros(())

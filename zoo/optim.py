@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
+from torch.optim.lr_scheduler import (
+    ChainedScheduler,
+    CosineAnnealingLR,
+    CyclicLR,
+    LambdaLR,
+    OneCycleLR,
+    SequentialLR,
+)
 
 from zoo.errors import ZooError
 from zoo.registry import OPTIMIZERS, SCHEDULERS
@@ -203,7 +210,9 @@ class WarmupCosineLR(LambdaLR):
 
 @SCHEDULERS.register("cosine")
 class CosineAnnealing(CosineAnnealingLR):
-    """torch's cosine annealing to ``min_lr`` over the whole run, stepped every optimizer step.
+    """torch's cosine annealing to ``min_lr`` over the whole run, stepped every optimizer step; the
+    rate stays at ``min_lr`` after ``total_steps`` (torch's own cosine is periodic: it would rise
+    again).
 
     Args:
         total_steps: ``T_max``; ``None`` takes it from the Trainer.
@@ -222,6 +231,16 @@ class CosineAnnealing(CosineAnnealingLR):
             eta_min=min_lr,
             last_epoch=last_epoch,
         )
+
+    def get_lr(self) -> list[Any]:
+        if self.last_epoch >= self.T_max:  # the half-cosine is over: hold its floor
+            return [self.eta_min for _ in self.optimizer.param_groups]
+        return super().get_lr()
+
+    def _get_closed_form_lr(self) -> list[Any]:  # step(epoch): the same, held past T_max
+        if self.last_epoch >= self.T_max:
+            return [self.eta_min for _ in self.base_lrs]
+        return super()._get_closed_form_lr()
 
 
 @SCHEDULERS.register("onecycle")
@@ -278,6 +297,24 @@ def create_scheduler(optimizer: Optimizer, name: str = "none", **kwargs: Any) ->
     return SCHEDULERS.get(name)(optimizer, **{k: v for k, v in kwargs.items() if v is not None})
 
 
+#: torch's schedules that are meant to be stepped after every optimizer step (their documentation:
+#: "called after a batch has been used for training"); stepped per epoch, a one-cycle run of
+#: ``total_steps`` never completes its cycle and the rate is flat within each epoch
+PER_STEP_SCHEDULERS: tuple[type, ...] = (OneCycleLR, CyclicLR)
+
+
 def scheduler_interval(scheduler: Any) -> str:
-    """``"step"`` for the zoo's per-step schedules, ``"epoch"`` for torch's own."""
-    return getattr(scheduler, "interval", "epoch")
+    """How often Lightning steps ``scheduler``: its own ``interval`` where it has one (``"step"``
+    for the zoo's per-step schedules), ``"step"`` for torch's per-step schedules
+    (:data:`PER_STEP_SCHEDULERS`) and for a ``SequentialLR`` or ``ChainedScheduler`` made only of
+    per-step ones, ``"epoch"`` for every other (torch's ``StepLR``, ``ReduceLROnPlateau``, ...)."""
+    interval = getattr(scheduler, "interval", None)
+    if interval in ("step", "epoch"):
+        return interval
+    if isinstance(scheduler, PER_STEP_SCHEDULERS):
+        return "step"
+    if isinstance(scheduler, (SequentialLR, ChainedScheduler)):
+        parts = scheduler._schedulers
+        if parts and all(scheduler_interval(part) == "step" for part in parts):
+            return "step"
+    return "epoch"

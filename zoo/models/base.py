@@ -32,7 +32,7 @@ from zoo.errors import NonFiniteLossError, ZooError
 from zoo.inference import PREPROCESSING_KEY, Predictor
 from zoo.losses import BCEWithLogits, ContrastiveLoss, create_loss, l1_penalty
 from zoo.optim import param_groups, scheduler_interval, training_horizon
-from zoo.registry import LOSSES
+from zoo.registry import LOSSES, OPTIMIZERS, SCHEDULERS, public_class_path
 
 Task = Literal["multiclass", "binary", "regression"]
 TASKS = ("multiclass", "binary", "regression")
@@ -50,7 +50,11 @@ _LOSS_TASKS = {
 _PLAIN = (str, int, float, bool, type(None))
 
 #: how to unset a loss option from the shell (a recipe may set it: mlp_digits smooths labels)
-_UNSET = {"label_smoothing": "--model.label_smoothing 0", "pos_weight": "--model.pos_weight null"}
+_UNSET = {
+    "label_smoothing": "--model.label_smoothing 0",
+    "pos_weight": "--model.pos_weight null",
+    "class_weights": "--model.class_weights null",
+}
 
 CLASS_KEY = "zoo_class_path"  # in every checkpoint a ZooModule saves: "package.module.ClassName"
 RNG_KEY = "zoo_rng_states"  # one entry per rank: see ZooModule.on_save_checkpoint
@@ -138,6 +142,21 @@ def _refused_arguments(option: str) -> Iterator[None]:
         raise ZooError(f"{option}: {err}") from err
 
 
+@contextmanager
+def _run_length_hint() -> Iterator[None]:
+    """torch's ``OneCycleLR`` built without its length (``total_steps``, or ``epochs`` and
+    ``steps_per_epoch``) refuses in torch's words; say which schedule takes it from the run."""
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(err, ZooError) or "total_steps" not in str(err):
+            raise
+        raise ZooError(
+            f"model.lr_scheduler: {err}; or use zoo.optim.OneCycle, which takes the run's length from the "
+            "Trainer (--model.lr_scheduler zoo.optim.OneCycle --model.lr_scheduler.max_lr 0.01)."
+        ) from err
+
+
 def _unscales_in_step(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` takes a gradient scaler's unscaling into its own step (torch marks its
     fused optimizers so; Lightning's optimizer wrapper carries the mark over)."""
@@ -163,14 +182,88 @@ def _loss_from_class_path(path: str, options: dict[str, Any]) -> nn.Module:
         )
     taken = inspect.signature(cls).parameters
     for option in options:
-        if option not in taken:
+        if _LOSS_ARGUMENT.get(option, option) not in taken:
             raise ZooError(
                 f"model.{option} is not an option of the loss {path}, which takes "
                 f"{', '.join(taken) or 'no options'}; unset it ({_UNSET[option]})."
             )
-    if "pos_weight" in options:  # torch's BCEWithLogitsLoss takes a tensor
-        options = {**options, "pos_weight": torch.tensor(float(options["pos_weight"]))}
-    return cls(**options)
+    return cls(**_loss_arguments(options))
+
+
+#: the model's loss options that torch's losses name otherwise
+_LOSS_ARGUMENT = {"class_weights": "weight"}
+
+
+def _loss_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """The model's loss options as a loss class's arguments: ``class_weights`` as the ``weight``
+    tensor of torch's ``CrossEntropyLoss``, ``pos_weight`` as the tensor ``BCEWithLogitsLoss`` takes."""
+    out = {_LOSS_ARGUMENT.get(k, k): v for k, v in options.items()}
+    for key in ("pos_weight", "weight"):
+        if key in out:
+            out[key] = torch.tensor(out[key], dtype=torch.float32)
+    return out
+
+
+def _check_class_weights(weights: Any, task: str, num_classes: int | None) -> None:
+    """``model.class_weights``: one finite number > 0 per class of a multiclass task."""
+    if task != "multiclass":
+        instead = (
+            "; a binary task weighs its positive class with model.pos_weight" if task == "binary" else ""
+        )
+        raise ZooError(
+            f"model.class_weights applies to multiclass tasks (one weight per class in the cross-entropy); "
+            f"this model's task is {task!r}: unset it ({_UNSET['class_weights']}){instead}."
+        )
+    shown = list(weights) if isinstance(weights, (list, tuple)) else weights
+    numbers = isinstance(weights, (list, tuple)) and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+        for w in weights
+    )
+    if not numbers:
+        raise ZooError(
+            f"model.class_weights must be a list of numbers > 0, one per class (1 weighs a class as "
+            f"usual); got {shown}."
+        )
+    if len(weights) != num_classes:
+        raise ZooError(
+            f"model.class_weights must give one weight per class, {num_classes} (model.num_classes); "
+            f"got {len(weights)}: {shown}."
+        )
+
+
+def _named_factory(registry: Any, value: Any, option: str) -> Any:
+    """A registered name given for an optimizer or schedule (``"sgd"``, ``"warmup_cosine"``, any case)
+    as the class or function it names (:data:`zoo.registry.OPTIMIZERS`, ``SCHEDULERS``, as
+    :func:`zoo.optim.create_optimizer` reads them), also by the class path a checkpoint stores for it
+    (:func:`_stored_name`; looked up among the registered entries, nothing is imported); ``None``
+    for the schedule ``none``; anything else (a class, a ``partial``) as given."""
+    if not isinstance(value, str):
+        return value
+    if "." in value:  # a registered entry by its class path
+        for name in registry.list():
+            entry = registry.get(name)
+            if value in (_class_path(entry), f"{entry.__module__}.{entry.__qualname__}"):
+                return None if entry is SCHEDULERS.get("none") else entry
+    elif value in registry:
+        entry = registry.get(value)
+        return None if entry is SCHEDULERS.get("none") else entry
+    example = "torch.optim.SGD" if registry is OPTIMIZERS else "zoo.optim.WarmupCosineLR"
+    raise ZooError(
+        f"{registry.unknown_message(value, option)} Or pass the class itself ({example}), or a "
+        f"functools.partial of it with its options."
+    )
+
+
+def _class_path(entry: Any) -> str:
+    """``torch.optim.SGD``: the path a registered class or function is stored by."""
+    return public_class_path(entry) if isinstance(entry, type) else f"{entry.__module__}.{entry.__qualname__}"
+
+
+def _stored_name(factory: Any) -> str | None:
+    """What the hyper-parameters keep for an optimizer or schedule given by registered name: its
+    class path (``torch.optim.SGD``), which this class and the command line (``zoo test --ckpt_path``,
+    whose parser takes no registered names) both read back; ``None`` for no schedule."""
+    return None if factory is None else _class_path(factory)
 
 
 class ZooModule(pl.LightningModule):
@@ -188,17 +281,26 @@ class ZooModule(pl.LightningModule):
             without the data. Set from the data.
         loss: ``auto`` (cross-entropy / BCE-with-logits / MSE by task), a short name
             (``cross_entropy``, ``bce``, ``mse``, ``l1``, ``huber``, ``contrastive``) or any
-            ``nn.Module`` loss by ``class_path``.
-        label_smoothing: for cross-entropy.
-        pos_weight: weight of the positive class for BCE.
+            ``nn.Module`` loss by ``class_path``. A loss named by short name takes its options
+            through the model's own (``--model.label_smoothing 0.2``, ``pos_weight``,
+            ``class_weights``); a loss given by class path takes its class's
+            (``--model.loss torch.nn.HuberLoss --model.loss.delta 0.5``).
+        label_smoothing: for the cross-entropy and BCE losses: ``e`` moves the targets toward the
+            uniform distribution (BCE: to ``e/2`` and ``1 - e/2``).
+        pos_weight: weight of the positive class for BCE (binary tasks).
+        class_weights: one weight per class for cross-entropy (multiclass tasks; ``[1, 1, 5]``
+            weighs the third class five times), torch's ``weight``; ``None``: all alike.
         l1_lambda: adds ``l1_lambda * sum(|W|)`` over the weights that weight decay applies to
             (:func:`~zoo.losses.l1_penalty`) to the training loss; the logged losses stay the data
             loss, so ``val/loss`` compares across penalties.
         optimizer: any ``torch.optim`` optimizer, injected (``--model.optimizer SGD
             --model.optimizer.lr 0.1``); it receives parameter groups with no weight decay on
-            biases and normalization weights.
+            biases and normalization weights. From Python also a registered name (``"sgd"``,
+            ``zoo.registry.OPTIMIZERS``), built with its defaults.
         lr_scheduler: any scheduler, injected; the zoo's per-step schedules get the run length
-            from the Trainer.
+            from the Trainer, and torch's per-step ones (``OneCycleLR``, ``CyclicLR``) are
+            stepped every optimizer step too. From Python also a registered name
+            (``"warmup_cosine"``, ``zoo.registry.SCHEDULERS``).
         decay_bias_and_norm: apply weight decay to biases and normalization weights too.
         monitor: metric a plateau scheduler watches.
         compile: ``torch.compile`` the network (``self.net``, else ``forward``) in place when a
@@ -233,6 +335,7 @@ class ZooModule(pl.LightningModule):
         loss: str | nn.Module = "auto",
         label_smoothing: float = 0.0,
         pos_weight: float | None = None,
+        class_weights: list[float] | None = None,
         l1_lambda: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -256,6 +359,10 @@ class ZooModule(pl.LightningModule):
                 f"model.pos_weight must be a number > 0 (the positive class's weight in the loss; 1 weighs "
                 f"both classes alike); got {pos_weight}."
             )
+        if class_weights is not None:
+            _check_class_weights(class_weights, task, num_classes)
+        optimizer_factory = _named_factory(OPTIMIZERS, optimizer, "model.optimizer")
+        scheduler_factory = _named_factory(SCHEDULERS, lr_scheduler, "model.lr_scheduler")
         if freeze not in FREEZE:
             raise ZooError(f"model.freeze must be backbone or none (null); got {freeze!r}.")
         if vocab is not None:
@@ -265,6 +372,12 @@ class ZooModule(pl.LightningModule):
             if repeated:
                 raise ZooError(f"model.vocab lists these characters more than once: {repeated}.")
         self.save_hyperparameters()
+        for key, given, factory in (
+            ("optimizer", optimizer, optimizer_factory),
+            ("lr_scheduler", lr_scheduler, scheduler_factory),
+        ):
+            if isinstance(given, str):  # a registered name: kept as its class path (see _stored_name)
+                self.hparams[key] = _stored_name(factory)
         # injected callables and loss objects can't be stored as plain data; the CLI stores their
         # config instead (so they come back on load_from_checkpoint), Python users pass them again
         unplain = [k for k, v in self.hparams.items() if not _is_plain(v)]
@@ -278,8 +391,8 @@ class ZooModule(pl.LightningModule):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.target_stats = tuple(target_stats) if target_stats is not None and task == "regression" else None
         self.vocab = vocab
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
+        self.optimizer = optimizer_factory
+        self.lr_scheduler = scheduler_factory
         self.l1_lambda = l1_lambda
         self.decay_bias_and_norm = decay_bias_and_norm
         self.monitor = monitor
@@ -293,7 +406,7 @@ class ZooModule(pl.LightningModule):
         #: how raw inputs become this model's inputs and its outputs labels: set from the
         #: DataModule when training starts, from the checkpoint when loaded (see zoo.inference)
         self.preprocessing: dict[str, Any] | None = None
-        self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight)
+        self.loss_fn = self._build_loss(loss, label_smoothing, pos_weight, class_weights)
         self._loss_checked = False  # see _first_loss
         #: outputs are an embedding (a pairwise loss trained them), not class scores: its metric is
         #: the nearest-neighbour accuracy, and it predicts no classes
@@ -599,11 +712,18 @@ class ZooModule(pl.LightningModule):
         return math.prod(self.input_shape)
 
     def _build_loss(
-        self, loss: nn.Module | str, label_smoothing: float, pos_weight: float | None
+        self,
+        loss: nn.Module | str,
+        label_smoothing: float,
+        pos_weight: float | None,
+        class_weights: Sequence[float] | None = None,
     ) -> nn.Module:
-        options = {
-            k: v for k, v in (("label_smoothing", label_smoothing), ("pos_weight", pos_weight)) if v
-        }  # the ones set: 0 and None are their defaults
+        given = (
+            ("label_smoothing", label_smoothing),
+            ("pos_weight", pos_weight),
+            ("class_weights", class_weights),
+        )
+        options = {k: v for k, v in given if v}  # the ones set: 0 and None are their defaults
         if isinstance(loss, nn.Module):
             if options:
                 raise ZooError(
@@ -627,19 +747,24 @@ class ZooModule(pl.LightningModule):
             raise ZooError(
                 f"model.loss {name!r} is for {'/'.join(sorted(allowed))} tasks, not {self.task!r}."
             )
-        takes = {"cross_entropy": ("label_smoothing",), "bce": ("label_smoothing", "pos_weight")}.get(
-            name, ()
-        )
+        takes = {
+            "cross_entropy": ("label_smoothing", "class_weights"),
+            "bce": ("label_smoothing", "pos_weight"),
+        }.get(name, ())
         refused = next((option for option in options if option not in takes), None)
         if refused is not None:
-            users = "cross_entropy and bce" if refused == "label_smoothing" else "bce (binary tasks)"
+            users = {
+                "label_smoothing": "cross_entropy and bce",
+                "pos_weight": "bce (binary tasks)",
+                "class_weights": "cross_entropy (multiclass tasks)",
+            }[refused]
             raise ZooError(
                 f"model.{refused} applies to the {users} losses; this model's loss is {name!r} "
                 f"(task {self.task!r}): unset it ({_UNSET[refused]})."
             )
         if name == "bce":
             return BCEWithLogits(pos_weight=pos_weight, label_smoothing=label_smoothing)
-        return create_loss(name, **options)
+        return create_loss(name, **_loss_arguments(options))
 
     def _build_train_metrics(self) -> torchmetrics.MetricCollection:
         """The epoch's mean training loss and accuracy (or mean squared error), as running sums
@@ -796,7 +921,7 @@ class ZooModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
         if self.l1_lambda:
-            loss = loss + self.l1_lambda * l1_penalty(self)
+            loss = loss + self.l1_lambda * l1_penalty(self, self.decay_bias_and_norm)
         self._stop_if_not_finite(loss)
         return loss
 
@@ -1011,6 +1136,7 @@ class ZooModule(pl.LightningModule):
         with (
             training_horizon(self.trainer.estimated_stepping_batches),
             _refused_arguments("model.lr_scheduler"),
+            _run_length_hint(),
         ):
             scheduler = self.lr_scheduler(optimizer)
         if scheduler is None:

@@ -16,13 +16,16 @@ from zoo.errors import ZooError
 from zoo.models.base import ZooModule
 from zoo.nn import conv as zconv
 from zoo.nn.conv import HEADS, NORMS2D, Head, Norm2d
+from zoo.nn.layers import INITS, Init, check_elementwise
 from zoo.registry import ACTIVATIONS, register_model, register_preset
 
 
 class _ConvModel(ZooModule):
     """Shared checks and the channels_last handling of the conv models."""
 
-    def _check_options(self, activation: str, norm: str = "batch", dropout: float = 0.0) -> int:
+    def _check_options(
+        self, activation: str, norm: str = "batch", dropout: float = 0.0, init: str = "default"
+    ) -> int:
         """Validate the common options; returns the number of input channels."""
         if self.input_shape is None or len(self.input_shape) != 3:
             raise ZooError(
@@ -31,10 +34,13 @@ class _ConvModel(ZooModule):
             )
         if activation not in ACTIVATIONS:
             raise ZooError(ACTIVATIONS.unknown_message(activation, option="model.activation"))
+        check_elementwise(activation, option="model.activation")
         if norm not in NORMS2D:
             raise ZooError(f"model.norm must be one of {', '.join(NORMS2D)}; got {norm!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ZooError(f"model.dropout must be in [0, 1); got {dropout}.")
+        if init not in INITS:
+            raise ZooError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
         return int(self.input_shape[0])
 
     @property
@@ -62,7 +68,7 @@ class ConvNet(_ConvModel):
         widths: channels of each stage, e.g. ``[32, 64]``.
         blocks_per_stage: conv blocks per stage.
         norm: ``none``, ``batch`` or ``group`` normalization after each conv.
-        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        activation: any elementwise name in ``zoo.registry.ACTIVATIONS`` (not ``softmax``).
         dropout: channel dropout (Dropout2d) after each block.
         residual: add a skip connection around each conv block.
         head: ``avg`` (global average pooling, any input size) or ``flatten`` (the whole last feature
@@ -71,6 +77,8 @@ class ConvNet(_ConvModel):
         hidden: widths of fully connected layers (Linear -> activation -> dropout) before the output.
         head_dropout: dropout after each hidden layer.
         channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        init: weight initialization: ``default`` (PyTorch's), ``kaiming`` or ``xavier``, with the
+            gain of ``activation`` (gain 1 for the output layer).
         **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
     """
 
@@ -86,10 +94,11 @@ class ConvNet(_ConvModel):
         hidden: Sequence[int] = (),
         head_dropout: float = 0.0,
         channels_last: bool = False,
+        init: Init = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm, dropout)
+        in_channels = self._check_options(activation, norm, dropout, init)
         if head not in HEADS:
             raise ZooError(f"model.head must be one of {', '.join(HEADS)}; got {head!r}.")
         if any(int(h) < 1 for h in hidden):
@@ -109,6 +118,7 @@ class ConvNet(_ConvModel):
             head=head,
             hidden=list(hidden),
             head_dropout=head_dropout,
+            init=init,
         )
         self._finish(channels_last)
 
@@ -121,8 +131,10 @@ class ResNet(_ConvModel):
         widths: channels of each stage; every stage after the first halves the resolution.
         blocks_per_stage: basic blocks (two convs each) per stage: 1 gives ResNet-8, 3 ResNet-20.
         norm: ``none``, ``batch`` or ``group``.
-        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        activation: any elementwise name in ``zoo.registry.ACTIVATIONS`` (not ``softmax``).
         channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        init: weight initialization: ``default`` (PyTorch's), ``kaiming`` or ``xavier``, with the
+            gain of ``activation`` (gain 1 for the output layer).
         **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
     """
 
@@ -133,10 +145,11 @@ class ResNet(_ConvModel):
         norm: Norm2d = "batch",
         activation: str = "relu",
         channels_last: bool = False,
+        init: Init = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm)
+        in_channels = self._check_options(activation, norm, init=init)
         self.net = zconv.ResNet(
             in_channels,
             self.num_outputs,
@@ -144,6 +157,7 @@ class ResNet(_ConvModel):
             blocks_per_stage=blocks_per_stage,
             norm=norm,
             activation=activation,
+            init=init,
         )
         self._finish(channels_last)
 
@@ -154,10 +168,12 @@ class FastCifarNet(_ConvModel):
 
     Args:
         widths: the stem's channels, then one conv + max-pool group per further width.
-        activation: any name in ``zoo.registry.ACTIVATIONS``.
+        activation: any elementwise name in ``zoo.registry.ACTIVATIONS`` (not ``softmax``).
         norm: ``none``, ``batch`` or ``group``.
         logit_scale: the logits are multiplied by this (1/9 as in those nets).
         channels_last: keep weights and inputs in ``torch.channels_last`` memory format.
+        init: weight initialization: ``default`` (PyTorch's), ``kaiming`` or ``xavier``, with the
+            gain of ``activation`` (gain 1 for the output layer).
         **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
     """
 
@@ -168,10 +184,11 @@ class FastCifarNet(_ConvModel):
         norm: Norm2d = "batch",
         logit_scale: float = 1 / 9,
         channels_last: bool = False,
+        init: Init = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm)
+        in_channels = self._check_options(activation, norm, init=init)
         self.net = zconv.FastCifarNet(
             in_channels,
             self.num_outputs,
@@ -180,6 +197,7 @@ class FastCifarNet(_ConvModel):
             norm=norm,
             logit_scale=logit_scale,
             input_size=self._input_size,
+            init=init,
         )
         self._finish(channels_last)
 

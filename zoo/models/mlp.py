@@ -25,7 +25,9 @@ class MLP(ZooModule):
         dropout: dropout probability after each hidden layer.
         norm: ``none``, ``batch`` or ``layer`` normalization in each hidden layer.
         residual: add a skip connection around each hidden layer.
-        init: weight initialization: ``default`` (PyTorch's), ``kaiming`` or ``xavier``.
+        init: weight initialization: ``default`` (PyTorch's), ``kaiming`` or ``xavier``, each hidden
+            layer with the gain of ``activation``, the output layer with gain 1
+            (:func:`zoo.nn.layers.activation_gain`).
         **kwargs: the task, loss, optimizer and schedule options of :class:`ZooModule`.
     """
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.nn.layers import make_activation
+from zoo.nn.layers import check_elementwise, init_weights, make_activation
 
 Norm2d = Literal["none", "batch", "group"]
 NORMS2D = ("none", "batch", "group")
@@ -75,6 +75,9 @@ class ConvBlock(nn.Module):
     With ``residual=True`` the skip path is the identity when ``in_channels == out_channels`` and
     ``stride == 1``, else a bias-free 1x1 conv projection (with the same ``stride``) followed by
     the same kind of norm. The skip is added before pooling.
+
+    ``activation`` must act on each value alone (:func:`zoo.nn.layers.check_elementwise`): softmax
+    over the last dimension of ``(N, C, H, W)`` would normalize over the image's width.
     """
 
     def __init__(
@@ -90,6 +93,8 @@ class ConvBlock(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
+        check_elementwise(activation)
+        self.activation = activation
         self.conv = nn.Conv2d(
             in_channels,
             out_channels,
@@ -103,6 +108,13 @@ class ConvBlock(nn.Module):
         self.pool = make_pool2d(pool)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.skip: nn.Module | None = _shortcut(in_channels, out_channels, stride, norm) if residual else None
+
+    def reset_weights(self, init: str = "default") -> None:
+        """Re-initialize with ``init`` (:func:`zoo.nn.init_weights`): the conv gets the gain of the
+        block's activation, the skip projection (added after the activation) the linear gain 1."""
+        init_weights(self.conv, init, self.activation)
+        if self.skip is not None:
+            init_weights(self.skip, init, "identity")
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
         """The path without skip, pooling and dropout: ``act(norm(conv(x)))``."""
@@ -136,6 +148,14 @@ class BasicBlock(nn.Module):
         self.skip = _shortcut(in_channels, out_channels, stride, norm)
         self.act = make_activation(activation)
 
+    def reset_weights(self, init: str = "default") -> None:
+        """Re-initialize with ``init`` (:func:`zoo.nn.init_weights`): every conv gets the gain of the
+        activation (the second conv and a projection skip reach it after the sum, as in torchvision)."""
+        activation = self.block1.activation
+        self.block1.reset_weights(init)
+        init_weights(self.block2.conv, init, activation)
+        init_weights(self.skip, init, activation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.block2(self.block1(x)) + self.skip(x))
 
@@ -148,6 +168,15 @@ def _pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
         return (size, size)
     h, w = (int(v) for v in size)
     return (h, w)
+
+
+def _init_head(head: nn.Module, init: str, activation: str) -> None:
+    """Re-initialize a head's Linear layers: each hidden one with the gain of ``activation``, the
+    last (the outputs, which no activation follows) with the linear gain 1."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    for layer in linears[:-1]:
+        init_weights(layer, init, activation)
+    init_weights(linears[-1], init, "identity")
 
 
 def _check_widths(widths: Sequence[int], blocks_per_stage: int = 1) -> list[int]:
@@ -176,6 +205,10 @@ class ConvNet(nn.Module):
     whose feature map is already below 2 pixels; without it every stage pools, so the input must be
     at least ``2 ** len(widths)`` pixels.
 
+    ``init`` (``default``: PyTorch's, ``kaiming``, ``xavier``) re-initializes every conv and every
+    hidden Linear with the gain of ``activation``, skip projections and the output layer with gain 1
+    (:func:`zoo.nn.init_weights`).
+
     Example:
         >>> net = ConvNet(1, 10, widths=(16, 32, 64, 128), input_size=8)
         >>> net(torch.zeros(2, 1, 8, 8)).shape
@@ -199,6 +232,7 @@ class ConvNet(nn.Module):
         head: Head = "avg",
         hidden: Sequence[int] = (),
         head_dropout: float = 0.0,
+        init: str = "default",
     ) -> None:
         super().__init__()
         widths = _check_widths(widths, blocks_per_stage)
@@ -247,6 +281,9 @@ class ConvNet(nn.Module):
             prev = h
         layers.append(nn.Linear(prev, num_outputs))
         self.head = nn.Sequential(*layers)
+        for block in blocks:
+            block.reset_weights(init)
+        _init_head(self.head, init, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -259,6 +296,9 @@ class ResNet(nn.Module):
     :class:`BasicBlock` per width; the first block of every stage after the first has stride 2
     and a 1x1 projection skip. Head: ``AdaptiveAvgPool2d(1) -> flatten -> Linear``.
     With the defaults (16, 32, 64) and 3 blocks per stage this is ResNet-20.
+
+    ``init`` (``default``: PyTorch's, ``kaiming``, ``xavier``) re-initializes every conv with the
+    gain of ``activation`` and the output layer with gain 1 (:meth:`BasicBlock.reset_weights`).
     """
 
     def __init__(
@@ -269,6 +309,7 @@ class ResNet(nn.Module):
         blocks_per_stage: int = 2,
         norm: Norm2d = "batch",
         activation: str = "relu",
+        init: str = "default",
     ) -> None:
         super().__init__()
         widths = _check_widths(widths, blocks_per_stage)
@@ -282,6 +323,10 @@ class ResNet(nn.Module):
                 prev = w
         self.stages = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(prev, num_outputs))
+        self.stem.reset_weights(init)
+        for block in blocks:
+            block.reset_weights(init)
+        _init_head(self.head, init, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -297,6 +342,8 @@ class FastCifarNet(nn.Module):
     -> Linear, and the logits are multiplied by ``logit_scale`` (default 1/9, the fixed
     temperature those nets use).
     With ``input_size`` given, groups whose feature map is below 2 pixels skip the pooling.
+    ``init`` (``default``: PyTorch's, ``kaiming``, ``xavier``) re-initializes every conv with the
+    gain of ``activation`` and the output layer with gain 1 (:func:`zoo.nn.init_weights`).
     """
 
     def __init__(
@@ -308,6 +355,7 @@ class FastCifarNet(nn.Module):
         norm: Norm2d = "batch",
         logit_scale: float = 1 / 9,
         input_size: int | None = None,
+        init: str = "default",
     ) -> None:
         super().__init__()
         widths = _check_widths(widths)
@@ -320,6 +368,9 @@ class FastCifarNet(nn.Module):
                 size //= 2
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_outputs))
+        for block in blocks:
+            block.reset_weights(init)
+        _init_head(self.head, init, activation)
         self.logit_scale = logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

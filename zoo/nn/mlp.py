@@ -44,6 +44,9 @@ class MLPBlock(nn.Module):
 class MLP(nn.Module):
     """``in_features -> hidden_sizes... -> out_features``; the last layer is a plain Linear (logits).
 
+    ``init`` (``default``, ``kaiming``, ``xavier``) re-initializes the weights: see
+    :meth:`reset_weights`.
+
     Example:
         >>> net = MLP(64, [128, 128], 10, activation="gelu", norm="layer", residual=True)
         >>> net(torch.zeros(5, 64)).shape
@@ -70,7 +73,17 @@ class MLP(nn.Module):
             )
         )
         self.head = nn.Linear(widths[-1], out_features)
-        init_weights(self, init, activation)
+        self.reset_weights(init, activation)
+
+    def reset_weights(self, init: str = "default", activation: str = "relu") -> None:
+        """Re-initialize the weights with ``init`` (see :func:`zoo.nn.init_weights`): each hidden
+        Linear gets the gain of ``activation``, the output layer and the skip projections, which
+        no activation follows, the linear gain 1."""
+        for block in self.blocks:
+            init_weights(block.linear, init, activation)
+            if block.skip is not None:
+                init_weights(block.skip, init, "identity")
+        init_weights(self.head, init, "identity")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden representation (before the output layer)."""
