@@ -54,7 +54,12 @@ def test_every_recipe_has_a_floor_and_a_header():
         assert recipe.command.startswith("zoo "), f"{recipe.name}: first line must be its run command"
         assert f"-c {recipe.name}" in recipe.command, recipe.name
         assert recipe.description, f"{recipe.name}: second comment line must describe it"
-        yaml.safe_load(recipe.path.read_text())  # parses
+        config = yaml.safe_load(recipe.path.read_text())  # parses
+        # a warmup given in steps outlasts a shortened run (-c trainer/debug: 10 steps) and is refused
+        # there; as a fraction of the run it fits any length (gpt_chars had 100 steps)
+        schedule = (config or {}).get("model", {}).get("init_args", {}).get("lr_scheduler") or {}
+        warmup = (schedule.get("init_args") or {}).get("warmup_steps", 0.0)
+        assert isinstance(warmup, float) and 0 <= warmup < 1, f"{recipe.name}: warmup_steps {warmup}"
 
 
 # the transformers' recipes take over 30 s each here (tests/test_transformer.py checks both families

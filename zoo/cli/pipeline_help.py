@@ -23,7 +23,8 @@ configs:
                                 merge in order (`-c mlp_digits -c trainer/debug -c mine.yaml`)
   --print_config                print the merged config as YAML (edit it, pass it back with -c) and exit
   --ckpt_path PATH|last         {ckpt}
-  --seed_everything N           the seed of the split, the initialization and the shuffling
+  --seed_everything N           the seed of the initialization and dropout (--data.seed N: of the
+                                split and the shuffling, so runs of several seeds share one split)
 
 common options (every key of the config is a flag: --a.b.c VALUE):
   --model NAME|CLASS            a model name (`zoo models`: mlp, resnet20, vit_mini, ...) or class path
@@ -38,8 +39,9 @@ common options (every key of the config is a flag: --a.b.c VALUE):
   --trainer.strategy S          auto, ddp, fsdp (or -c trainer/ddp, -c trainer/fsdp)
   --trainer.default_root_dir D  where the run directories go
   --trainer.gradient_clip_val X  --trainer.accumulate_grad_batches N  --trainer.log_every_n_steps N
-  --trainer.limit_train_batches N  (also val, test: a count >= 2, or a fraction)
-  --trainer.logger false        no run directory files; -c logger/wandb for Weights & Biases
+  --trainer.limit_train_batches N  (also val, test): a count of batches (1: one) or a fraction (1.0: all)
+  --trainer.logger false        no run directory: no config, metrics.csv, run.json or curves; the
+                                checkpoints go into default_root_dir. -c logger/wandb: Weights & Biases
   --early_stopping.patience N   and .monitor val/acc (.mode auto: min for losses, max for acc/f1/r2)
   --checkpoint.monitor KEY      and .mode, .every_n_train_steps N (a step checkpoint to resume from)
 
