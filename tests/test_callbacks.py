@@ -278,3 +278,25 @@ def test_early_stopping_and_checkpoint_modes_follow_the_monitored_metric() -> No
         "checkpoint.mode auto cannot tell whether 'val/custom' should fall or rise; set checkpoint.mode min "
         "or max."
     )
+
+
+def test_zoo_trainer_checks_its_run_root_when_fitting_and_what_train_is_given(tmp_path: Path) -> None:
+    """The run root is checked when a fit starts (evaluating writes nothing there: zoo test in a
+    read-only folder was refused), and train() names a loader passed for the DataModule (it raised
+    AttributeError: 'TensorLoader' object has no attribute 'on_exception')."""
+    from zoo.data import SklearnDataModule
+    from zoo.errors import ZooError
+    from zoo.models import MLP
+    from zoo.trainer import ZooTrainer
+
+    data = SklearnDataModule("wine", batch_size=64)
+    model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[8])
+    (tmp_path / "file").write_text("")
+    trainer = ZooTrainer(default_root_dir=tmp_path / "file", logger=False, enable_progress_bar=False)
+    with pytest.raises(ZooError, match=r"trainer.default_root_dir: .*file is a file; name a folder"):
+        trainer.fit(model, datamodule=data)
+    data.setup()
+    with pytest.raises(TypeError, match=r"datamodule must be a LightningDataModule .* got TensorLoader\."):
+        ZooTrainer(logger=False).train(model, data.train_dataloader())
+    with pytest.raises(TypeError, match=r"model must be a LightningModule; got SklearnDataModule\."):
+        ZooTrainer(logger=False).train(data, data)  # type: ignore[arg-type]

@@ -81,8 +81,10 @@ def check_run_root(root: str | Path | None) -> None:
         where = "is a file" if existing == path else f"lies under the file {existing}"
         raise ZooError(f"trainer.default_root_dir: {path} {where}; name a folder for the runs.")
     if not os.access(existing, os.W_OK | os.X_OK):
+        made = "" if existing == path else f", so {path} cannot be made in it"
         raise ZooError(
-            f"trainer.default_root_dir: {existing} is not writable by this user; name a folder you can write."
+            f"trainer.default_root_dir: {existing} is not writable by this user{made}; name a folder you "
+            "can write."
         )
 
 
@@ -202,8 +204,7 @@ class ZooTrainer(pl.Trainer):
             "limit_predict_batches": limit_predict_batches,
         }
         kwargs.update(limits)
-        kwargs.setdefault("default_root_dir", "runs")
-        check_run_root(kwargs["default_root_dir"])
+        kwargs.setdefault("default_root_dir", "runs")  # checked when fitting: evaluating writes nothing there
         if kwargs.get("logger", True) is True:
             from zoo.loggers import CSVLogger
 
@@ -221,7 +222,13 @@ class ZooTrainer(pl.Trainer):
         # the training loop's per-step check under several processes (Lightning broadcast rank 0's flag)
         self.fit_loop.epoch_loop._broadcast_sigterm_tensor = self._signal_connector.agree
 
-    fit = _ctrl_c_as_itself(pl.Trainer.fit)
+    _fit = _ctrl_c_as_itself(pl.Trainer.fit)
+
+    @functools.wraps(pl.Trainer.fit)
+    def fit(self, *args: Any, **kwargs: Any) -> None:
+        check_run_root(self.default_root_dir)  # before any folder or file of the run
+        return self._fit(*args, **kwargs)
+
     validate = _ctrl_c_as_itself(pl.Trainer.validate)
     test = _ctrl_c_as_itself(pl.Trainer.test)
     predict = _ctrl_c_as_itself(pl.Trainer.predict)
@@ -246,6 +253,14 @@ class ZooTrainer(pl.Trainer):
             callback kept one and the final weights were tested).
         """
         started = time.perf_counter()
+        if not isinstance(model, pl.LightningModule):
+            raise TypeError(f"ZooTrainer.train: model must be a LightningModule; got {type(model).__name__}.")
+        if datamodule is not None and not isinstance(datamodule, pl.LightningDataModule):
+            raise TypeError(
+                f"ZooTrainer.train: datamodule must be a LightningDataModule (it gives the train, val and "
+                f"test splits); got {type(datamodule).__name__}. For loaders of your own, use "
+                "fit(model, train_loader, val_loader) and test(model, test_loader)."
+            )
         if self.loggers and not any(isinstance(cb, RunRecord) for cb in self.callbacks):
             self.callbacks.append(RunRecord())  # run.json: what ran and how it ended (zoo runs)
         if self.loggers and not any(isinstance(cb, LearningRateMonitor) for cb in self.callbacks):
