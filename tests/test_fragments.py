@@ -110,11 +110,11 @@ def test_swa_switches_to_its_constant_rate_and_refuses_a_bad_start(tmp_path: Pat
     from zoo.callbacks import SWA
     from zoo.errors import ZooError
 
-    run = _train(tmp_path, capsys, "swa", epochs=8)
+    run = _train(tmp_path, capsys, "swa", epochs=4)
     rates = [(int(r["step"]), float(r["lr-AdamW/decay"])) for r in _rows(run) if r.get("lr-AdamW/decay")]
-    # 20 steps an epoch; averaging and the rate of 1e-3 from epoch 6 (0.75 of 8)
-    assert all(lr != 1e-3 for step, lr in rates if step < 120)
-    after = [lr for step, lr in rates if step > 120]
+    # 20 steps an epoch; averaging and the rate of 1e-3 from epoch 3 (0.75 of 4, counted from 0)
+    assert all(lr != 1e-3 for step, lr in rates if step < 60)
+    after = [lr for step, lr in rates if step >= 60]
     assert after and all(lr == pytest.approx(1e-3) for lr in after)  # the cosine would end near 1e-5
     with pytest.raises(ZooError, match=r"SWA start: 1\.5 is neither an epoch number"):
         SWA(start=1.5)
