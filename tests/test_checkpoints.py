@@ -59,8 +59,8 @@ def _hostile(good: Path, folder: Path, form: str = "nested class_path") -> Path:
     checkpoint = torch.load(good, weights_only=True)
     if form == "nested class_path":
         checkpoint["hyper_parameters"]["loss"] = {"class_path": f"{PAYLOAD}.Boom", "init_args": {}}
-    elif form == "loss string":
-        checkpoint["hyper_parameters"]["loss"] = f"{PAYLOAD}.Boom"
+    elif form in ("loss string", "optimizer string", "lr_scheduler string"):
+        checkpoint["hyper_parameters"][form.split()[0]] = f"{PAYLOAD}.Boom"
     else:  # a subclass trained from Python: no LightningCLI _class_path, the zoo's own key
         del checkpoint["hyper_parameters"]["_class_path"], checkpoint["hyper_parameters"]["_instantiator"]
         checkpoint["zoo_class_path"] = f"{PAYLOAD}.TheirMLP"
@@ -85,7 +85,9 @@ def test_a_good_checkpoint_loads_through_every_door(good_checkpoint: Path, capsy
     assert type(MLP.load_from_checkpoint(good_checkpoint)) is MLP
 
 
-@pytest.mark.parametrize("form", ["nested class_path", "loss string", "model class"])
+@pytest.mark.parametrize(
+    "form", ["nested class_path", "loss string", "optimizer string", "lr_scheduler string", "model class"]
+)
 @pytest.mark.parametrize("door", ["ZooModule.load_from_checkpoint", "MLP.load_from_checkpoint", "zoo.load"])
 def test_load_from_checkpoint_refuses_a_class_the_file_names(
     good_checkpoint, tmp_path, payload, door, form
@@ -319,3 +321,108 @@ def test_a_model_built_in_python_says_what_its_checkpoint_lacks_and_refuses_anot
     again = MLP.load_from_checkpoint(tmp_path / "sgd.ckpt", optimizer=sgd, loss=torch.nn.CrossEntropyLoss())
     trainer(2).fit(again, datamodule=data, ckpt_path=tmp_path / "sgd.ckpt")  # resumes
     assert again.trainer.global_step == 4
+
+
+def test_load_from_checkpoint_points_safetensors_and_pretrained_names_to_zoo_load(tmp_path) -> None:
+    """A `.safetensors` file was told to be renamed to the name it had; `pretrained:NAME` did "not
+    exist"."""
+    import shutil
+
+    from zoo.pretrained import weights_path
+
+    exported = tmp_path / "x.safetensors"
+    shutil.copyfile(weights_path("mlp_digits"), exported)
+    with pytest.raises(ZooError) as info:
+        MLP.load_from_checkpoint(exported)
+    assert str(info.value) == (
+        f"checkpoint: {exported} is a safetensors file (of `zoo export`), not a PyTorch checkpoint; "
+        f"load it with zoo.load({str(exported)!r})."
+    )
+    with pytest.raises(ZooError) as info:
+        MLP.load_from_checkpoint("pretrained:mlp_digits")
+    assert str(info.value) == (
+        "checkpoint: pretrained:mlp_digits is a trained model of the zoo (a safetensors file), not a "
+        "PyTorch checkpoint; load it with zoo.load('pretrained:mlp_digits') or "
+        "zoo.create_model('mlp_digits', pretrained=True)."
+    )
+    with pytest.raises(ZooError, match="^no pretrained model named 'nope'; there are: "):
+        ZooModule.load_from_checkpoint("pretrained:nope")
+
+
+PLUGIN = "zoo_test_plugin_module"
+
+
+def test_a_checkpoint_of_an_installed_plugins_model_loads_and_other_classes_stay_refused(
+    good_checkpoint, tmp_path, payload, monkeypatch, capsys
+) -> None:
+    """A model registered by an installed `lightning_zoo` entry point trained, but `zoo predict`,
+    `zoo export` and `zoo.load` refused its checkpoint (a class outside the zoo: `--import`)."""
+    import importlib.metadata
+
+    import zoo
+    import zoo.registry
+
+    (tmp_path / "site" / f"{PLUGIN}.py").write_text(
+        "import zoo\nfrom zoo.models import MLP\n\n\n@zoo.register_model('zoo_test_plugin_mlp')\n"
+        "class PluginMLP(MLP):\n    pass\n"
+    )
+    real = importlib.metadata.entry_points
+    point = importlib.metadata.EntryPoint(name="models", value=PLUGIN, group=zoo.registry.PLUGIN_GROUP)
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda **kw: [point] if kw.get("group") == zoo.registry.PLUGIN_GROUP else real(**kw),
+    )
+    monkeypatch.setattr(zoo.registry, "_plugins_loaded", False)
+    monkeypatch.setattr(zoo.registry, "_plugin_entries", [], raising=False)
+    monkeypatch.setattr(zoo.registry.MODELS, "_entries", dict(zoo.registry.MODELS._entries))
+    checkpoint = torch.load(good_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["_class_path"] = checkpoint["zoo_class_path"] = f"{PLUGIN}.PluginMLP"
+    torch.save(checkpoint, tmp_path / "plugin.ckpt")
+    hostile = _hostile(good_checkpoint, tmp_path)  # a class of a module no plugin registers
+    np.save(tmp_path / "rows.npy", np.zeros((3, 64)))
+    try:
+        assert PLUGIN not in sys.modules
+        assert type(zoo.load(tmp_path / "plugin.ckpt")).__qualname__ == "PluginMLP"
+        code, out, err = run_main(
+            ["predict", str(tmp_path / "plugin.ckpt"), "--input", str(tmp_path / "rows.npy")], capsys
+        )
+        assert code == 0 and len(out.splitlines()) == 4, err
+        with pytest.raises(ZooError, match=rf"names classes outside .*\({PAYLOAD}\.Boom\)"):
+            zoo.load(hostile)
+        assert not payload.exists(), "the file's module was imported"
+    finally:
+        sys.modules.pop(PLUGIN, None)
+
+
+class SubMLP(MLP):
+    """An MLP subclass, as a user trains one."""
+
+
+def test_loading_a_checkpoint_with_another_model_class_names_the_class_that_loads_it(
+    good_checkpoint, tmp_path
+) -> None:
+    """It said the class was "not an imported model class, or not a trusted instantiator"."""
+    from zoo.models import ConvNet
+
+    checkpoint = torch.load(good_checkpoint, weights_only=True)
+    stored = f"{__name__}.SubMLP"
+    checkpoint["hyper_parameters"]["_class_path"] = checkpoint["zoo_class_path"] = stored
+    path = tmp_path / "sub.ckpt"
+    torch.save(checkpoint, path)
+    assert type(MLP.load_from_checkpoint(path)) is SubMLP
+    with pytest.raises(ZooError) as info:
+        ConvNet.load_from_checkpoint(path)
+    assert str(info.value) == (
+        f"checkpoint: {path} holds a {stored}, which is not a ConvNet; load it with "
+        "SubMLP.load_from_checkpoint(path), or with zoo.load(path), which builds the class the file names."
+    )
+    # the check for files that name their class only with zoo_class_path (a model trained in Python)
+    from zoo.checkpoints import check_model_class
+
+    with pytest.raises(
+        ZooError, match=r"holds a zoo.models.mlp.MLP, which is not a ConvNet; load it with MLP\."
+    ):
+        check_model_class(ConvNet, {"zoo_class_path": "zoo.models.mlp.MLP"}, path)
+    check_model_class(SubMLP, {"zoo_class_path": "zoo.models.mlp.MLP"}, path)  # a base: Lightning's use
+    check_model_class(ZooModule, {"zoo_class_path": stored}, path)

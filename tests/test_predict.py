@@ -555,3 +555,19 @@ def test_the_predictions_writer_hushes_lightnings_index_warning_only_while_predi
         assert warnings.filters == filters
     assert not [w for w in seen if "infer the batch indices" in str(w.message)]
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + data.split_sizes()["test"]
+
+
+def test_a_model_cast_to_another_dtype_predicts_as_the_float_model() -> None:
+    """`.double()` or `.to(torch.bfloat16)` then `predict` raised "mat1 and mat2 must have the same
+    dtype": the features were always float32."""
+    from sklearn.datasets import load_digits
+
+    rows = load_digits().data[:300]
+    model = zoo.load("pretrained:mlp_digits")
+    labels, probabilities = model.predict(rows), model.predict_proba(rows)
+    double = zoo.load("pretrained:mlp_digits").double()
+    np.testing.assert_array_equal(double.predict(rows), labels)
+    np.testing.assert_allclose(double.predict_proba(rows), probabilities, atol=1e-5)
+    assert next(double.parameters()).dtype == torch.float64  # predicting casts the inputs, not the model
+    half = zoo.load("pretrained:mlp_digits").to(torch.bfloat16)
+    assert np.mean(half.predict(rows) == labels) > 0.95

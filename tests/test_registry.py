@@ -190,3 +190,40 @@ def test_an_installed_packages_entry_point_adds_its_models_to_the_shell(
     code, out, err = run_main(["train", "-c", "mlp_digits", "--model", "their_mlp", "--print_config"], capsys)
     assert code == 0, err
     assert "class_path: theirpkg_zoo.TheirMLP" in out
+
+
+def test_plugin_modules_are_those_of_the_classes_plugins_register(tmp_path, monkeypatch) -> None:
+    """What an installed plugin registers (a class, a preset of a class defined elsewhere) makes
+    its class's module one a checkpoint may name; what the zoo or the user registers does not."""
+    import importlib.metadata
+    import sys
+
+    import zoo.registry
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "theirpkg_models.py").write_text("from zoo.models import MLP\n\n\nclass Wide(MLP):\n    pass\n")
+    (site / "theirpkg_plugin.py").write_text(
+        "import zoo\nfrom zoo.models import MLP\nfrom zoo.registry import register_preset\n"
+        "from theirpkg_models import Wide\n\n\n@zoo.register_model('their_mlp_plugin')\n"
+        "class TheirMLP(MLP):\n    pass\n\n\n"
+        "register_preset('their_wide_plugin', Wide, 'wide', hidden_sizes=[512])\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    point = importlib.metadata.EntryPoint(name="m", value="theirpkg_plugin", group=zoo.registry.PLUGIN_GROUP)
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda **kw: [point] if kw.get("group") == zoo.registry.PLUGIN_GROUP else real(**kw),
+    )
+    monkeypatch.setattr(zoo.registry, "_plugins_loaded", False)
+    monkeypatch.setattr(zoo.registry, "_plugin_entries", [])
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+    try:
+        MODELS.register("user_mlp_not_plugin", type("UserMLP", (), {"__module__": "users_module"}))
+        assert zoo.registry.plugin_modules() == {"theirpkg_plugin", "theirpkg_models"}
+        assert "their_mlp_plugin" in MODELS and "their_wide_plugin" in MODELS
+    finally:
+        sys.modules.pop("theirpkg_plugin", None)
+        sys.modules.pop("theirpkg_models", None)

@@ -38,6 +38,16 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, 
     truncated, another kind of file (a safetensors file named ``.ckpt``), holds pickled code or is
     not a Lightning checkpoint.
     """
+    from zoo.pretrained import PREFIX, entry
+
+    if str(path).startswith(PREFIX):  # a trained model of the zoo: weights and config, no training state
+        name = str(path).removeprefix(PREFIX)
+        entry(name)  # an unknown name says which there are
+        raise ZooError(
+            f"{option}: {path} is a trained model of the zoo (a safetensors file), not a PyTorch "
+            f"checkpoint; load it with zoo.load({str(path)!r}) or "
+            f"zoo.create_model({name!r}, pretrained=True)."
+        )
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
@@ -54,6 +64,11 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, 
             f"{option}: {path} is empty (0 bytes), not a checkpoint; was its writing or copy cut short?"
         )
     if kind == "safetensors":
+        if path.suffix == ".safetensors":  # zoo export's weights and config
+            raise ZooError(
+                f"{option}: {path} is a safetensors file (of `zoo export`), not a PyTorch checkpoint; "
+                f"load it with zoo.load({str(path)!r})."
+            )
         raise ZooError(
             f"{option}: {path} is a safetensors file, not a PyTorch checkpoint; the zoo reads safetensors "
             f"files by their suffix: rename it to {path.with_suffix('.safetensors').name}."
@@ -126,8 +141,9 @@ _CLASS_KEYS = ("class_path", "_class_path", "_instantiator")
 
 
 #: hyper-parameters whose string value may be a class path the model imports (``loss:
-#: torch.nn.HuberLoss``, built by ``ZooModule``)
-_CLASS_PATH_VALUES = ("loss",)
+#: torch.nn.HuberLoss``, built by ``ZooModule``; ``optimizer: torch.optim.SGD``, stored for a
+#: registered name, read back by LightningCLI's parser under ``zoo test --ckpt_path``)
+_CLASS_PATH_VALUES = ("loss", "optimizer", "lr_scheduler")
 
 
 def named_classes(hparams: Any) -> list[str]:
@@ -146,20 +162,31 @@ def named_classes(hparams: Any) -> list[str]:
     return found
 
 
+def _module_of(class_path: str) -> str:
+    """The module of a class path; a class made in a function
+    (``tests.test_x.test_fit.<locals>.Model``) is its module's."""
+    outer = class_path.split(".<locals>")[0]
+    return outer.rpartition(".")[0] if outer != class_path else class_path.rpartition(".")[0]
+
+
 def is_trusted(class_path: str) -> bool:
     """A class path the zoo will import and build: in :data:`TRUSTED_PACKAGES`, or in a module
     that is already imported (the user's own code, or a class they named on the command line)."""
-    # a class made in a function (``tests.test_x.test_fit.<locals>.Model``) is its module's
-    outer = class_path.split(".<locals>")[0]
-    module = outer.rpartition(".")[0] if outer != class_path else class_path.rpartition(".")[0]
+    module = _module_of(class_path)
     return module.split(".")[0] in TRUSTED_PACKAGES or (bool(module) and module in sys.modules)
 
 
 def check_named_classes(checkpoint: dict[str, Any], path: str | Path, option: str) -> None:
     """Raise :class:`ZooError` if the checkpoint names a class outside the allow-list
-    (:func:`is_trusted`), before anything imports it."""
+    (:func:`is_trusted`, and the modules of the classes installed ``lightning_zoo`` plugins
+    register: :func:`zoo.registry.plugin_modules`), before anything imports it."""
     named = named_classes(checkpoint.get("hyper_parameters", {})) + model_class_paths(checkpoint)
     untrusted = [name for name in named if not is_trusted(name)]
+    if untrusted:  # installed plugins are imported (as on any name lookup), never what the file names
+        from zoo.registry import plugin_modules
+
+        registered = plugin_modules()
+        untrusted = [name for name in untrusted if _module_of(name) not in registered]
     if untrusted:
         names = ", ".join(sorted(set(untrusted)))
         modules = " ".join(f"--import {m}" for m in sorted({n.rpartition(".")[0] for n in untrusted}))
@@ -301,6 +328,10 @@ def _build_problem(err: Exception, hparams: dict[str, Any]) -> str:
     """What keeps a checkpoint's model from being built, as the rest of a sentence about the file."""
     text = str(err)
     blocked = re.search(r"^The (?:class|instantiator) '([^']+)'.*was blocked", text, re.DOTALL)
+    base = re.search(r"imported subclass of (\w+)", text)
+    stored = _imported_class(blocked.group(1)) if blocked else None
+    if blocked and base and stored is not None:  # a model of another class: say which loads it
+        return _not_a(blocked.group(1), stored, base.group(1))
     if blocked:
         return (
             f"names {blocked.group(1)}, which Lightning will not build (not an imported model class, or "
@@ -318,6 +349,36 @@ def _build_problem(err: Exception, hparams: dict[str, Any]) -> str:
         return f"has a hyper-parameter its model refuses: {key}{value} ({why})."
     first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
     return f"does not build its model ({first})."
+
+
+def _not_a(class_path: str, stored: type, wanted: str) -> str:
+    return (
+        f"holds a {class_path}, which is not a {wanted}; load it with {stored.__name__}.load_from_checkpoint"
+        "(path), or with zoo.load(path), which builds the class the file names."
+    )
+
+
+def check_model_class(
+    cls: type, checkpoint: dict[str, Any], path: str | Path, option: str = "checkpoint"
+) -> None:
+    """Raise :class:`ZooError` when the checkpoint's model class (:func:`model_class_paths`) is an
+    imported class of another line than ``cls``, neither a subclass nor a base of it
+    (``ConvNet.load_from_checkpoint`` of an MLP's checkpoint), naming the class that loads it.
+    Nothing is imported."""
+    for class_path in model_class_paths(checkpoint):
+        stored = _imported_class(class_path)
+        if stored is not None and not issubclass(stored, cls) and not issubclass(cls, stored):
+            raise ZooError(f"{option}: {path} {_not_a(class_path, stored, cls.__name__)}")
+
+
+def _imported_class(class_path: str) -> type | None:
+    """The LightningModule class ``class_path`` names, found among the imported modules (nothing is
+    imported); ``None`` when it is not there."""
+    from lightning.pytorch import LightningModule
+
+    module, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, LightningModule) else None
 
 
 def load_model(path: str | os.PathLike, map_location: Any = "cpu", option: str = "checkpoint") -> Any:

@@ -241,10 +241,13 @@ class Predictor:
     @torch.no_grad()
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """What the model's metrics see, batch by batch: class probabilities (multiclass), the
-        positive class's probability (binary) or values in the target's units (regression)."""
+        positive class's probability (binary) or values in the target's units (regression).
+        Floating inputs are cast to the dtype of the model's parameters."""
         out = []
+        dtype = _float_dtype_of(self.model)  # a model cast with .double() or .to(torch.bfloat16)
         for start in range(0, len(features), self.batch_size):
-            x = features[start : start + self.batch_size].to(self.device)
+            x = features[start : start + self.batch_size]
+            x = x.to(self.device, dtype=dtype) if x.is_floating_point() else x.to(self.device)
             outputs = self.model.shape_outputs(self.model(x))
             out.append(self.model.predictions(outputs.float()).cpu())
         if not out:
@@ -297,6 +300,13 @@ def class_probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:
 def _device_of(model: torch.nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _float_dtype_of(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's floating-point parameters (float32 when it has none): what its
+    floating inputs are cast to."""
+    found = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return found or torch.float32
 
 
 def _per_channel(values: Sequence[float], channels: int) -> list[float]:

@@ -176,8 +176,10 @@ def create(name: str, **overrides: Any) -> Any:
 
     With ``overrides`` (e.g. ``num_classes=5``, ``dropout=0.2``) the model is built from its stored
     config with those changed and then given every trained weight that still fits, like timm's
-    ``pretrained=True, num_classes=...``: a new number of classes gets a fresh output layer. Its
-    preprocessing facts are kept only when nothing is overridden.
+    ``pretrained=True, num_classes=...``: a new number of classes gets a fresh output layer. The
+    preprocessing of its inputs (feature names and scaling, image size and normalization,
+    vocabulary) is kept; the class labels only while the task and number of outputs are the same
+    (see :func:`kept_preprocessing`).
     """
     from zoo.inference import load
 
@@ -187,7 +189,25 @@ def create(name: str, **overrides: Any) -> Any:
     hparams = {**dict(model.hparams), **overrides}
     fresh = type(model)(**hparams)
     fresh.load_weights_from(PREFIX + name.removeprefix(PREFIX), option=f"create_model({name!r})")
+    fresh.preprocessing = kept_preprocessing(model, fresh)
     return fresh.eval()
+
+
+def kept_preprocessing(trained: Any, rebuilt: Any) -> dict[str, Any] | None:
+    """The preprocessing facts of ``trained`` that still hold for ``rebuilt``, the same model built
+    again with other hyper-parameters: every fact about the inputs, and the class labels only
+    while its task and number of outputs are the trained model's (a new head's outputs are
+    indices)."""
+    import copy
+
+    facts = copy.deepcopy(getattr(trained, "preprocessing", None))
+    if not facts:
+        return facts
+    if rebuilt.task != trained.task or rebuilt.num_outputs != trained.num_outputs:
+        facts.pop("classes", None)
+        if "task" in facts:
+            facts["task"] = rebuilt.task
+    return facts
 
 
 def evaluate(name: str, *flags: str) -> dict[str, float]:

@@ -83,6 +83,8 @@ class Registry:
                     f"A {self.kind} named {key!r} is already registered ({self._entries[key]!r})"
                 )
             self._entries[key] = fn
+            if _loading_plugins:
+                _plugin_entries.append(fn)
             return fn
 
         return add(obj) if obj is not None else add
@@ -137,6 +139,9 @@ DATA = Registry("data", populate=["zoo.data"])
 #: their_models = "theirpkg.zoo_models"``, a module whose ``register_model`` decorators run on import)
 PLUGIN_GROUP = "lightning_zoo"
 _plugins_loaded = False
+_loading_plugins = False  # True while load_plugins imports them: what registers then is theirs
+#: what the installed plugins registered (their classes' modules are trusted in checkpoints)
+_plugin_entries: list[Callable[..., Any]] = []
 
 
 def load_plugins() -> None:
@@ -144,7 +149,7 @@ def load_plugins() -> None:
     so that the names they register work everywhere the zoo's own do (``zoo train --model
     theirs``, ``zoo models``, ``create_model``). A plugin that fails to import is a warning naming
     it, never the command's failure."""
-    global _plugins_loaded
+    global _plugins_loaded, _loading_plugins
     if _plugins_loaded:
         return
     _plugins_loaded = True
@@ -152,6 +157,7 @@ def load_plugins() -> None:
     from importlib.metadata import entry_points
 
     for point in entry_points(group=PLUGIN_GROUP):
+        _loading_plugins = True
         try:
             point.load()
         except Exception as err:  # noqa: BLE001 - someone else's package: say which, go on
@@ -160,6 +166,23 @@ def load_plugins() -> None:
                 f"{type(err).__name__}: {err}",
                 stacklevel=2,
             )
+        finally:
+            _loading_plugins = False
+
+
+def plugin_modules() -> set[str]:
+    """The modules of the classes (and factories) that installed plugins (:data:`PLUGIN_GROUP`
+    entry points) registered, the plugins imported first (:func:`load_plugins`). A checkpoint of
+    a plugin's model may name them: the zoo imports that code on any name lookup anyway
+    (:func:`zoo.checkpoints.check_named_classes`)."""
+    load_plugins()
+    modules = set()
+    for factory in _plugin_entries:
+        cls = getattr(factory, "preset", (factory,))[0]  # a preset names the class it builds
+        module = getattr(cls, "__module__", None)
+        if isinstance(module, str):
+            modules.add(module)
+    return modules
 
 
 def register_model(name: str | None = None) -> Callable[[F], F]:
