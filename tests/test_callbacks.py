@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -291,10 +292,16 @@ def test_zoo_trainer_checks_its_run_root_when_fitting_and_what_train_is_given(tm
 
     data = SklearnDataModule("wine", batch_size=64)
     model = MLP(task=data.task, num_classes=data.num_classes, input_shape=data.input_shape, hidden_sizes=[8])
-    (tmp_path / "file").write_text("")
-    trainer = ZooTrainer(default_root_dir=tmp_path / "file", logger=False, enable_progress_bar=False)
-    with pytest.raises(ZooError, match=r"trainer.default_root_dir: .*file is a file; name a folder"):
-        trainer.fit(model, datamodule=data)
+    import zoo.trainer
+
+    real = os.access
+    # not writable (the suite may run as root, who writes anywhere): built, then refused as a fit starts
+    no_writing = lambda path, mode: not mode & os.W_OK and real(path, mode)  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zoo.trainer.os, "access", no_writing)
+        trainer = ZooTrainer(default_root_dir=tmp_path / "runs", logger=False, enable_progress_bar=False)
+        with pytest.raises(ZooError, match=r"trainer.default_root_dir: .* is not writable by this user, so"):
+            trainer.fit(model, datamodule=data)
     data.setup()
     with pytest.raises(TypeError, match=r"datamodule must be a LightningDataModule .* got TensorLoader\."):
         ZooTrainer(logger=False).train(model, data.train_dataloader())

@@ -147,3 +147,23 @@ def test_a_failed_plot_warns_and_keeps_the_run(runs: Path, tmp_path: Path) -> No
     (broken / "metrics.csv").write_text("epoch,step,test/acc\n0,1,0.5\n")
     with pytest.warns(UserWarning, match="could not draw .*curves.png: no training or validation curves"):
         draw_curves(broken)
+
+
+def test_zoo_plot_into_a_read_only_working_folder_is_one_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The default --output, curves.png, goes into the working folder: a read-only one was an
+    OSError traceback after the runs were read and drawn."""
+    from tests.test_files import make_read_only
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,step,train/loss,val/loss\n0,4,1.0,\n0,4,,0.9\n")
+    here = make_read_only(tmp_path / "ro", monkeypatch)
+    monkeypatch.chdir(here)
+    try:
+        code, out, err = run_main(["plot", str(run)], capsys)
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"zoo: error: --output curves.png: cannot write in {here} ("), err
+        assert list(here.iterdir()) == []
+    finally:
+        here.chmod(0o755)

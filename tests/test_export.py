@@ -226,7 +226,9 @@ def test_bad_outputs_and_tolerances_are_refused_before_exporting(
     code, out, err = run_main(["export", str(ckpt), "-f", "safetensors", "-o", str(output), *more], capsys)
     assert code == 2 and out == "" and "Traceback" not in err, err
     if case.startswith("tolerance"):
-        assert err.splitlines()[-1].endswith(expected + ("-1.0" if case.endswith("negative") else "nan"))
+        first, hint = err.splitlines()  # one line, and where to read every option
+        assert first == "zoo: error: " + expected + ("-1.0" if case.endswith("negative") else "nan")
+        assert hint == "Run `zoo export --help` to see every option."
         with pytest.raises(zoo.ZooError, match=r"^--tolerance must be a finite number >= 0; got -1"):
             export(ckpt, "safetensors", tolerance=-1)
     else:

@@ -244,7 +244,8 @@ def test_zoo_runs_command(root: Path, tmp_path: Path, capsys) -> None:
     code, _, err = run_main(["runs", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and err.strip().startswith(f"zoo: error: {tmp_path / 'nowhere'}: no such folder")
     code, _, err = run_main(["runs", str(root), "--format", "xml"], capsys)
-    assert code == 2 and "invalid choice: 'xml'" in err
+    assert code == 2 and err.startswith("zoo: error: argument --format: invalid choice: 'xml'")
+    assert err.splitlines()[1:] == ["Run `zoo runs --help` to see every option."]
 
 
 def test_piped_output_is_one_line_per_epoch(tmp_path: Path, capsys) -> None:
@@ -329,3 +330,105 @@ def test_a_zoo_trainer_refuses_a_run_root_that_is_a_file(tmp_path: Path) -> None
         ZooTrainer(default_root_dir=tmp_path / "afile")
     with pytest.raises(ZooError, match=r"lies under the file .*afile"):
         ZooTrainer(default_root_dir=tmp_path / "afile" / "runs")
+
+
+def test_a_killed_run_counts_its_wall_time_to_its_last_sign_of_life(root: Path, tmp_path: Path) -> None:
+    """SIGKILL leaves run.json as the run (or its resumed part) began: `zoo runs` said 0.0 s. The
+    time from that write to the newest metrics row or checkpoint is added to the recorded wall time
+    (the earlier parts of a resumed run)."""
+    from zoo.runs import wall_time
+
+    run_dir = tmp_path / "killed" / "version_0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    record = {**_record(root, "good"), "status": "running", "pid": 2**22 + 12345, "wall_s": 10.0}
+    record.pop("ended")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    shutil.copy(root / "good" / "version_0" / "metrics.csv", run_dir / "metrics.csv")
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    began = 1_700_000_000
+    for name, seconds in (("run.json", 0), ("metrics.csv", 75), ("checkpoints/last.ckpt", 60)):
+        os.utime(run_dir / name, (began + seconds, began + seconds))
+    (run,) = collect(tmp_path)
+    assert run.status == "interrupted" and run.wall_s == pytest.approx(85.0)
+    assert "1m25s" in format_runs([run])
+    # what RunRecord records stays as it is once the run said how it ended (SIGTERM, Ctrl-C, an error)
+    assert wall_time({**record, "status": "interrupted"}, run_dir) == 10.0
+    assert wall_time({**record, "status": "finished", "wall_s": None}, run_dir) is None
+
+
+def test_a_resumed_run_keeps_the_time_of_its_metrics_for_the_killed_part(tmp_path: Path) -> None:
+    """The resumed logger rewrites metrics.csv without the rows after the checkpoint before
+    RunRecord reads the killed part's last sign of life: the file keeps its time."""
+    log_dir = tmp_path / "version_0"
+    log_dir.mkdir()
+    rows = "epoch,step,train/loss\n0,4,1.0\n0,9,0.9\n1,14,0.8\n"
+    (log_dir / "metrics.csv").write_text(rows)
+    os.utime(log_dir / "metrics.csv", (1_700_000_000, 1_700_000_000))
+    logger = CSVLogger(save_dir=str(tmp_path), version=0)
+    logger.continue_after(0, 9)
+    logger.experiment  # noqa: B018 - Lightning makes it as setup begins
+    assert (log_dir / "metrics.csv").read_text() == "epoch,step,train/loss\n0,4,1.0\n0,9,0.9\n"
+    assert (log_dir / "metrics.csv").stat().st_mtime == 1_700_000_000
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling link"])
+def test_a_stray_version_n_that_is_no_folder_is_skipped(tmp_path: Path, kind: str) -> None:
+    """Lightning counted folders only, then could not make version_0 (FileExistsError)."""
+    from zoo.loggers import next_version
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    if kind == "file":
+        (folder / "version_0").write_text("")
+    else:
+        (folder / "version_0").symlink_to(tmp_path / "nowhere")
+    assert next_version(folder) == 1
+    logger = CSVLogger(save_dir=str(tmp_path), name="digits")
+    assert logger.version == 1 and logger.log_dir == str(folder / "version_1")
+
+
+def test_a_full_disk_under_the_metrics_is_one_error_naming_the_folder(tmp_path: Path, monkeypatch) -> None:
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    from zoo.files import DiskError
+
+    def full(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    logger = CSVLogger(save_dir=str(tmp_path))
+    monkeypatch.setattr(ExperimentWriter, "save", full)
+    with pytest.raises(
+        DiskError, match=rf"^cannot write {tmp_path / 'version_0'}/metrics.csv: the disk holding "
+    ):
+        logger.log_metrics({"train/loss": 1.0}, step=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "--format", "xml"], "argument --format: invalid choice: 'xml' (choose from"),
+        (["export", "x.ckpt", "-f", "tflite"], "argument --format/-f: invalid choice: 'tflite'"),
+        (
+            ["sweep", "-c", "mlp_digits", "--space", "mlp_digits"],
+            "the following arguments are required: --trials",
+        ),
+        (["plot"], "the following arguments are required: RUN"),
+        (["generate"], "the following arguments are required: checkpoint"),
+        (["models", "--bad"], "unrecognized arguments: --bad"),
+        (
+            ["recipes", "validate", "x"],
+            "zoo recipes validate: no such action; valid actions: list, show, copy, path.",
+        ),
+        (["recipes"], "zoo recipes needs an action: list, show, copy, path."),
+        (["recipes", "copy"], "the following arguments are required: name"),
+    ],
+    ids=["runs", "export", "sweep", "plot", "generate", "models", "recipes", "recipes bare", "recipes copy"],
+)
+def test_the_argparse_commands_say_what_is_wrong_in_one_line(argv: list[str], message: str, capsys) -> None:
+    """They printed argparse's usage text, then `zoo runs: error: ...`."""
+    code, out, err = run_main(argv, capsys)
+    command = " ".join(argv[:2]) if argv[:2] == ["recipes", "copy"] else argv[0]
+    assert code == 2 and out == ""
+    first, hint = err.splitlines()
+    assert first.startswith("zoo: error: ") and message in first, err
+    assert hint == f"Run `zoo {command} --help` to see every option."

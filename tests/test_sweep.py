@@ -154,8 +154,23 @@ def test_a_uniform_range_takes_a_step(tmp_path: Path) -> None:
             "space.yaml: model.init_args.dropout: the choice 'b' is not a value it takes "
             "(--model.dropout: 'b' is not a number).",
         ),
+        (
+            ["--metric", "val/acc", "--direction", "minimize"],
+            SPACE,
+            "--direction is minimize, but val/acc improves as it rises: set --direction maximize (or leave "
+            "it out, which reads it from the metric's name).",
+        ),
+        (["--metric", "val/nope", "--direction", "maximize"], SPACE, "--metric 'val/nope' is not logged"),
     ],
-    ids=["jobs", "seed", "storage", "metric", "choice of another type"],
+    ids=[
+        "jobs",
+        "seed",
+        "storage",
+        "metric",
+        "choice of another type",
+        "direction against the metric",
+        "direction of a metric the zoo does not know",
+    ],
 )
 def test_bad_options_are_one_error_before_any_folder(
     tmp_path: Path, capsys, options: list[str], space: str, message: str

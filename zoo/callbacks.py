@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import (
@@ -147,6 +148,27 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             if isinstance(state_dict.get("best_k_models"), dict):
                 state_dict["best_k_models"] = {here(k): v for k, v in state_dict["best_k_models"].items()}
         super().load_state_dict(state_dict)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        """Lightning's save, through a file beside ``filepath`` renamed into place: Lightning stages a
+        checkpoint in the temporary folder and moves it, which across file systems is a copy, and a
+        disk that filled during it kept a truncated ``best-epoch=000.ckpt``; now a full disk is one
+        error naming the folder (:class:`zoo.files.DiskError`) and leaves the earlier file. Strategies
+        that write checkpoints their own way (FSDP's sharded ones) and remote paths keep Lightning's."""
+        from lightning.pytorch.strategies import Strategy
+
+        from zoo.files import staged
+
+        own_way = type(trainer.strategy).save_checkpoint is not Strategy.save_checkpoint
+        if not trainer.is_global_zero or own_way or "://" in str(filepath):
+            super()._save_checkpoint(trainer, filepath)
+            return
+        with staged(filepath, make_folder=True) as tmp:
+            trainer.save_checkpoint(tmp, self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        for logger in trainer.loggers:
+            logger.after_save_checkpoint(proxy(self))
 
     def _keep_last_current(self, trainer: pl.Trainer) -> None:
         # skipped when something was already saved at this step (then last.ckpt was written too)
@@ -529,7 +551,7 @@ class RunRecord(pl.Callback):
         from datetime import datetime
 
         from zoo.model_card import _command, _data_name, _hardware, versions
-        from zoo.runs import read_json_object
+        from zoo.runs import read_json_object, wall_time
 
         self.path = Path(log_dir) / "run.json"
         earlier = read_json_object(self.path)
@@ -547,7 +569,7 @@ class RunRecord(pl.Callback):
             "monitor": getattr(trainer.checkpoint_callback, "monitor", None),
             "hardware": _hardware(trainer),
             "versions": versions(),
-            "earlier_wall_s": float(earlier.get("wall_s") or 0.0),
+            "earlier_wall_s": float(wall_time(earlier, self.path.parent) or 0.0),
         }
         if earlier:
             self._record["resumed"] = int(earlier.get("resumed", 0)) + 1
@@ -566,7 +588,8 @@ class RunRecord(pl.Callback):
             self._record["ended"] = datetime.now().astimezone().isoformat(timespec="milliseconds")
         wall = self._record["earlier_wall_s"] + time.perf_counter() - self._started
         self._record["wall_s"] = round(wall, 3)
-        write_json_atomic(self.path, {k: v for k, v in self._record.items() if k != "earlier_wall_s"})
+        record = {k: v for k, v in self._record.items() if k != "earlier_wall_s"}
+        write_json_atomic(self.path, record, in_place_when_full=True)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(status="finished")

@@ -315,7 +315,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: XAxis = "step") ->
         run.single = len(runs) == 1
     figure = draw(runs, x=x)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ZooError(
+            f"output {out}: cannot make the folder {out.parent} ({err.strerror or err})."
+        ) from None
     from zoo.files import atomic_write
 
     atomic_write(out, lambda handle: figure.savefig(handle, format=kind, dpi=110), binary=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch import loggers
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from zoo.files import atomic_write
+from zoo.files import atomic_write, disk_error
 
 
 class CSVLogger(loggers.CSVLogger):
@@ -55,6 +56,20 @@ class CSVLogger(loggers.CSVLogger):
         super().log_metrics(metrics, step)
         self.save()  # Lightning otherwise writes every 100 steps: rows would die with a killed run
 
+    def save(self) -> None:
+        """Lightning's, with a full disk (or a read-only one) as one :class:`~zoo.files.DiskError`
+        naming the run's folder."""
+        try:
+            super().save()
+        except OSError as err:
+            found = disk_error(err, Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE)
+            if found is None:
+                raise
+            raise found from None
+
+    def _get_next_version(self) -> int:
+        return _next_free_version(self.root_dir, super()._get_next_version)
+
 
 class _ContinuingWriter(ExperimentWriter):
     """Keeps the ``metrics.csv`` rows of a run up to ``(epoch, step)`` and appends after them."""
@@ -84,7 +99,11 @@ class _ContinuingWriter(ExperimentWriter):
             writer.writeheader()
             writer.writerows(row for row in rows if kept(row))
 
+        before = path.stat()
         atomic_write(path, write)
+        # rows of the run before it stopped, so their time: the run's last sign of life, which
+        # zoo.runs.wall_time reads for a run killed without a word (RunRecord asks it next)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         self.metrics_keys = fields
 
 
@@ -155,20 +174,30 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
     def __init__(self, save_dir: str | None = None, name: str = "", **kwargs: Any) -> None:
         super().__init__(save_dir=save_dir or ".", name=name, **kwargs)
 
+    def _get_next_version(self) -> int:
+        return _next_free_version(self.root_dir, super()._get_next_version)
+
 
 #: the zoo's loggers that write into the run directory ``save_dir/version_N`` (their versions agree)
 RUN_DIRECTORY_LOGGERS = ("zoo.loggers.CSVLogger", "zoo.loggers.TensorBoardLogger")
 
 
 def next_version(root: str | Path) -> int:
-    """The ``N`` of the next ``version_N`` folder under ``root`` (0 when there is none)."""
+    """The ``N`` of the next ``version_N`` folder under ``root`` (0 when there is none): past every
+    ``version_N`` name there, folder or not (a stray file or a dangling link of that name is no place
+    for a run: Lightning counted folders only and then failed to make it, ``FileExistsError``)."""
     root = Path(root)
     taken = [
         int(p.name.split("_", 1)[1])
         for p in (root.iterdir() if root.is_dir() else [])
-        if p.is_dir() and p.name.startswith("version_") and p.name.split("_", 1)[1].isdigit()
+        if p.name.startswith("version_") and p.name.split("_", 1)[1].isdigit()
     ]
     return max(taken, default=-1) + 1
+
+
+def _next_free_version(root: str, lightnings: Any) -> int:
+    """:func:`next_version` of a local ``root``; Lightning's own count for a remote one (``s3://``)."""
+    return lightnings() if "://" in str(root) else next_version(root)
 
 
 FOLLOWS_ROOT_DIR = (CSVLogger, WandbLogger, TensorBoardLogger)

@@ -40,13 +40,19 @@ def lower_is_better(key: str) -> bool:
     return key.rpartition("/")[2] in LOWER_IS_BETTER or key in ("wall_s",)
 
 
+def known_mode(metric: str) -> str | None:
+    """``min`` for a metric that improves as it falls (losses, errors), ``max`` for one that improves
+    as it rises (accuracy, F1, AUROC, R2), ``None`` for a name the zoo does not know."""
+    name = str(metric).rpartition("/")[2]
+    return "min" if name in LOWER_IS_BETTER else "max" if name in HIGHER_IS_BETTER else None
+
+
 def monitor_mode(monitor: str, mode: str, option: str) -> str:
     """``min`` or ``max`` for the metric ``monitor``: ``mode`` as given, or for ``auto`` from the
     metric's name (losses and errors fall, accuracy, F1, AUROC and R2 rise). A stated mode that
     contradicts a known metric is refused: early stopping would stop a run as it improves, a
     checkpoint keep its worst epoch, a plateau schedule cut the rate while the metric rises."""
-    name = str(monitor).rpartition("/")[2]
-    known = "min" if name in LOWER_IS_BETTER else "max" if name in HIGHER_IS_BETTER else None
+    known = known_mode(monitor)
     if mode == "auto":
         if known is None:
             raise ZooError(
@@ -150,6 +156,38 @@ def process_alive(record: dict[str, Any]) -> bool:
     return True
 
 
+CHECKPOINTS = "checkpoints"
+
+
+def wall_time(record: dict[str, Any], run_dir: str | Path) -> float | None:
+    """The wall time of the run ``record`` (its ``run.json``) describes, in seconds.
+
+    ``wall_s`` as recorded, except for a run whose record still says ``running``: it was written as
+    the run (or its resumed part) began, so the time from that write to the run's last sign of life
+    (its newest ``metrics.csv`` row or checkpoint) is added. A run killed without a word (SIGKILL,
+    a power cut) is then not 0.0 s, and counts as long as it ran, as a SIGTERM's run does; a run
+    still going counts to its last row. All the times are the file system's (the files' modification
+    times), so a run on another host is measured alike. :class:`zoo.callbacks.RunRecord` starts a
+    resumed run's count from this."""
+    wall = record.get("wall_s")
+    wall = float(wall) if isinstance(wall, (int, float)) and not isinstance(wall, bool) else None
+    if record.get("status") != "running":
+        return wall
+    run_dir = Path(run_dir)
+    try:
+        written = (run_dir / RUN_FILE).stat().st_mtime
+    except OSError:
+        return wall
+    signs = [run_dir / METRICS_CSV, *sorted((run_dir / CHECKPOINTS).glob("*.ckpt"))]
+    last = written
+    for path in signs:
+        try:
+            last = max(last, path.stat().st_mtime)
+        except OSError:  # gone meanwhile, or never written
+            continue
+    return round((wall or 0.0) + (last - written), 3)
+
+
 def _metrics(run: Run) -> None:
     """Epochs and the best value of each validation metric, from ``metrics.csv`` (read as ``zoo plot``
     reads it: :func:`zoo.curves.read_curves`)."""
@@ -180,7 +218,7 @@ def read_run(path: Path, name: str) -> Run:
         if run.status == "running" and not process_alive(record):
             run.status = "interrupted"
         run.started = record.get("started")
-        run.wall_s = record.get("wall_s")
+        run.wall_s = wall_time(record, path)
         run.model = str(record.get("model", "?")).rpartition(".")[2]
         run.data = str(record.get("data", "?"))
         run.monitor = str(record.get("monitor") or "val/loss")

@@ -36,7 +36,7 @@ import yaml
 from zoo.cli.lightning import as_flag, run
 from zoo.data.base import check_seed
 from zoo.errors import ZooError
-from zoo.runs import lower_is_better
+from zoo.runs import known_mode, lower_is_better
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 #: the distributions that take a ``step``
@@ -577,6 +577,13 @@ def _sweep(
     direction = direction or ("minimize" if lower_is_better(metric) else "maximize")
     if direction not in ("minimize", "maximize"):
         raise ZooError(f"--direction must be minimize or maximize; got {direction!r}.")
+    known = {"min": "minimize", "max": "maximize"}.get(known_mode(metric) or "")
+    if known is not None and direction != known:  # the sweep would pick its worst trial as its best
+        way = "falls" if known == "minimize" else "rises"
+        raise ZooError(
+            f"--direction is {direction}, but {metric} improves as it {way}: set --direction {known} "
+            "(or leave it out, which reads it from the metric's name)."
+        )
     if not metric.startswith("val/"):
         raise ZooError(
             f"--metric must be a validation metric (val/...), never a test metric; got {metric!r}."

@@ -69,8 +69,9 @@ def _drop_a_failing_nvml_check() -> None:
 _drop_a_failing_nvml_check()
 
 
-def check_run_root(root: str | Path | None) -> None:
-    """Raise :class:`ZooError` unless ``root`` is, or can become, a folder this process can write."""
+def check_run_root(root: str | Path | None, writable: bool = True) -> None:
+    """Raise :class:`ZooError` unless ``root`` is, or can become, a folder (this process can write,
+    when ``writable``)."""
     if root is None:
         return
     path = Path(root)
@@ -80,7 +81,7 @@ def check_run_root(root: str | Path | None) -> None:
     if not existing.is_dir():
         where = "is a file" if existing == path else f"lies under the file {existing}"
         raise ZooError(f"trainer.default_root_dir: {path} {where}; name a folder for the runs.")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if writable and not os.access(existing, os.W_OK | os.X_OK):
         made = "" if existing == path else f", so {path} cannot be made in it"
         raise ZooError(
             f"trainer.default_root_dir: {existing} is not writable by this user{made}; name a folder you "
@@ -204,7 +205,9 @@ class ZooTrainer(pl.Trainer):
             "limit_predict_batches": limit_predict_batches,
         }
         kwargs.update(limits)
-        kwargs.setdefault("default_root_dir", "runs")  # checked when fitting: evaluating writes nothing there
+        kwargs.setdefault("default_root_dir", "runs")
+        # whether it can be written is checked when fitting: evaluating writes nothing there
+        check_run_root(kwargs["default_root_dir"], writable=False)
         if kwargs.get("logger", True) is True:
             from zoo.loggers import CSVLogger
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+import re
+import sys
+from typing import Any, NoReturn
 
 
 def positive_int(text: str) -> int:
@@ -73,11 +75,33 @@ def torch_device(name: str, option: str = "--device") -> Any:
     return device
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are the zoo's: ``zoo: error: MESSAGE`` and a hint to the
+    command's ``--help``, exit status 2, instead of the usage text and ``zoo runs: error: ...``.
+    Its sub-commands' parsers (``zoo recipes copy``) are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        from zoo.cli import program
+
+        typed = f"{program()} {self.prog.removeprefix('zoo ').strip()}"  # python -m zoo recipes copy
+        message = " ".join(message.split())  # one line
+        action = re.fullmatch(r"argument \{([\w,-]+)\}: invalid choice: '(.*)' \(choose from .*\)", message)
+        if action:  # a sub-command's name (zoo recipes NAME): argparse calls it `argument {list,...}`
+            valid, given = action.groups()
+            message = f"{typed} {given}: no such action; valid actions: {', '.join(valid.split(','))}."
+        action = re.fullmatch(r"the following arguments are required: \{([\w,-]+)\}", message)
+        if action:
+            message = f"{typed} needs an action: {', '.join(action.group(1).split(','))}."
+        sys.stderr.write(f"zoo: error: {message}\nRun `{typed} --help` to see every option.\n")
+        sys.exit(2)
+
+
 def command_parser(
     prog: str, description: str, examples: str, usage: str | None = None
 ) -> argparse.ArgumentParser:
-    """The parser of one of the zoo's argparse commands, with its examples as epilog (kept as written)."""
-    return argparse.ArgumentParser(
+    """The parser of one of the zoo's argparse commands, with its examples as epilog (kept as written)
+    and the zoo's one-line errors (:class:`CommandParser`)."""
+    return CommandParser(
         prog=prog,
         usage=usage,
         description=description,

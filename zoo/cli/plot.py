@@ -39,8 +39,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse(argv)
     from zoo.curves import check_image_path, find_runs, plot_runs
+    from zoo.files import check_writable
 
     check_image_path(args.output, "--output")
+    # before reading any run: the default, curves.png, goes into the working folder, which may be
+    # read-only; a missing folder is made (by plot_runs) when it can be
+    check_writable(args.output, f"--output {args.output}", "curves.png", make_folder=True)
     runs = find_runs(args.runs)
     plot_runs(runs, args.output, x=args.x)
     print(f"wrote {args.output}: the curves of {len(runs)} run{'s' if len(runs) > 1 else ''}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from zoo.cli.args import command_parser
 from zoo.errors import ZooError
-from zoo.files import atomic_write
+from zoo.files import atomic_write, check_writable
 from zoo.recipes import find_recipe, list_recipes, recipes_dir
 
 
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> None:
             raise ZooError(f"{dest} exists already; choose another destination.")
         if not dest.parent.is_dir():
             raise ZooError(f"{dest.parent} is not a folder; copy the recipe into an existing folder.")
+        check_writable(dest, f"copy to {dest}", f"{recipe.name.rsplit('/', 1)[-1]}.yaml")
         text = renamed_copy(recipe.path.read_text(encoding="utf-8"), recipe.name, dest)
         atomic_write(dest, lambda handle: handle.write(text))
         print(f"copied {recipe.name} to {dest}; run it with: zoo train -c {dest} (runs in runs/{dest.stem}/)")
