@@ -881,3 +881,59 @@ def test_on_device_true_needs_images_in_memory(tmp_path: Path) -> None:
     needs = r"data.on_device true needs the images in memory \(data.in_memory true\)"
     with pytest.raises(ZooError, match=needs):
         ImageFolderDataModule(tmp_path, in_memory=False, on_device=True)
+
+
+def _xy(n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(n * 2, dtype=float).reshape(n, 2), np.tile([0, 1], n // 2)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SklearnDataModule(batch_size="32"), "data.batch_size must be an integer >= 1; got '32'."),
+        (lambda: SklearnDataModule(batch_size=1.5), "data.batch_size must be an integer >= 1; got 1.5."),
+        (lambda: SklearnDataModule(batch_size=True), "data.batch_size must be an integer >= 1; got True."),
+        (
+            lambda: SklearnDataModule(eval_batch_size=2.5),
+            "data.eval_batch_size must be an integer >= 1 or None; got 2.5.",
+        ),
+        (
+            lambda: ArrayDataModule(_xy()[0], None),
+            "data.y is None: give the features x (one row per example) and the targets y (one per row) as "
+            "arrays, tensors or lists.",
+        ),
+        (
+            lambda: ArrayDataModule(*_xy(), task="classification"),
+            "data.task must be one of auto, multiclass, binary, regression; got 'classification'.",
+        ),
+        (
+            lambda: ArrayDataModule(*_xy(), num_classes="3"),
+            "data.num_classes must be an integer >= 2 or None (from the labels); got '3'.",
+        ),
+        (
+            lambda: ArrayDataModule(*_xy(), num_classes=1),
+            "data.num_classes must be >= 2 (or None: from the labels); got 1.",
+        ),
+        (
+            lambda: CSVDataModule("d.csv", "label", task="classification"),
+            "data.task must be one of auto, multiclass, binary, regression; got 'classification'.",
+        ),
+    ],
+    ids=[
+        "batch str",
+        "batch float",
+        "batch bool",
+        "eval batch float",
+        "y None",
+        "task",
+        "classes str",
+        "one class",
+        "csv task",
+    ],
+)
+def test_a_wrong_argument_to_a_data_module_is_named_at_construction(build, message: str) -> None:
+    """These said "'<' not supported", "object of type 'NoneType' has no len()", or were accepted and
+    failed later: at fit ("'float' object cannot be interpreted as an integer") or as the model's task."""
+    with pytest.raises(ZooError) as caught:
+        build()
+    assert str(caught.value) == message

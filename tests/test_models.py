@@ -543,3 +543,261 @@ def test_a_model_built_for_other_data_is_refused_at_fit_start(built: dict, wante
         ZooTrainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False).fit(
             model, data
         )
+
+
+class NoisyMLP(MLP):
+    """A user's subclass, as `zoo train --model.class_path` trains one: its own option, the rest
+    passed on to MLP."""
+
+    def __init__(self, noise: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.noise = noise
+
+
+_FACTS = {"task": "multiclass", "num_classes": 3, "input_shape": [4]}
+_IMAGE = {"task": "multiclass", "num_classes": 3, "input_shape": [1, 8, 8]}
+_LM = {"vocab": "abc", "input_shape": [8]}
+_SEQ = {"task": "multiclass", "num_classes": 3, "input_shape": [8], "vocab_size": 5}
+
+
+def _model(name: str, **kwargs):
+    from zoo.models import GPT, ConvNet, FastCifarNet, SequenceClassifier, ViT
+
+    classes = {"MLP": MLP, "NoisyMLP": NoisyMLP, "ConvNet": ConvNet, "FastCifarNet": FastCifarNet}
+    classes |= {"ViT": ViT, "GPT": GPT, "SequenceClassifier": SequenceClassifier}
+    return classes[name](**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (
+            "MLP",
+            {**_FACTS, "hidden_sizes": 64},
+            "model.hidden_sizes must be a list of widths >= 1, e.g. [256, 128] ([] for none); got 64.",
+        ),
+        (
+            "MLP",
+            {**_FACTS, "hidden_sizes": "64"},
+            "model.hidden_sizes must be a list of widths >= 1, e.g. [256, 128] ([] for none); got '64'.",
+        ),
+        ("MLP", {**_FACTS, "dropout": "0.1"}, "model.dropout must be a number in [0, 1); got '0.1'."),
+        (
+            "MLP",
+            {**_FACTS, "num_classes": "3"},
+            "model.num_classes must be an integer (the number of classes); got '3'.",
+        ),
+        ("MLP", {**_FACTS, "l1_lambda": "a"}, "model.l1_lambda must be a number >= 0; got 'a'."),
+        ("MLP", {**_FACTS, "l1_lambda": float("nan")}, "model.l1_lambda must be >= 0; got nan."),
+        (
+            "MLP",
+            {**_FACTS, "label_smoothing": "a"},
+            "model.label_smoothing must be a number in [0, 1); got 'a'.",
+        ),
+        (
+            "MLP",
+            {"task": "binary", "input_shape": [4], "pos_weight": "2"},
+            "model.pos_weight must be a number > 0 (the positive class's weight in the loss; 1 weighs "
+            "both classes alike); got 2.",
+        ),
+        *[
+            (
+                "MLP",
+                {**_FACTS, "input_shape": shape},
+                "model.input_shape must be one example's shape, a list of sizes >= 1 such as [64] or "
+                f"[1, 8, 8]; got {shown}.",
+            )
+            for shape, shown in ((4, "4"), ([-4], "[-4]"), ([0], "[0]"), ([], "[]"), ("64", "'64'"))
+        ],
+        (
+            "MLP",
+            {**_FACTS, "loss": torch.nn.CrossEntropyLoss},
+            "model.loss is the class torch.nn.CrossEntropyLoss: pass an instance, "
+            "torch.nn.CrossEntropyLoss(), or a loss name (bce, contrastive, cross_entropy, huber, l1, mse).",
+        ),
+        (
+            "MLP",
+            {**_FACTS, "loss": 3},
+            "model.loss must be a loss name (bce, contrastive, cross_entropy, huber, l1, mse), a class path "
+            "such as 'torch.nn.HuberLoss', or a loss module such as torch.nn.HuberLoss(); got 3.",
+        ),
+        (
+            "MLP",
+            {**_FACTS, "monitor": 3},
+            "model.monitor must be the name of a metric validation logs, e.g. 'val/loss'; got 3.",
+        ),
+        *[
+            (
+                "MLP",
+                {"task": "binary", "num_classes": k, "input_shape": [4]},
+                "model.num_classes must be 2 (or None) for a binary task, which has one output (the positive "
+                f"class's logit); got {k}. More classes: task='multiclass'.",
+            )
+            for k in (5, 0, 1)
+        ],
+        (
+            "MLP",
+            {**_FACTS, "hiden_sizes": [8]},
+            "MLP has no argument 'hiden_sizes'; did you mean 'hidden_sizes'?",
+        ),
+        ("NoisyMLP", {**_FACTS, "nosie": 0.2}, "NoisyMLP has no argument 'nosie'; did you mean 'noise'?"),
+        ("ConvNet", {**_IMAGE, "hidden": "a"}, "model.hidden must be a list of positive ints; got 'a'."),
+        (
+            "ConvNet",
+            {**_IMAGE, "widths": 32},
+            "model.widths must be a non-empty list of positive ints, e.g. [32, 64]; got 32.",
+        ),
+        (
+            "ConvNet",
+            {**_IMAGE, "blocks_per_stage": 1.5},
+            "model.blocks_per_stage must be an integer >= 1; got 1.5.",
+        ),
+        (
+            "ConvNet",
+            {**_IMAGE, "head_dropout": "0"},
+            "model.head_dropout must be a number in [0, 1); got '0'.",
+        ),
+        ("ConvNet", {**_IMAGE, "widht": [4]}, "ConvNet has no argument 'widht'; did you mean 'widths'?"),
+        (
+            "FastCifarNet",
+            {**_IMAGE, "logit_scale": 0},
+            "model.logit_scale must be a finite number > 0; got 0.",
+        ),
+        ("ViT", {**_IMAGE, "dim": "64"}, "model.dim must be an integer >= 1; got '64'."),
+        ("ViT", {**_IMAGE, "patch": 2}, "ViT has no argument 'patch'; did you mean 'patch_size' or 'depth'?"),
+        ("GPT", {**_LM, "dropout": "a"}, "model.dropout must be a number in [0, 1); got 'a'."),
+        ("GPT", {**_LM, "n_layers": 2}, "GPT has no argument 'n_layers'; did you mean 'n_layer'?"),
+        ("SequenceClassifier", {**_SEQ, "heads": "4"}, "model.heads must be an integer >= 1; got '4'."),
+    ],
+)
+def test_a_wrong_argument_is_named_at_construction(name: str, kwargs: dict, message: str) -> None:
+    """Wrong types said torch's or Python's words ("'int' object is not iterable", "'<' not
+    supported"), naming no argument; some wrong values were accepted (binary with 5 classes,
+    input_shape [0], monitor=3); a misspelled name blamed ZooModule.__init__."""
+    with pytest.raises(ZooError) as caught:
+        _model(name, **kwargs)
+    assert str(caught.value) == message
+
+
+def test_an_unknown_argument_without_a_close_name_lists_the_arguments() -> None:
+    with pytest.raises(ZooError) as caught:
+        MLP(**_FACTS, zzz=1)
+    assert str(caught.value).startswith(
+        "MLP has no argument 'zzz'; it takes hidden_sizes, activation, dropout,"
+    )
+    assert str(caught.value).endswith(", compile, init_from, freeze.")
+
+
+def test_a_subclass_may_pass_the_base_options_itself() -> None:
+    """What MLP passes on is checked against ZooModule's arguments, not the subclass's signature."""
+
+    class Fixed(MLP):
+        def __init__(self, width: int = 8) -> None:
+            super().__init__(hidden_sizes=[width], task="multiclass", num_classes=3, input_shape=[4])
+
+    assert Fixed(width=4).num_outputs == 3
+
+
+def test_binary_models_take_the_class_count_the_data_gives() -> None:
+    data = ArrayDataModule(np.random.default_rng(0).normal(size=(40, 4)), np.tile([0, 1], 20))
+    assert (data.task, data.num_classes) == ("binary", 2)
+    for k in (None, 2):
+        assert MLP(task="binary", num_classes=k, input_shape=[4]).num_outputs == 1
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), "0.1", True])
+def test_the_lr_attribute_refuses_a_rate_torch_would_refuse(value: object) -> None:
+    """``model.lr = -1.0`` went into the parameter groups, and training diverged (train/loss 1e6)."""
+    model = MLP(**_FACTS, hidden_sizes=[4])
+    model.lr = 0.01
+    with pytest.raises(ZooError) as caught:
+        model.lr = value
+    assert str(caught.value) == (
+        "model.lr must be a finite number >= 0 (a learning rate), or None for the optimizer's own; "
+        f"got {value!r}."
+    )
+    assert model.lr == 0.01
+    model.lr, model.lr = 0, None  # torch takes a rate of 0; None: the optimizer's own
+    assert model.lr is None
+
+
+@pytest.fixture(scope="module")
+def noisy_checkpoint(tmp_path_factory) -> Path:
+    """A NoisyMLP checkpoint as `zoo train --model.class_path` writes it (LightningCLI's instantiator
+    and class path in the hyper-parameters), made without training."""
+    import lightning
+
+    model = NoisyMLP(noise=0.2, **_FACTS, hidden_sizes=[8])
+    hparams = dict(model.hparams) | {
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+        "_class_path": f"{NoisyMLP.__module__}.NoisyMLP",
+    }
+    path = tmp_path_factory.mktemp("noisy") / "noisy.ckpt"
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": hparams}
+    torch.save(
+        checkpoint | {"pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0}, path
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dropout": 3}, "model.dropout must be in [0, 1); got 3.0."),
+        ({"nosie": 3}, "NoisyMLP has no argument 'nosie'; did you mean 'noise'?"),
+        ({"hidden_sizes": "abc"}, "hidden_sizes expected a Sequence; got 'abc'."),
+    ],
+    ids=["value", "name", "type"],
+)
+def test_a_bad_override_of_a_checkpoint_is_one_line(
+    noisy_checkpoint: Path, overrides: dict, message: str
+) -> None:
+    """These were jsonargparse's lines of Union subtypes and the whole Namespace given."""
+    given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    for cls in (NoisyMLP, MLP):  # the base class builds the file's subclass
+        with pytest.raises(ZooError) as caught:
+            cls.load_from_checkpoint(noisy_checkpoint, **overrides)
+        assert str(caught.value) == f"NoisyMLP.load_from_checkpoint(path, {given}): {message}"
+    loaded = NoisyMLP.load_from_checkpoint(noisy_checkpoint, dropout=0.2, weights_only=True)
+    assert (loaded.noise, loaded.hparams.dropout) == (0.2, 0.2)
+
+
+def test_freeze_backbone_without_a_head_says_what_to_define() -> None:
+    """It said the output layer "shares weights with its input", which is a GPT's reason only."""
+    from zoo.models import ZooModule
+
+    class Headless(ZooModule):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    class OwnHead(ZooModule):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.body, self.out = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5)), nn.Linear(8, 3)
+
+        def output_head(self) -> nn.Module:
+            return self.out
+
+    with pytest.raises(ZooError) as caught:
+        Headless(**_FACTS, freeze="backbone").freeze_backbone()
+    assert str(caught.value) == (
+        "model.freeze backbone trains the model's output head alone, which output_head() returns "
+        "(self.net.head by default); this Headless has no self.net.head: name its output layer "
+        "self.net.head, or override Headless.output_head() to return it."
+    )
+    model = OwnHead(**_FACTS, freeze="backbone")  # no self.net: the overridden output_head() is enough
+    model.freeze_backbone()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"out.weight", "out.bias"}
+    model.train()
+    assert model.training and model.out.training and not model.body[1].training
+
+
+def test_a_refused_model_option_is_one_line_on_the_command_line(capsys, tmp_path: Path) -> None:
+    from tests.test_cli import run_main
+
+    argv = ["train", "-c", "mlp_digits", "--model.monitor", "", "--trainer.default_root_dir", str(tmp_path)]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        "zoo: error: model.monitor must be the name of a metric validation logs, e.g. 'val/loss'; got ''."
+    )

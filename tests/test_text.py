@@ -396,6 +396,8 @@ def test_sequence_task_is_deterministic_under_the_seed():
         ({"problem": "majority", "length": 1}, "data.length must be >= 2 for the majority problem"),
         ({"num_examples": 0}, "data.num_examples must be an integer >= 1"),
         ({"batch_size": 0}, "data.batch_size must be >= 1"),
+        ({"batch_size": 2.0}, r"data.batch_size must be an integer >= 1; got 2.0.$"),
+        ({"eval_batch_size": "8"}, r"data.eval_batch_size must be an integer >= 1 or None; got '8'.$"),
         ({"num_examples": 10, "test_size": 10}, "data.test_size=10 takes 10 of 10 examples"),
     ],
 )

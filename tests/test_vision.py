@@ -481,6 +481,35 @@ def test_bad_affine_options(tmp_path: Path, options: dict, message: str):
         ImageFolderDataModule(root=tmp_path, **options)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        *[
+            (
+                {"image_size": size},
+                "data.image_size must be a whole number of pixels >= 1 (or None: the images' own size); "
+                f"got {size!r}.",
+            )
+            for size in ("12", 12.5, 0)
+        ],
+        ({"rotate": "10"}, "data.rotate must be in [0, 180] degrees (0: no rotation); got '10'."),
+        (
+            {"translate": None},
+            "data.translate must be a fraction in [0, 0.5) of the image size (0: no shift); got None.",
+        ),
+        ({"batch_size": "32"}, "data.batch_size must be an integer >= 1; got '32'."),
+    ],
+    ids=["size str", "size float", "size 0", "rotate str", "translate None", "batch str"],
+)
+def test_a_wrong_argument_to_an_image_folder_is_named_at_construction(
+    tmp_path: Path, options: dict, message: str
+):
+    """``image_size="12"`` and ``rotate="10"`` said "'<' not supported between 'str' and 'int'"."""
+    with pytest.raises(ZooError) as caught:
+        ImageFolderDataModule(root=tmp_path, **options)
+    assert str(caught.value) == message
+
+
 def test_random_hflip_flips_some_images_whole():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64, 1, 5, 5), dtype=torch.uint8)

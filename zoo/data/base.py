@@ -8,6 +8,7 @@ feature standardization on the training split only and serves tensors through
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +61,29 @@ def check_seed(seed: Any, option: str = "data.seed") -> None:
     integer in [0, 2**32 - 1] (it was reported as a stratification problem)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ZooError(f"{option} must be an integer in [0, 2**32 - 1]; got {seed!r}.")
+
+
+#: the values of a DataModule's ``task``
+TASKS_OR_AUTO = ("auto", "multiclass", "binary", "regression")
+
+
+def check_task(task: Any) -> None:
+    """``data.task``: ``auto`` or one of the model's tasks (``classification`` was accepted here and
+    refused later as the model's task)."""
+    if not isinstance(task, str) or task not in TASKS_OR_AUTO:
+        raise ZooError(f"data.task must be one of {', '.join(TASKS_OR_AUTO)}; got {task!r}.")
+
+
+def check_count(value: Any, option: str, none: bool = False) -> None:
+    """An integer >= 1 (``None`` too where ``none``): ``data.batch_size="32"`` or ``1.5`` failed in a
+    comparison or when the loader sliced; said here in one line naming the option."""
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        also = " or None" if none else ""
+        raise ZooError(f"data.{option} must be an integer >= 1{also}; got {value!r}.")
+    if value < 1:
+        raise ZooError(f"data.{option} must be >= 1; got {value}.")
 
 
 def check_on_device(value: Any) -> None:
@@ -176,10 +200,8 @@ class ZooDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         check_on_device(on_device)
-        if batch_size < 1:
-            raise ZooError(f"data.batch_size must be >= 1; got {batch_size}.")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ZooError(f"data.eval_batch_size must be >= 1; got {eval_batch_size}.")
+        check_count(batch_size, "batch_size")
+        check_count(eval_batch_size, "eval_batch_size", none=True)
         check_seed(seed)
         for option, size in (("val_size", val_size), ("test_size", test_size)):
             _split_count(size, 10**9, option)  # type and range check now; counts vs. n later

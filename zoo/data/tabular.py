@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule
+from zoo.data.base import ArraySplit, Loaded, TaskOrAuto, ZooDataModule, check_task
 from zoo.data.columns import ColumnEncoder, MissingPolicy, check_missing_policy, column_kinds, is_missing
 from zoo.errors import ZooError
 from zoo.files import utf8_fault
@@ -84,6 +85,21 @@ class ArrayDataModule(ZooDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for name, value in (("x", x), ("y", y)):
+            if value is None:
+                raise ZooError(
+                    f"data.{name} is None: give the features x (one row per example) and the targets y "
+                    "(one per row) as arrays, tensors or lists."
+                )
+        check_task(task)
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+        ):
+            raise ZooError(
+                f"data.num_classes must be an integer >= 2 or None (from the labels); got {num_classes!r}."
+            )
+        if num_classes is not None and num_classes < 2:
+            raise ZooError(f"data.num_classes must be >= 2 (or None: from the labels); got {num_classes}.")
         if (x_test is None) != (y_test is None):
             raise ZooError("data: give both x_test and y_test, or neither.")
         self.arrays = (x, y, x_test, y_test)
@@ -183,6 +199,7 @@ class CSVDataModule(ZooDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_task(task)
         check_missing_policy(missing)
         if max_categories < 2:
             raise ZooError(f"data.max_categories must be >= 2; got {max_categories}.")

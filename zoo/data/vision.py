@@ -9,6 +9,7 @@ pixels travel as bytes and are cropped, flipped and scaled there.
 
 from __future__ import annotations
 
+import numbers
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,10 @@ import torch
 from zoo.data.base import ArraySplit, Loaded, SplitSize, ZooDataModule
 from zoo.data.transforms import ImageBatchTransform
 from zoo.errors import ZooError
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class ImageDataModule(ZooDataModule):
@@ -59,9 +64,9 @@ class ImageDataModule(ZooDataModule):
             raise ZooError(
                 f"data.crop_padding must be an integer >= 0 (0: no random crop); got {crop_padding!r}."
             )
-        if not 0 <= rotate <= 180:
+        if not _is_number(rotate) or not 0 <= rotate <= 180:
             raise ZooError(f"data.rotate must be in [0, 180] degrees (0: no rotation); got {rotate!r}.")
-        if not 0 <= translate < 0.5:
+        if not _is_number(translate) or not 0 <= translate < 0.5:
             raise ZooError(
                 f"data.translate must be a fraction in [0, 0.5) of the image size (0: no shift); "
                 f"got {translate!r}."
@@ -466,8 +471,13 @@ class ImageFolderDataModule(ImageDataModule):
         num_workers: int = 2,
         **kwargs: Any,
     ) -> None:
-        if image_size is not None and (isinstance(image_size, bool) or image_size < 1):
-            raise ZooError(f"data.image_size must be a positive number of pixels; got {image_size!r}.")
+        if image_size is not None and (
+            isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1
+        ):
+            raise ZooError(
+                f"data.image_size must be a whole number of pixels >= 1 (or None: the images' own size); "
+                f"got {image_size!r}."
+            )
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ZooError(
                 f"data.num_workers must be an integer >= 0 (0: decode in the main process); "

@@ -7,7 +7,12 @@ groups and the learning-rate schedule.
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import functools
+import inspect
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -64,6 +69,74 @@ OPTIMIZER_KEY = "zoo_optimizer_class"  # the class of the optimizer whose state 
 
 #: the values of ZooModule's ``freeze``
 FREEZE = (None, "none", "backbone")
+
+
+def is_number(value: Any) -> bool:
+    """A real number (``int``, ``float``, numpy's), not a ``bool`` nor a string of digits."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """An integer (``int``, numpy's), not a ``bool``, a ``float`` nor a string of digits."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def require_number(value: Any, option: str, valid: str) -> None:
+    """Raise :class:`ZooError` naming ``option`` unless ``value`` is a real number; the range
+    (``valid``: ``"in [0, 1)"``) is the caller's to check, in its own words."""
+    if not is_number(value):
+        raise ZooError(f"{option} must be a number {valid}; got {value!r}.")
+
+
+def check_sizes(value: Any, option: str, what: str, empty: bool = True) -> None:
+    """Raise ``{option} must be {what}; got ...`` unless ``value`` is a list (or tuple) of integers
+    >= 1 (a shape, layer widths), and not empty unless ``empty``."""
+    sizes = not isinstance(value, (str, bytes)) and isinstance(value, (Sequence, np.ndarray))
+    if not sizes or not all(is_integer(v) and v >= 1 for v in value) or not (empty or len(value)):
+        shown = list(value) if sizes else value
+        raise ZooError(f"{option} must be {what}; got {shown!r}.")
+
+
+@functools.cache
+def init_arguments(cls: type) -> tuple[str, ...]:
+    """The keyword arguments ``cls(...)`` takes: those of its ``__init__`` and, where that passes
+    ``**kwargs`` on, of the ``__init__`` of each base class it reaches (ZooModule's last)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names += [p.name for p in params if p.kind in kinds and p.name != "self" and p.name not in names]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return tuple(names)
+
+
+def check_arguments(cls: type, given: Any, valid: Sequence[str] | None = None) -> None:
+    """Raise :class:`ZooError` for the first name in ``given`` that is not ``valid`` (default: the
+    arguments ``cls(...)`` takes, :func:`init_arguments`), with the closest names of ``cls`` (a
+    misspelled ``MLP(hiden_sizes=...)`` said ``ZooModule.__init__() got an unexpected keyword
+    argument``)."""
+    valid = init_arguments(cls) if valid is None else tuple(valid)
+    names = tuple(dict.fromkeys((*init_arguments(cls), *valid)))
+    for name in given:
+        if name in valid:
+            continue
+        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {' or '.join(repr(c) for c in close)}?"
+            if close
+            else f"it takes {', '.join(names)}."
+        )
+        raise ZooError(f"{cls.__name__} has no argument {name!r}; {hint}")
+
+
+def check_base_arguments(cls: type, kwargs: dict[str, Any]) -> None:
+    """What a zoo model passes on to :class:`ZooModule` (its ``**kwargs``) must be ZooModule's
+    arguments: :func:`check_arguments` before the call, which names ``cls`` rather than ZooModule."""
+    check_arguments(cls, kwargs, init_arguments(ZooModule))
 
 
 def _is_plain(value: Any) -> bool:
@@ -190,6 +263,13 @@ def _loss_from_class_path(path: str, options: dict[str, Any]) -> nn.Module:
     return cls(**_loss_arguments(options))
 
 
+def _loss_class_name(cls: type) -> str:
+    """``torch.nn.CrossEntropyLoss`` (as torch exports it), else the class's public path."""
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"torch.nn.{cls.__name__}"
+    return public_class_path(cls)
+
+
 #: the model's loss options that torch's losses name otherwise
 _LOSS_ARGUMENT = {"class_weights": "weight"}
 
@@ -264,6 +344,38 @@ def _stored_name(factory: Any) -> str | None:
     class path (``torch.optim.SGD``), which this class and the command line (``zoo test --ckpt_path``,
     whose parser takes no registered names) both read back; ``None`` for no schedule."""
     return None if factory is None else _class_path(factory)
+
+
+#: the arguments of Lightning's ``load_from_checkpoint`` that are no hyper-parameter of the model
+_LOAD_OPTIONS = ("map_location", "strict", "weights_only", "hparams_file")
+
+
+def _override_call(cls: type, overrides: dict[str, Any]) -> str:
+    """``MLP.load_from_checkpoint(path, dropout=3)``: the call, for its errors."""
+    given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return f"{cls.__name__}.load_from_checkpoint(path, {given})"
+
+
+def _override_error(cls: type, overrides: dict[str, Any], err: Exception) -> Exception:
+    """What a model refuses of ``load_from_checkpoint(path, **overrides)`` as one line: the model's
+    own :class:`ZooError` (which LightningCLI's instantiator wraps in jsonargparse's several lines of
+    union subtypes), or the type jsonargparse expected. ``err`` itself where it is neither."""
+    import re
+
+    call = _override_call(cls, overrides)
+    cause: BaseException | None = err
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ZooError):
+            return ZooError(f"{call}: {cause}")
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    keys = re.findall(r'Parser key "([^"]+)":\s*\n\s*(.+)', str(err))
+    if keys and keys[-1][0] in overrides:  # jsonargparse's type check (a CLI checkpoint's hparams)
+        key, why = keys[-1]
+        why = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", why).split(". Got value")[0].rstrip(".")
+        return ZooError(f"{call}: {key} {why[:1].lower() + why[1:]}; got {overrides[key]!r}.")
+    return err
 
 
 class ZooModule(pl.LightningModule):
@@ -348,13 +460,33 @@ class ZooModule(pl.LightningModule):
         super().__init__()
         if task not in TASKS:
             raise ZooError(f"model.task must be one of {', '.join(TASKS)}; got {task!r}.")
+        if num_classes is not None and not is_integer(num_classes):
+            raise ZooError(
+                f"model.num_classes must be an integer (the number of classes); got {num_classes!r}."
+            )
         if task == "multiclass" and (num_classes is None or num_classes < 2):
             raise ZooError(f"model.num_classes must be >= 2 for a multiclass task; got {num_classes}.")
-        if l1_lambda < 0:
+        if task == "binary" and num_classes not in (None, 2):
+            raise ZooError(
+                "model.num_classes must be 2 (or None) for a binary task, which has one output (the "
+                f"positive class's logit); got {num_classes}. More classes: task='multiclass'."
+            )
+        if input_shape is not None:
+            check_sizes(
+                input_shape,
+                "model.input_shape",
+                "one example's shape, a list of sizes >= 1 such as [64] or [1, 8, 8]",
+                empty=False,
+            )
+        require_number(l1_lambda, "model.l1_lambda", ">= 0")
+        if not 0 <= l1_lambda < math.inf:
             raise ZooError(f"model.l1_lambda must be >= 0; got {l1_lambda}.")
+        require_number(label_smoothing, "model.label_smoothing", "in [0, 1)")
         if not 0 <= label_smoothing < 1:
             raise ZooError(f"model.label_smoothing must be in [0, 1); got {label_smoothing}.")
-        if pos_weight is not None and not (math.isfinite(pos_weight) and pos_weight > 0):
+        if pos_weight is not None and not (
+            is_number(pos_weight) and math.isfinite(pos_weight) and pos_weight > 0
+        ):
             raise ZooError(
                 f"model.pos_weight must be a number > 0 (the positive class's weight in the loss; 1 weighs "
                 f"both classes alike); got {pos_weight}."
@@ -365,6 +497,11 @@ class ZooModule(pl.LightningModule):
         scheduler_factory = _named_factory(SCHEDULERS, lr_scheduler, "model.lr_scheduler")
         if freeze not in FREEZE:
             raise ZooError(f"model.freeze must be backbone or none (null); got {freeze!r}.")
+        if not isinstance(monitor, str) or not monitor:
+            raise ZooError(
+                f"model.monitor must be the name of a metric validation logs, e.g. 'val/loss'; "
+                f"got {monitor!r}."
+            )
         if vocab is not None:
             if not isinstance(vocab, str) or not vocab:
                 raise ZooError(f"model.vocab must be a non-empty string of characters; got {vocab!r}.")
@@ -445,9 +582,20 @@ class ZooModule(pl.LightningModule):
         del checkpoint
         if target is not cls:
             return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        if set(kwargs) - {"map_location", "strict", "weights_only", "hparams_file"}:
+        overrides = {k: v for k, v in kwargs.items() if k not in _LOAD_OPTIONS}
+        if overrides:
             # the caller's own hyper-parameter overrides: their errors are the caller's, not the file's
-            model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            try:
+                check_arguments(cls, overrides, (*init_arguments(cls), *_LOAD_OPTIONS))
+            except ZooError as err:
+                raise ZooError(f"{_override_call(cls, overrides)}: {err}") from None
+            try:
+                model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            except (TypeError, ValueError, argparse.ArgumentError) as err:
+                problem = _override_error(cls, overrides, err)
+                if problem is err:
+                    raise
+                raise problem from None
             model._unstored = (str(checkpoint_path), unstored)
             return model
         with loading_errors(checkpoint_path, "checkpoint", hparams):
@@ -538,18 +686,37 @@ class ZooModule(pl.LightningModule):
         """Train the output head alone: every other parameter stops learning, and every other layer
         stays in eval mode (see :meth:`train`)."""
         head = self.output_head()
-        if head is None:
+        name = type(self).__name__
+        if head is None and self.shared_output_layer:
             raise ZooError(
-                f"model.freeze backbone: a {type(self).__name__} has no separate output head to train "
+                f"model.freeze backbone: a {name} has no separate output head to train "
                 "alone (its output layer shares weights with its input); fine-tune it whole."
+            )
+        if head is None:
+            net = getattr(self, "net", None)
+            where = "no self.net.head" if isinstance(net, nn.Module) else "no self.net"
+            raise ZooError(
+                f"model.freeze backbone trains the model's output head alone, which output_head() returns "
+                f"(self.net.head by default); this {name} has {where}: name its output layer "
+                f"self.net.head, or override {name}.output_head() to return it."
             )
         in_head = {id(p) for p in head.parameters()}
         for p in self.parameters():
             if id(p) not in in_head:
                 p.requires_grad_(False)
-        head_modules = {id(m) for m in head.modules()}
-        self._frozen = [m for m in self.net.modules() if m is not self.net and id(m) not in head_modules]
+        # the layers outside the head run in eval mode; the head and the modules holding it do not
+        net = getattr(self, "net", None)
+        root = net if isinstance(net, nn.Module) else self
+        named = dict(root.named_modules())
+        path = next((n for n, m in named.items() if m is head), "").split(".")
+        holders = {".".join(path[:i]) for i in range(len(path))}  # "" (the root) and the head's parents
+        keep = {id(m) for m in head.modules()} | {id(named[n]) for n in holders if n in named}
+        self._frozen = [m for m in root.modules() if id(m) not in keep]
         self.train(self.training)
+
+    #: whether the output layer shares its weights with the input (a GPT's is its token embedding):
+    #: then there is no separate head for ``freeze="backbone"`` to train
+    shared_output_layer: bool = False
 
     def train(self, mode: bool = True) -> ZooModule:
         """``nn.Module.train``, except that the layers of a frozen backbone stay in eval mode."""
@@ -724,6 +891,17 @@ class ZooModule(pl.LightningModule):
             ("class_weights", class_weights),
         )
         options = {k: v for k, v in given if v}  # the ones set: 0 and None are their defaults
+        if isinstance(loss, type) and issubclass(loss, nn.Module):
+            path = _loss_class_name(loss)
+            raise ZooError(
+                f"model.loss is the class {path}: pass an instance, {path}(), or a loss name "
+                f"({', '.join(LOSSES.list())})."
+            )
+        if not isinstance(loss, (str, nn.Module)):
+            raise ZooError(
+                f"model.loss must be a loss name ({', '.join(LOSSES.list())}), a class path such as "
+                f"'torch.nn.HuberLoss', or a loss module such as torch.nn.HuberLoss(); got {loss!r}."
+            )
         if isinstance(loss, nn.Module):
             if options:
                 raise ZooError(
@@ -1104,6 +1282,13 @@ class ZooModule(pl.LightningModule):
 
     @lr.setter
     def lr(self, value: float | None) -> None:
+        if value is not None and not (is_number(value) and 0 <= value < math.inf):
+            # torch refuses such rates when it builds an optimizer; set here they went straight into
+            # the parameter groups, and training diverged
+            raise ZooError(
+                f"model.lr must be a finite number >= 0 (a learning rate), or None for the optimizer's "
+                f"own; got {value!r}."
+            )
         self._lr_override = None if value is None else float(value)
         trainer = self._trainer
         if value is None or trainer is None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError
-from zoo.models.base import ZooModule
+from zoo.models.base import ZooModule, check_base_arguments, check_sizes, is_integer, require_number
 from zoo.nn import conv as zconv
 from zoo.nn.conv import HEADS, NORMS2D, Head, Norm2d
 from zoo.nn.layers import INITS, Init, check_elementwise
@@ -24,9 +24,18 @@ class _ConvModel(ZooModule):
     """Shared checks and the channels_last handling of the conv models."""
 
     def _check_options(
-        self, activation: str, norm: str = "batch", dropout: float = 0.0, init: str = "default"
+        self,
+        activation: str,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        init: str = "default",
+        widths: Sequence[int] = (1,),
+        blocks_per_stage: int = 1,
     ) -> int:
         """Validate the common options; returns the number of input channels."""
+        check_sizes(widths, "model.widths", "a non-empty list of positive ints, e.g. [32, 64]", empty=False)
+        if not is_integer(blocks_per_stage) or blocks_per_stage < 1:
+            raise ZooError(f"model.blocks_per_stage must be an integer >= 1; got {blocks_per_stage!r}.")
         if self.input_shape is None or len(self.input_shape) != 3:
             raise ZooError(
                 "model.input_shape must be 3-D (channels, height, width) for a conv model, "
@@ -37,6 +46,7 @@ class _ConvModel(ZooModule):
         check_elementwise(activation, option="model.activation")
         if norm not in NORMS2D:
             raise ZooError(f"model.norm must be one of {', '.join(NORMS2D)}; got {norm!r}.")
+        require_number(dropout, "model.dropout", "in [0, 1)")
         if not 0.0 <= dropout < 1.0:
             raise ZooError(f"model.dropout must be in [0, 1); got {dropout}.")
         if init not in INITS:
@@ -97,12 +107,13 @@ class ConvNet(_ConvModel):
         init: Init = "default",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm, dropout, init)
+        in_channels = self._check_options(activation, norm, dropout, init, widths, blocks_per_stage)
         if head not in HEADS:
             raise ZooError(f"model.head must be one of {', '.join(HEADS)}; got {head!r}.")
-        if any(int(h) < 1 for h in hidden):
-            raise ZooError(f"model.hidden must be a list of positive ints; got {list(hidden)}.")
+        check_sizes(hidden, "model.hidden", "a list of positive ints")
+        require_number(head_dropout, "model.head_dropout", "in [0, 1)")
         if not 0.0 <= head_dropout < 1.0:
             raise ZooError(f"model.head_dropout must be in [0, 1); got {head_dropout}.")
         self.net = zconv.ConvNet(
@@ -148,8 +159,11 @@ class ResNet(_ConvModel):
         init: Init = "default",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm, init=init)
+        in_channels = self._check_options(
+            activation, norm, init=init, widths=widths, blocks_per_stage=blocks_per_stage
+        )
         self.net = zconv.ResNet(
             in_channels,
             self.num_outputs,
@@ -187,8 +201,12 @@ class FastCifarNet(_ConvModel):
         init: Init = "default",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
         super().__init__(**kwargs)
-        in_channels = self._check_options(activation, norm, init=init)
+        in_channels = self._check_options(activation, norm, init=init, widths=widths)
+        require_number(logit_scale, "model.logit_scale", "> 0")
+        if not 0 < logit_scale < float("inf"):
+            raise ZooError(f"model.logit_scale must be a finite number > 0; got {logit_scale}.")
         self.net = zconv.FastCifarNet(
             in_channels,
             self.num_outputs,

@@ -9,7 +9,7 @@ import torch
 
 from zoo import nn as znn
 from zoo.errors import ZooError
-from zoo.models.base import ZooModule
+from zoo.models.base import ZooModule, check_base_arguments, is_integer, require_number
 from zoo.nn.layers import INITS, NORMS, Init, Norm
 from zoo.registry import ACTIVATIONS, register_model
 
@@ -41,6 +41,7 @@ class MLP(ZooModule):
         init: Init = "default",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
         super().__init__(**kwargs)
         if activation not in ACTIVATIONS:
             raise ZooError(ACTIVATIONS.unknown_message(activation, option="model.activation"))
@@ -48,9 +49,15 @@ class MLP(ZooModule):
             raise ZooError(f"model.norm must be one of {', '.join(NORMS)}; got {norm!r}.")
         if init not in INITS:
             raise ZooError(f"model.init must be one of {', '.join(INITS)}; got {init!r}.")
+        require_number(dropout, "model.dropout", "in [0, 1)")
         if not 0.0 <= dropout < 1.0:
             raise ZooError(f"model.dropout must be in [0, 1); got {dropout}.")
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden_sizes):
+        if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+            raise ZooError(
+                "model.hidden_sizes must be a list of widths >= 1, e.g. [256, 128] ([] for none); "
+                f"got {hidden_sizes!r}."
+            )
+        if any(not is_integer(w) or w < 1 for w in hidden_sizes):
             widths = list(hidden_sizes)
             raise ZooError(
                 f"model.hidden_sizes must be widths >= 1, e.g. [256, 128] ([] for none); got {widths}."

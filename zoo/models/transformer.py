@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from zoo.errors import ZooError
-from zoo.models.base import ZooModule
+from zoo.models.base import ZooModule, check_base_arguments, is_integer, require_number
 from zoo.nn import transformer as ztf
 from zoo.nn.transformer import Pooling
 from zoo.registry import register_model, register_preset
@@ -30,6 +30,17 @@ def _sequence_length(input_shape: Sequence[int] | None) -> int:
             f"got {list(input_shape) if input_shape is not None else None}."
         )
     return int(input_shape[0])
+
+
+def _check_types(counts: dict[str, Any], numbers: dict[str, tuple[Any, str]]) -> None:
+    """The arguments' types, each named (``dim="64"`` failed deep in torch): ``counts`` must be
+    integers (``None`` where not set), ``numbers`` numbers; the networks check the ranges, which
+    the messages state (``"in [0, 1)"``)."""
+    for name, value in counts.items():
+        if value is not None and not is_integer(value):
+            raise ZooError(f"model.{name} must be an integer >= 1; got {value!r}.")
+    for name, (value, valid) in numbers.items():
+        require_number(value, f"model.{name}", valid)
 
 
 def _token_ids_example(length: int) -> torch.Tensor:
@@ -93,6 +104,11 @@ class SequenceClassifier(ZooModule):
         pooling: Pooling = "cls",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
+        _check_types(
+            {"vocab_size": vocab_size, "dim": dim, "depth": depth, "heads": heads},
+            {"mlp_ratio": (mlp_ratio, "> 0"), "dropout": (dropout, "in [0, 1)")},
+        )
         super().__init__(**kwargs)
         max_len = _sequence_length(self.input_shape)
         if vocab_size is None:
@@ -162,6 +178,11 @@ class ViT(ZooModule):
         pooling: Literal["cls", "mean"] = "cls",
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
+        _check_types(
+            {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads},
+            {"mlp_ratio": (mlp_ratio, "> 0"), "dropout": (dropout, "in [0, 1)")},
+        )
         super().__init__(**kwargs)
         if self.input_shape is None or len(self.input_shape) != 3:
             raise ZooError(
@@ -217,6 +238,7 @@ class GPT(ZooModule):
     """
 
     reads_tokens = True
+    shared_output_layer = True  # the output layer is the token embedding: no head to train alone
 
     def __init__(
         self,
@@ -227,6 +249,11 @@ class GPT(ZooModule):
         bias: bool = False,
         **kwargs: Any,
     ) -> None:
+        check_base_arguments(type(self), kwargs)
+        _check_types(
+            {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd},
+            {"dropout": (dropout, "in [0, 1)")},
+        )
         vocab = kwargs.get("vocab")
         if isinstance(vocab, str) and kwargs.get("num_classes") is None:
             kwargs["num_classes"] = len(vocab)
