@@ -426,3 +426,9 @@ def test_loading_a_checkpoint_with_another_model_class_names_the_class_that_load
         check_model_class(ConvNet, {"zoo_class_path": "zoo.models.mlp.MLP"}, path)
     check_model_class(SubMLP, {"zoo_class_path": "zoo.models.mlp.MLP"}, path)  # a base: Lightning's use
     check_model_class(ZooModule, {"zoo_class_path": stored}, path)
+    # and load_from_checkpoint asks it for such a file (it said "ZooModule.__init__() got an
+    # unexpected keyword argument 'hidden_sizes'")
+    del checkpoint["hyper_parameters"]["_class_path"], checkpoint["hyper_parameters"]["_instantiator"]
+    torch.save(checkpoint, path)
+    with pytest.raises(ZooError, match=rf"holds a {stored}, which is not a ConvNet; load it with SubMLP\."):
+        ConvNet.load_from_checkpoint(path)

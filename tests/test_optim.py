@@ -331,7 +331,7 @@ def test_unknown_scheduler() -> None:
 def test_total_steps_needed_outside_horizon(name: str) -> None:
     with pytest.raises(ZooError, match=f"{name} needs total_steps"):
         create_scheduler(_opt(), name)
-    with pytest.raises(ZooError, match="needs total_steps"):
+    with pytest.raises(ZooError, match=f"{name}: total_steps must be an integer >= 1"):
         create_scheduler(_opt(), name, total_steps=0)
 
 
@@ -482,3 +482,13 @@ def test_fp16_with_a_fused_optimizer_and_clipping_is_one_clear_error() -> None:
     scaled = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
     with pytest.raises(ZooError, match=r"^trainer.gradient_clip_val: AdamW\(fused=True\) unscales 16-bit"):
         _clipped_run(True, 1.0, plugins=[scaled])
+
+
+def test_a_total_steps_given_but_not_a_count_is_named() -> None:
+    """It said "needs total_steps: pass it explicitly" to a schedule given total_steps=-5."""
+    import zoo
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    for bad in (-5, 0, 2.5):
+        with pytest.raises(ZooError, match=rf"total_steps must be an integer >= 1 .*; got {bad}\."):
+            zoo.create_scheduler(optimizer, "warmup_cosine", warmup_steps=1, total_steps=bad)

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import math
 from collections.abc import Iterator
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -117,6 +118,12 @@ def training_horizon(total_steps: int) -> Iterator[None]:
 
 
 def _resolve_total_steps(total_steps: int | None, who: str) -> int:
+    given = total_steps is not None and not (isinstance(total_steps, float) and math.isinf(total_steps))
+    if given and (isinstance(total_steps, bool) or not isinstance(total_steps, Integral) or total_steps < 1):
+        raise ZooError(
+            f"{who}: total_steps must be an integer >= 1 (the run's optimizer steps), or None to take it "
+            f"from the Trainer; got {total_steps!r}."
+        )
     if total_steps is None:
         total_steps = _HORIZON.get()
         if total_steps == math.inf:

@@ -31,7 +31,13 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_warn
 from torch import nn
 
-from zoo.checkpoints import check_named_classes, check_zoo_model, loading_errors, read_checkpoint
+from zoo.checkpoints import (
+    check_model_class,
+    check_named_classes,
+    check_zoo_model,
+    loading_errors,
+    read_checkpoint,
+)
 from zoo.distributed import derive_seed, gather_objects, rng_state, set_rng_state
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.inference import PREPROCESSING_KEY, Predictor
@@ -576,6 +582,8 @@ class ZooModule(pl.LightningModule):
         check_named_classes(checkpoint, checkpoint_path, option="checkpoint")
         if cls is ZooModule:  # only the file says which model to build
             check_zoo_model(checkpoint, checkpoint_path, option="checkpoint")
+        else:  # ConvNet.load_from_checkpoint of an MLP's file: name the class that loads it
+            check_model_class(cls, checkpoint, checkpoint_path, "checkpoint")
         target = _stored_subclass(cls, checkpoint)
         hparams = checkpoint.get("hyper_parameters")
         unstored = [name for name in checkpoint.get(UNSTORED_KEY) or [] if name not in kwargs]
