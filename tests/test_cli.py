@@ -863,3 +863,263 @@ class FixedWidth(_mlp_class()):  # type: ignore[misc]
         self, task: str = "multiclass", num_classes: int | None = None, input_shape=None, width: int = 16
     ):
         super().__init__(task=task, num_classes=num_classes, input_shape=input_shape, hidden_sizes=[width])
+
+
+# ---------------------------------------------------------------- what a command needs, in one line
+
+
+@pytest.mark.parametrize(
+    ("argv", "wanted"),
+    [
+        (
+            ["train"],
+            "zoo: error: zoo train needs a model and data: a recipe (-c RECIPE, e.g. -c mlp_digits; `zoo "
+            "recipes list`) or --model NAME|CLASS and --data NAME|CLASS (`zoo models`, `zoo models "
+            "--data`).\n"
+            "Run `zoo train --help` to see every option.\n",
+        ),
+        (
+            ["test", "--ckpt_path", "model.ckpt"],
+            "zoo: error: zoo test needs a model and data: a recipe (-c RECIPE, e.g. -c mlp_digits; `zoo "
+            "recipes list`) or --model NAME|CLASS and --data NAME|CLASS (`zoo models`, `zoo models --data`); "
+            "a checkpoint goes with it: zoo test -c RECIPE --ckpt_path CKPT.\n"
+            "Run `zoo test --help` to see every option.\n",
+        ),
+        (
+            ["test", "runs/m/version_0/checkpoints/last.ckpt"],
+            "zoo: error: zoo test takes its checkpoint with --ckpt_path, and the data with a recipe: zoo "
+            "test -c RECIPE --ckpt_path runs/m/version_0/checkpoints/last.ckpt.\n",
+        ),
+        (
+            ["predict", "--input", "imgs/"],
+            "zoo: error: zoo predict needs the checkpoint first: zoo predict CKPT --input imgs/ (CKPT: a "
+            ".ckpt file such as runs/mlp_digits/version_0/checkpoints/last.ckpt, or pretrained:NAME); over a "
+            "recipe's test split: zoo predict -c RECIPE --ckpt_path CKPT.\n",
+        ),
+        (
+            ["predict", "model.ckpt", "--inptu", "x.csv"],
+            "zoo: error: zoo predict has no option --inptu. Did you mean --input or --import? Usage: zoo "
+            "predict CKPT --input PATH [--output FILE] (`zoo predict --help`).\n",
+        ),
+        (  # a prefix of an option is refused as a misspelling, not expanded
+            ["predict", "model.ckpt", "--inp", "x.csv"],
+            "zoo: error: zoo predict has no option --inp. Did you mean --input or --import? Usage: zoo "
+            "predict CKPT --input PATH [--output FILE] (`zoo predict --help`).\n",
+        ),
+    ],
+    ids=[
+        "train alone",
+        "test without a recipe",
+        "test CKPT",
+        "predict without CKPT",
+        "predict typo",
+        "prefix",
+    ],
+)
+def test_a_command_missing_its_parts_says_what_it_takes(argv: list[str], wanted: str, capsys) -> None:
+    """`zoo train` alone named `train.data, train.model` and `zoo --help`; `zoo test CKPT` and
+    `zoo predict --input imgs/` were "unrecognized arguments"; `--inptu` read as a missing --input."""
+    code, out, err = run_main(argv, capsys)
+    assert (code, out, err) == (2, "", wanted)
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("trainer:\n  bogus_key: 1\n", "trainer.bogus_key is not an option of zoo train."),
+        ("trainer:\n  max_epoch: 1\n", "trainer.max_epoch is not an option of zoo train. Did you mean "),
+        (
+            "modle:\n  dropout: 0.1\n",
+            "modle.dropout is not an option of zoo train. Did you mean model.dropout?",
+        ),
+        (
+            "model:\n  dropuot: 0.1\n",
+            "--model.dropuot is not accepted: zoo.models.MLP has no option 'dropuot'. Did you mean "
+            "--model.dropout? `--model.help MLP` lists its options.",
+        ),
+    ],
+    ids=["unknown trainer key", "misspelled trainer key", "misspelled section", "misspelled model key"],
+)
+def test_an_unknown_key_of_a_config_file_names_the_file(tmp_path: Path, capsys, text: str, wanted: str):
+    """It was `Subcommand 'train' does not accept option 'trainer.bogus_key'` and `zoo --help`."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text)
+    root = tmp_path / "runs"
+    code, _, err = run_main(
+        ["train", "-c", "mlp_digits", "-c", str(mine), "--trainer.default_root_dir", str(root)], capsys
+    )
+    lines = err.splitlines()
+    assert code == 2 and lines[-1] == "Run `zoo train --help` to see every option.", err
+    assert lines[-2].startswith(f"zoo: error: -c {mine}: {wanted}"), err
+    if "max_epoch:" in text:
+        assert lines[-2].endswith(
+            "Did you mean trainer.max_epochs or trainer.min_epochs or trainer.max_steps?"
+        )
+    assert not root.exists()
+
+
+def test_an_abbreviated_option_is_refused_as_misspelled(tmp_path: Path, capsys) -> None:
+    """`--trainer.max_epoch 3` ran with max_epochs=3 (jsonargparse expanded the prefix) while
+    `--model.drop 0.3` was refused: both are refused now."""
+    root = ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    code, _, err = run_main(["train", "-c", "mlp_digits", "--trainer.max_epoch", "3", *root], capsys)
+    assert code == 2 and err.splitlines()[-2] == (
+        "zoo: error: unrecognized arguments: --trainer.max_epoch 3. Did you mean --trainer.max_epochs or "
+        "--trainer.min_epochs or --trainer.max_steps?"
+    ), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_class_with_a_required_argument_the_config_lacks_names_it(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """jsonargparse printed the class's whole `Namespace(...)` on one line, and `zoo --help`."""
+    (tmp_path / "needs_foo.py").write_text(
+        "from zoo.models import MLP\n\n\nclass Model(MLP):\n"
+        "    def __init__(self, foo: int, **kwargs):\n        super().__init__(**kwargs)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["train", "-c", "mlp_digits", "--model.class_path", "needs_foo.Model"]
+    code, _, err = run_main([*argv, "--trainer.default_root_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and err.splitlines()[-2:] == [
+        "zoo: error: model.init_args.foo is required: needs_foo.Model takes foo without a default, and "
+        "neither the -c files nor the flags give it; add --model.foo VALUE (or set it under model: "
+        "init_args: in a -c file).",
+        "Run `zoo train --help` to see every option.",
+    ], err
+    assert "Namespace(" not in err
+
+
+def test_an_accelerator_this_machine_lacks_names_what_it_has(tmp_path: Path, capsys) -> None:
+    """`--trainer.accelerator tpu` ended in `ModuleNotFoundError: Requirement 'torch_xla>=1.13' not met`."""
+    import importlib.util
+
+    from zoo.cli.lightning import _accelerators_here
+
+    if importlib.util.find_spec("torch_xla") is not None:
+        pytest.skip("torch_xla is installed")
+    root = tmp_path / "runs"
+    argv = [
+        "train",
+        "-c",
+        "mlp_digits",
+        "--trainer.accelerator",
+        "tpu",
+        "--trainer.default_root_dir",
+        str(root),
+    ]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "zoo: error: --trainer.accelerator tpu: this machine has no TPU (torch_xla is not installed); it has "
+        f"{_accelerators_here()}: use --trainer.accelerator auto (or leave it out)."
+    ), err
+    assert not root.exists()
+
+
+TINY_FIT = [
+    "fit", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.max_epochs", "1",
+    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+]  # fmt: skip
+
+
+def test_fit_and_predict_say_where_their_output_went(tmp_path: Path, capsys) -> None:
+    """`zoo fit` never named its run directory or checkpoints, `zoo predict CKPT -o FILE` printed
+    nothing; `zoo train` and `zoo predict -c` did."""
+    import numpy as np
+
+    root = tmp_path / "runs"
+    code, out, err = run_main([*TINY_FIT, "--trainer.default_root_dir", str(root)], capsys)
+    run = root / "version_0"
+    assert code == 0, err[-3000:]
+    assert out.endswith(
+        f"\nRun directory:   {run}\n  config:        {run / 'config.yaml'}\n"
+        f"  best ckpt:     {run / 'checkpoints' / 'best-epoch=000.ckpt'}\n"
+        f"  last ckpt:     {run / 'checkpoints' / 'last.ckpt'}\n"
+    ), out
+    rows = tmp_path / "rows.npy"
+    np.save(rows, np.zeros((3, 64), dtype=np.float32))
+    output = tmp_path / "predicted.npy"
+    argv = ["predict", str(run / "checkpoints" / "last.ckpt"), "--input", str(rows), "-o", str(output)]
+    code, out, err = run_main(argv, capsys)
+    assert (code, out, err) == (0, "", f"predictions (3 rows): {output}\n")
+    assert np.load(output).shape == (3,)
+
+
+def test_fit_without_checkpointing_runs_and_train_says_why_it_cannot(tmp_path: Path, capsys) -> None:
+    """`--trainer.enable_checkpointing false` ended in Lightning's `found ModelCheckpoint in callbacks
+    list`, a callback the user never added: zoo fit drops the zoo's own; zoo train needs it."""
+    root = tmp_path / "runs"
+    off = ["--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(root)]
+    code, _, err = run_main(["train", "-c", "mlp_digits", "-c", "trainer/debug", *off], capsys)
+    assert code == 2 and err.splitlines()[-1] == (
+        "zoo: error: --trainer.enable_checkpointing false: zoo train reloads the best checkpoint to test it, "
+        "so it needs checkpointing; to train without writing checkpoints use zoo fit (no test): zoo fit ... "
+        "--trainer.enable_checkpointing false."
+    ), err
+    assert not root.exists()
+    code, out, err = run_main([*TINY_FIT, *off], capsys)
+    run = root / "version_0"
+    assert code == 0, err[-3000:]
+    assert out.endswith("\n  no checkpoints (--trainer.enable_checkpointing false)\n"), out
+    assert (run / "metrics.csv").is_file() and not list(root.rglob("*.ckpt"))
+
+
+SWA = [
+    "--trainer.callbacks+=lightning.pytorch.callbacks.StochasticWeightAveraging",
+    "--trainer.callbacks.swa_lrs",
+    "0.001",
+]
+
+
+def test_a_runs_config_with_a_value_jsonargparse_cannot_write_runs_again(tmp_path: Path, capsys) -> None:
+    """StochasticWeightAveraging's `device` (a torch.device) was saved as `device: Unable to serialize
+    instance cpu`, and rerunning the config.yaml ended in `RuntimeError: Invalid device string` with a
+    half-written run directory: the value is left out (and said so), also from an older config."""
+    root = tmp_path / "runs"
+    code, _, err = run_main([*TINY_FIT, *SWA, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 0, err[-3000:]
+    saved = root / "version_0" / "config.yaml"
+    assert (
+        f"zoo: note: {saved} leaves out trainer.callbacks[0].init_args.device: jsonargparse cannot write its "
+        "value (a rerun of the file gives it its default).\n"
+    ) in err
+    text = saved.read_text()
+    assert "Unable to serialize" not in text and "swa_lrs: 0.001" in text
+    older = tmp_path / "older.yaml"  # as saved before: read with the value left out
+    older.write_text(
+        text.replace(
+            "      avg_fn: null\n", "      avg_fn: null\n      device: Unable to serialize instance cpu\n"
+        )
+    )
+    assert "device: Unable" in older.read_text()
+    code, out, err = run_main(["fit", "-c", str(older)], capsys)
+    assert code == 0, err[-3000:]
+    assert (
+        f"zoo: note: -c {older}: trainer.callbacks[0].init_args.device holds a value that could not be saved "
+        "('Unable to serialize instance ...'); left out, so its default applies.\n"
+    ) in err
+    assert f"Run directory:   {root / 'version_1'}" in out
+
+
+def test_a_run_that_fails_before_training_leaves_no_run_directory(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A failure that is no user error (a traceback) before the first training step removed nothing:
+    the run directory kept a config.yaml, hparams.yaml and a run.json of a run that never trained."""
+    (tmp_path / "fails_early.py").write_text(
+        "import lightning.pytorch as pl\n\n\nclass Boom(pl.Callback):\n"
+        "    def on_fit_start(self, trainer, pl_module):\n        raise RuntimeError('boom')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "runs"
+    argv = [*TINY_FIT, "--trainer.callbacks+=fails_early.Boom", "--trainer.default_root_dir", str(root)]
+    with pytest.raises(RuntimeError, match="boom"):
+        main(argv)
+    assert not root.exists(), list(root.rglob("*"))
+
+
+def test_the_argparse_commands_refuse_abbreviated_options_too(tmp_path: Path, capsys) -> None:
+    """`zoo runs --sor test/acc` was read as --sort; the pipeline commands refuse prefixes already."""
+    code, _, err = run_main(["runs", str(tmp_path), "--sor", "test/acc"], capsys)
+    assert code == 2 and err.startswith("zoo: error: unrecognized arguments: --sor test/acc"), err

@@ -387,8 +387,10 @@ def test_python_predict_refuses_complex_features_and_names_a_non_finite_cell() -
 def test_a_bare_zoo_predict_names_what_it_needs(capsys) -> None:
     code, out, err = run_main(["predict"], capsys)
     assert code == 2 and out == ""
-    assert "usage: zoo predict" in err
-    assert "the following arguments are required: checkpoint, --input/-i" in err
+    assert err == (
+        "zoo: error: the following arguments are required: checkpoint, --input/-i\n"
+        "Run `zoo predict --help` to see every option.\n"
+    )
 
 
 def test_a_checkpoint_without_preprocessing_still_predicts_with_a_warning(wine: dict, tmp_path: Path) -> None:

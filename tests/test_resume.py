@@ -392,3 +392,100 @@ def test_a_loader_restored_from_its_state_serves_the_rest_of_the_epoch(kind: str
     # the position applies to that epoch only: the next one is whole and in its own order
     resumed.sampler.set_epoch(3)
     assert sum(1 for _ in resumed) == len(expected)
+
+
+# ---------------------------------------------------------------- which checkpoint --ckpt_path names
+
+
+def _run_dir_of(root: Path, status: str, pid: int) -> Path:
+    """A run directory as a run in progress leaves it: its last.ckpt and a run.json that says
+    ``status``, with the process ``pid`` on this host."""
+    import socket
+
+    run = root / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not read")
+    record = {"status": status, "host": socket.gethostname(), "pid": pid, "started": "2026-01-01T00:00:00"}
+    (run / "run.json").write_text(json.dumps(record))
+    return run
+
+
+@pytest.mark.parametrize("given", ["last", "path"])
+def test_resuming_a_run_that_is_still_running_is_refused(tmp_path: Path, capsys, given: str) -> None:
+    """`--ckpt_path last` (or the path of its last.ckpt) while the run still runs: both processes
+    wrote the same run directory (metrics.csv got its epochs twice, the checkpoints overwritten)."""
+    root = tmp_path / "runs"
+    run = _run_dir_of(root, "running", os.getpid())  # this process: alive
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    ckpt = "last" if given == "last" else str(run / "checkpoints" / "last.ckpt")
+    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(root), "--ckpt_path", ckpt], capsys)
+    assert code == 2 and err.splitlines() == [
+        f"zoo: error: --ckpt_path {ckpt}: the run in {run} is still running (pid {os.getpid()} on this host, "
+        "run.json: status running); resuming it now would write the same run directory twice. Wait for it "
+        f"to end, or stop it (kill {os.getpid()}) and then resume; or give another checkpoint."
+    ], err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing written
+    # a run that ended (or was killed, its run.json still `running`) is resumed: here the checkpoint
+    # is read next, and refused as no checkpoint
+    (run / "run.json").write_text(
+        json.dumps({**json.loads((run / "run.json").read_text()), "pid": 2**22 + 7})
+    )
+    code, _, err = run_main([*RUN, "--trainer.default_root_dir", str(root), "--ckpt_path", ckpt], capsys)
+    assert code == 2 and "is not a readable PyTorch checkpoint" in err and "still running" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("command", "given", "wanted"),
+    [
+        (
+            "test",
+            "Last",
+            "--ckpt_path: Last is neither a checkpoint file nor a name it takes. Did you mean last? It takes "
+            "last (the newest run's last.ckpt), best (the newest run's best checkpoint), a .ckpt path, or "
+            "pretrained:NAME.",
+        ),
+        (
+            "train",
+            "LAST",
+            "--ckpt_path: LAST is neither a checkpoint file nor a name it takes. Did you mean last? It takes "
+            "last (the newest last.ckpt under trainer.default_root_dir) or a .ckpt path.",
+        ),
+        (
+            "train",
+            "best",
+            "--ckpt_path best: a run resumes from its last checkpoint, where it stopped; use --ckpt_path "
+            "last (the newest run's last.ckpt) or a .ckpt path. best is for validate, test and predict; to "
+            "start a new run from the best weights: --model.init_from PATH.",
+        ),
+    ],
+    ids=["Last", "LAST to train", "best to train"],
+)
+def test_a_ckpt_path_word_it_does_not_take_lists_the_ones_it_does(
+    tmp_path: Path, capsys, command: str, given: str, wanted: str
+) -> None:
+    """`--ckpt_path best` and `Last` were `--ckpt_path: best does not exist.`"""
+    root = tmp_path / "runs"
+    argv = [command, "-c", "mlp_digits", "--trainer.default_root_dir", str(root), "--ckpt_path", given]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and err.splitlines() == [f"zoo: error: {wanted}"], err
+    assert not root.exists()
+
+
+def test_ckpt_path_best_is_the_best_checkpoint_of_the_newest_run(
+    digits_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """The checkpoint the newest run's checkpoint callback named best, not its other top-k files."""
+    root = tmp_path / "runs"
+    state = torch.load(digits_checkpoint, map_location="cpu", weights_only=True)
+    for version in ("version_0", "version_1"):  # version_1 is written last: the newest
+        folder = root / version / "checkpoints"
+        folder.mkdir(parents=True)
+        for name in ("best-epoch=000.ckpt", "best-epoch=001.ckpt"):
+            torch.save(state, folder / name)
+        named = {"ModelCheckpoint{'monitor': 'val/loss'}": {"best_model_path": f"elsewhere/{name}"}}
+        torch.save({**state, "callbacks": named}, folder / "last.ckpt")
+    argv = ["test", "-c", "mlp_digits", *QUIET, "--trainer.limit_test_batches", "1", "--ckpt_path", "best"]
+    code, out, err = run_main([*argv, "--trainer.default_root_dir", str(root)], capsys)
+    assert code == 0, err[-3000:]
+    assert f"zoo: using {root / 'version_1' / 'checkpoints' / 'best-epoch=001.ckpt'}\n" in err
+    assert "test/acc" in out

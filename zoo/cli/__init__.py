@@ -114,6 +114,14 @@ def _main(argv: list[str], owns_process: bool) -> None:
     except ZooError as err:
         print(f"zoo: error: {_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # a full disk or a read-only folder under Lightning's own writes (config.yaml)
+        from zoo.files import disk_error
+
+        found = disk_error(err)
+        if found is None:
+            raise
+        print(f"zoo: error: {found}", file=sys.stderr)
+        sys.exit(2)
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C in a run (ZooTrainer raises it again after Lightning's shutdown), or a SIGTERM,
         # which Lightning ends with a SystemExit of code None (it reads as success): say where the
@@ -158,6 +166,36 @@ def _message(err: ZooError) -> str:
     return text
 
 
+def _predict_input_without_config(rest: list[str]) -> bool:
+    """``zoo predict --input PATH ...`` without ``-c``: the checkpoint form with its checkpoint
+    forgotten, not LightningCLI's predict (which has no ``--input``)."""
+    configs = any(a in ("-c", "--config") or a.startswith("--config=") for a in rest)
+    return not configs and any(a in ("-i", "--input") or a.startswith("--input=") for a in rest)
+
+
+def _positional_word(command: str, word: str) -> str:
+    """What ``zoo COMMAND WORD`` (a word where LightningCLI takes only options; ``zoo predict WORD`` is
+    the checkpoint form) should have been:
+    ``zoo test CKPT`` is ``zoo test -c RECIPE --ckpt_path CKPT``, ``zoo train mlp_digits`` is
+    ``zoo train -c mlp_digits``."""
+    looks_like_checkpoint = word.endswith((".ckpt", ".safetensors")) or word.startswith("pretrained:")
+    if looks_like_checkpoint and command in ("validate", "test"):
+        return (
+            f"zoo {command} takes its checkpoint with --ckpt_path, and the data with a recipe: "
+            f"zoo {command} -c RECIPE --ckpt_path {word}."
+        )
+    if looks_like_checkpoint:
+        return (
+            f"zoo {command} takes options only; to continue the run of {word}: zoo {command} -c RECIPE "
+            f"--ckpt_path {word} (to start from its weights: --model.init_from {word})."
+        )
+    return (
+        f"zoo {command} takes options only, not {word!r}: a recipe goes with -c "
+        f"(zoo {command} -c {word if '/' not in word and ' ' not in word else 'RECIPE'}); "
+        f"`zoo {command} --help` lists the options."
+    )
+
+
 #: the commands whose module's ``main`` takes the rest of the command line
 OWN_PARSERS = {
     name: f"zoo.cli.{name}" for name in ("recipes", "generate", "sweep", "runs", "plot", "export", "models")
@@ -174,12 +212,17 @@ def _command(argv: list[str]) -> Callable[[], None]:
         from zoo.cli.tune import main as tune_main
 
         return lambda: tune_main(command, rest)
-    if command == "predict" and (not rest or rest[0] in ("-h", "--help") or rest[0][0] != "-"):
-        # zoo predict CKPT --input ...; a bare `zoo predict` is told what this form needs, where
-        # LightningCLI's form would ask for predict.data and predict.model
+    if command == "predict" and (
+        not rest or rest[0] in ("-h", "--help") or rest[0][0] != "-" or _predict_input_without_config(rest)
+    ):
+        # zoo predict CKPT --input ...; a bare `zoo predict` (or `zoo predict --input PATH`, the
+        # checkpoint forgotten) is told what this form needs, where LightningCLI's form would ask
+        # for predict.data and predict.model (or refuse --input)
         from zoo.cli.predict import main as predict_main
 
         return lambda: predict_main(rest)
+    if command in PIPELINE and rest and not rest[0].startswith("-"):
+        raise ZooError(_positional_word(command, rest[0]))
     if command in PIPELINE and any(a in ("-h", "--help") for a in rest):
         from zoo.cli.pipeline_help import short_help
 

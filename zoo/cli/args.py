@@ -107,6 +107,7 @@ def command_parser(
         description=description,
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --out for --output would pass silently; the pipeline commands refuse it too
     )
 
 

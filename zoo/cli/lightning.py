@@ -133,20 +133,202 @@ class ZooArgumentParser(LightningArgumentParser):
         kwargs.setdefault("formatter_class", ZooHelpFormatter)
         # argparse would name sys.argv[0]: `__main__.py` under `python -m zoo`, pytest in tests
         kwargs.setdefault("prog", program())
+        # `--trainer.max_epoch 3` ran with max_epochs=3 while `--model.drop` was refused: a prefix
+        # of an option is refused everywhere, with the did-you-mean of a misspelled one
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
+        from zoo.cli import program
+
         prog = self.prog.replace(" [options]", "")
+        subcommand = _subcommand_asked()
+        if subcommand and len(prog.split()) == len(program().split()):
+            # the top-level parser's errors (a missing model, a key of a -c file) are the
+            # subcommand's: its help is the one to read
+            prog = f"{prog} {subcommand}"
         message = (
             _misspelled(message, list(self._option_string_actions))
+            or _required_init_args(message)
+            or _missing_model_or_data(message)
+            or _unknown_config_key(message, self)
             or _not_one_of(message)
             or _wrong_value(message)
             or concise(message)
         )
+        message = _naming_the_file(message)
         sys.stderr.write(f"zoo: error: {message}\nRun `{prog} --help` to see every option.\n")
         sys.exit(2)
+
+
+def _subcommand_asked() -> str | None:
+    """The subcommand of this run (``train``, ``fit``, ...): the first word ``run`` passes on."""
+    from zoo.cli import PIPELINE
+
+    word = sys.argv[1] if len(sys.argv) > 1 else None
+    return word if word in PIPELINE else None
+
+
+def _config_files() -> list[tuple[str, Path]]:
+    """The ``-c`` files of this run: (the name as typed, the file read), in order. The file read is
+    a recipe's path for a recipe's name, or a translated copy (:func:`_config_with_class_paths`)."""
+    from zoo import cli
+
+    def listed(argv: list[str]) -> list[str]:
+        found = []
+        for i, arg in enumerate(argv):
+            if arg in ("-c", "--config") and i + 1 < len(argv):
+                found.append(argv[i + 1])
+            elif arg.startswith("--config="):
+                found.append(arg.split("=", 1)[1])
+        return found
+
+    read = listed(sys.argv[1:])
+    typed = listed(cli.INVOKED or [])
+    if len(typed) != len(read):
+        typed = read
+    return [(name, Path(path)) for name, path in zip(typed, read, strict=True) if Path(path).is_file()]
+
+
+def _file_holding(key: str, value: str | None = None) -> str | None:
+    """The ``-c`` file (as typed) that sets ``key`` (``trainer.bogus_key``; a class's options may sit
+    under ``init_args``), to ``value`` where one is given, the last one where several do; ``None``
+    when none does."""
+    holder = None
+    for name, path in _config_files():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        nodes = [data]
+        for part in key.split("."):
+            found = []
+            for node in nodes:
+                for where in (node, node.get("init_args")) if isinstance(node, dict) else ():
+                    if isinstance(where, dict) and part in where:
+                        found.append(where[part])
+            nodes = found
+        if nodes and (value is None or str(nodes[-1]) == value):
+            holder = name
+    return holder
+
+
+def _naming_the_file(message: str) -> str:
+    """``message`` about an option (``--model.dropuot is not accepted ...``) that no flag set but a
+    ``-c`` file did, with that file named first."""
+    found = re.match(r"--([\w.]+)", message)
+    if not found:
+        return message
+    key = found.group(1).replace(".init_args.", ".")
+    # a flag that sets it, as --model.dropout or --model.init_args.dropout (the form a sweep gives)
+    flags = [a.split("=", 1)[0].replace(".init_args.", ".") for a in sys.argv[1:] if a.startswith("--")]
+    if any(flag == f"--{key}" or flag.startswith(f"--{key}.") for flag in flags):
+        return message
+    holder = _file_holding(key, _refused_value(message, key))
+    return f"-c {holder}: {message}" if holder else message
+
+
+def _refused_value(message: str, key: str) -> str | None:
+    """The value a message says the option does not take (``--model.dropout: 'abc' is not a
+    number``), as a file would hold it; ``None`` when the message names none."""
+    import ast
+
+    given = re.match(r"--[\w.]+: (['\"])(.*?)\1 is not ", message)
+    if not given:
+        return None
+    value: Any = given.group(2)
+    if value.startswith("{"):  # the class's values as jsonargparse held them: {'dropout': 'abc'}
+        try:
+            value = ast.literal_eval(value)
+        except (SyntaxError, ValueError):
+            return value
+        value = value.get("init_args", value) if isinstance(value, dict) else value
+        value = value.get(key.rpartition(".")[2], value) if isinstance(value, dict) else value
+    return str(value)
+
+
+def _required_init_args(message: str) -> str | None:
+    """For a class (``--model.class_path pkg.Model``) whose required arguments neither the ``-c``
+    files nor the flags give: one line naming them, where jsonargparse printed the whole
+    ``Namespace(...)`` of the class's values."""
+    key = re.match(r'\s*Parser key "([\w.]+)":', message)
+    given = re.search(
+        r"Problem with given class_path '([\w.]+)':\s*the following arguments are required: ([\w., ]+)",
+        message,
+    )
+    if not (key and given):
+        return None
+    group, class_path = key.group(1), given.group(1)
+    names = [name.strip() for name in given.group(2).split(",") if name.strip()]
+    keys = ", ".join(f"{group}.init_args.{name}" for name in names)
+    flags = " ".join(f"--{group}.{name} VALUE" for name in names)
+    them = "it" if len(names) == 1 else "them"
+    return (
+        f"{keys} {'is' if len(names) == 1 else 'are'} required: {class_path} takes "
+        f"{', '.join(names)} without a default, and neither the -c files nor the flags give {them}; add "
+        f"{flags} (or set {them} under {group}: init_args: in a -c file)."
+    )
+
+
+def _missing_model_or_data(message: str) -> str | None:
+    """For a pipeline command given neither a recipe nor ``--model``/``--data`` (``zoo train``,
+    ``zoo test --ckpt_path CKPT``): what it needs, where jsonargparse named ``train.data,
+    train.model``."""
+    found = re.fullmatch(r"the following arguments are required: ([\w., ]+)", message.strip())
+    if not found:
+        return None
+    missing = [name.strip().partition(".")[2] for name in found.group(1).split(",")]
+    if not missing or any(name not in ("model", "data") for name in missing):
+        return None
+    subcommand = _subcommand_asked() or "train"
+    what = " and ".join("a model" if name == "model" else "data" for name in sorted(missing, reverse=True))
+    options = " and ".join(f"--{name} NAME|CLASS" for name in sorted(missing, reverse=True))
+    line = (
+        f"zoo {subcommand} needs {what}: a recipe (-c RECIPE, e.g. -c mlp_digits; `zoo recipes list`) "
+        f"or {options} (`zoo models`, `zoo models --data`)"
+    )
+    if subcommand in EVALUATION_COMMANDS:
+        line += f"; a checkpoint goes with it: zoo {subcommand} -c RECIPE --ckpt_path CKPT"
+    return line + "."
+
+
+def _unknown_config_key(message: str, parser: Any) -> str | None:
+    """For a key of a ``-c`` file that the command has no option for (``trainer: {bogus_key: 1}``, a
+    top-level ``modle:``): one line naming the file and the key, with the closest keys."""
+    import difflib
+
+    found = re.fullmatch(r"Subcommand '(\w+)' does not accept option '([\w.]+)'", message.strip())
+    if found:
+        subcommand, key = found.groups()
+        action = getattr(parser, "_subcommands_action", None)
+        sub = getattr(action, "_name_parser_map", {}).get(subcommand) if action is not None else None
+    else:
+        return None
+    flags = list(sub._option_string_actions) if sub is not None else list(parser._option_string_actions)
+    keys = [
+        flag[2:].split(".")
+        for flag in flags
+        if flag.startswith("--") and not flag.endswith(("+", ".help")) and flag not in ("--help", "--config")
+    ]
+    parts = key.split(".")
+    close: list[str] = []
+    for depth in range(len(parts) - 1, -1, -1):
+        # the deepest known group the key is in, and the names at the depth of its first unknown part
+        under = [k for k in keys if k[:depth] == parts[:depth] and len(k) > depth]
+        if not under:
+            continue
+        names = sorted({k[depth] for k in under})
+        close = [
+            ".".join([*parts[:depth], name, *parts[depth + 1 :]])
+            for name in difflib.get_close_matches(parts[depth], names, n=3, cutoff=0.6)
+        ]
+        break
+    holder = _file_holding(key)
+    where = f"-c {holder}: " if holder else ""
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return f"{where}{key} is not an option of zoo {subcommand}.{hint}"
 
 
 def _init_options(class_path: str) -> list[str]:
@@ -318,6 +500,25 @@ class ZooSaveConfig(SaveConfigCallback):
     """Saves ``config.yaml`` in the run directory and records the full config in W&B runs. A
     resumed run keeps the ``config.yaml`` it continues and saves its own as ``config.resume.yaml``."""
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        saved_before = self.already_saved
+        with warnings.catch_warnings():  # the note below says what it means
+            warnings.filterwarnings("ignore", message=r"\s*Unable to serialize instance")
+            super().setup(trainer, pl_module, stage)
+        if saved_before or not self.save_to_log_dir:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        path = Path(log_dir, self.config_filename)
+        dropped = _drop_unserializable(path)
+        if dropped:
+            sys.stderr.write(
+                f"zoo: note: {path} leaves out {', '.join(dropped)}: jsonargparse cannot write "
+                f"{'its value' if len(dropped) == 1 else 'their values'} (a rerun of the file gives "
+                f"{'it its' if len(dropped) == 1 else 'them their'} default).\n"
+            )
+
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from lightning.pytorch.loggers import WandbLogger
 
@@ -326,6 +527,173 @@ class ZooSaveConfig(SaveConfigCallback):
             config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
             for logger in wandb_loggers:
                 logger.experiment.config.update(config, allow_val_change=True)
+
+
+#: the words --ckpt_path takes besides a path: the commands that take each
+CKPT_WORDS = {"last": "every command", "best": "validate, test and predict"}
+
+
+def _accelerators_here() -> str:
+    """The accelerators this machine has, as ``--trainer.accelerator`` names them (``cpu``; ``cuda``
+    with the number of GPUs; ``mps``)."""
+    import torch
+
+    here = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        here.append(f"cuda ({count} GPU{'s' if count > 1 else ''})")
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    return " and ".join(here) if len(here) < 3 else f"{', '.join(here[:-1])} and {here[-1]}"
+
+
+def _check_ckpt_word(given: str, resuming: bool) -> None:
+    """``--ckpt_path`` as a word rather than a path: ``best`` where a run resumes (from its last
+    checkpoint), or a word that is neither a file nor one of :data:`CKPT_WORDS` (``Last``, ``bset``):
+    one line with the values it takes."""
+    import difflib
+
+    if given == "best" and resuming:
+        raise ZooError(
+            "--ckpt_path best: a run resumes from its last checkpoint, where it stopped; use --ckpt_path "
+            "last (the newest run's last.ckpt) or a .ckpt path. best is for validate, test and predict; to "
+            "start a new run from the best weights: --model.init_from PATH."
+        )
+    if given in CKPT_WORDS or Path(given).exists() or given.startswith("pretrained:") or "/" in given:
+        return
+    if Path(given).suffix in (".ckpt", ".safetensors"):
+        return  # a file that is not there: zoo.checkpoints says so
+    words = ["last"] if resuming else list(CKPT_WORDS)
+    close = difflib.get_close_matches(given.lower(), words, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    takes = (
+        "last (the newest last.ckpt under trainer.default_root_dir) or a .ckpt path"
+        if resuming
+        else "last (the newest run's last.ckpt), best (the newest run's best checkpoint), a .ckpt path, or "
+        "pretrained:NAME"
+    )
+    raise ZooError(
+        f"--ckpt_path: {given} is neither a checkpoint file nor a name it takes.{hint} It takes {takes}."
+    )
+
+
+def find_best(root: str | Path) -> Path:
+    """The best checkpoint of the newest run under ``root``, for ``--ckpt_path best``: the run of the
+    newest checkpoint file, and in it the checkpoint its checkpoint callback last named best."""
+    from zoo.checkpoints import LAST
+
+    root = Path(root)
+    found = sorted(root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns) if root.is_dir() else []
+    found = [p for p in found if p.parent.name == "checkpoints"]
+    if not found:
+        raise ZooError(
+            f"--ckpt_path best: there is no checkpoint under {root} (trainer.default_root_dir); train "
+            "first, or give the path of a checkpoint."
+        )
+    folder = found[-1].parent
+    run = [p for p in found if p.parent == folder]
+    named = _best_named_in(run[-1])
+    if named is not None and (folder / named).is_file():
+        return folder / named
+    kept = [p for p in run if not p.name.startswith(LAST.removesuffix(".ckpt"))]
+    if len(kept) == 1:
+        return kept[0]
+    listed = ", ".join(p.name for p in kept) or "only last checkpoints"
+    raise ZooError(
+        f"--ckpt_path best: {folder} holds no checkpoint that its run named best ({listed}); give the "
+        "path of the one you mean."
+    )
+
+
+def _best_named_in(checkpoint: Path) -> str | None:
+    """The file name of the best checkpoint as ``checkpoint``'s ModelCheckpoint state records it."""
+    try:
+        states = read_checkpoint(checkpoint).get("callbacks") or {}
+    except ZooError:
+        return None
+    for key, state in states.items() if isinstance(states, dict) else ():
+        best = state.get("best_model_path") if isinstance(state, dict) else None
+        if "Checkpoint" in str(key) and isinstance(best, str) and best:
+            return Path(best).name
+    return None
+
+
+def _check_run_is_over(given: str, path: Path) -> None:
+    """Refuse to resume a run whose process still runs (its run.json says ``running``, with the pid
+    of a live process on this host): both would write the same run directory, its metrics.csv
+    getting epochs twice and its checkpoints overwritten."""
+    import socket
+
+    from zoo.runs import RUN_FILE, process_alive, read_json_object
+
+    run_dir = run_directory(path)
+    if run_dir is None:
+        return
+    record = read_json_object(run_dir / RUN_FILE)
+    if record.get("status") != "running" or record.get("host") != socket.gethostname():
+        return
+    if not process_alive(record):
+        return  # killed: its run.json could not say so
+    pid = record.get("pid")
+    raise ZooError(
+        f"--ckpt_path {given}: the run in {run_dir} is still running (pid {pid} on this host, run.json: "
+        f"status running); resuming it now would write the same run directory twice. Wait for it to end, "
+        f"or stop it (kill {pid}) and then resume; or give another checkpoint."
+    )
+
+
+#: how jsonargparse writes a value it cannot serialize (``device: Unable to serialize instance cpu``),
+#: which it cannot read back
+UNSERIALIZABLE = "Unable to serialize instance "
+
+
+def _without_unserializable(data: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``data`` (a parsed YAML config) without the values jsonargparse wrote as
+    :data:`UNSERIALIZABLE`, and their keys (``trainer.callbacks[0].init_args.device``)."""
+    dropped: list[str] = []
+    if isinstance(data, dict):
+        kept = {}
+        for key, value in data.items():
+            name = f"{where}.{key}" if where else str(key)
+            if isinstance(value, str) and value.startswith(UNSERIALIZABLE):
+                dropped.append(name)
+                continue
+            kept[key], inner = _without_unserializable(value, name)
+            dropped += inner
+        return kept, dropped
+    if isinstance(data, list):
+        items = []
+        for i, value in enumerate(data):
+            if isinstance(value, str) and value.startswith(UNSERIALIZABLE):
+                dropped.append(f"{where}[{i}]")
+                continue
+            item, inner = _without_unserializable(value, f"{where}[{i}]")
+            items.append(item)
+            dropped += inner
+        return items, dropped
+    return data, dropped
+
+
+def _drop_unserializable(path: Path) -> list[str]:
+    """Rewrite the config file ``path`` without the values jsonargparse could not write; the keys
+    left out (none: the file is untouched)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    if UNSERIALIZABLE not in text:
+        return []
+    try:
+        kept, dropped = _without_unserializable(yaml.safe_load(text))
+    except yaml.YAMLError:
+        return []
+    if dropped:
+        from zoo.files import atomic_write
+
+        # as jsonargparse writes its YAML
+        style = {"default_flow_style": False, "allow_unicode": True, "sort_keys": False}
+        atomic_write(path, lambda handle: yaml.safe_dump(kept, handle, **style))
+    return dropped
 
 
 def _init_from(config: Any) -> Any:
@@ -447,12 +815,17 @@ class ZooCLI(LightningCLI):
                     file=sys.stderr,
                 )
             return
-        path = config.ckpt_path
-        if path == "last":
-            path = find_last(config.trainer.default_root_dir)
-            if rank_zero_only.rank == 0:
-                verb = "resuming from" if subcommand in ("fit", "train") else "using"
-                print(f"zoo: {verb} {path}", file=sys.stderr)
+        given = path = config.ckpt_path
+        resuming = subcommand in ("fit", "train")
+        _check_ckpt_word(str(given), resuming)
+        if path in ("last", "best"):
+            path = (find_last if path == "last" else find_best)(config.trainer.default_root_dir)
+        if resuming and not is_weights_file(path) and rank_zero_only.rank == 0:
+            # rank 0 only: the other ranks of a run that Lightning launches parse this command once
+            # rank 0 has begun, and its run.json already says running, with rank 0's pid
+            _check_run_is_over(str(given), Path(path))
+        if given in ("last", "best") and rank_zero_only.rank == 0:
+            print(f"zoo: {'resuming from' if resuming else 'using'} {path}", file=sys.stderr)
         if is_weights_file(path):
             self._use_weights_file(subcommand, config, str(path))
             return
@@ -531,7 +904,18 @@ class ZooCLI(LightningCLI):
                 callbacks.append(PredictionsCSV(self._predictions_path(config)))
             self.save_config_callback = None
             warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be")
-        elif config.get("logger") not in (None, False, []):  # a run directory: record the run
+        elif config.get("enable_checkpointing") is False:
+            if self.subcommand == "train":
+                raise ZooError(
+                    "--trainer.enable_checkpointing false: zoo train reloads the best checkpoint to test "
+                    "it, so it needs checkpointing; to train without writing checkpoints use zoo fit "
+                    "(no test): zoo fit ... --trainer.enable_checkpointing false."
+                )
+            # zoo fit without checkpoints: the zoo's own checkpoint callback (--checkpoint.*) goes,
+            # where Lightning refused it as a ModelCheckpoint the user never added
+            callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
+        if self.subcommand not in EVALUATION_COMMANDS and config.get("logger") not in (None, False, []):
+            # a run directory: record the run
             callbacks = [*callbacks, RunRecord()]  # run.json, for `zoo runs`
             if not any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
                 callbacks.append(LearningRates())  # the learning-rate curves of `zoo plot`
@@ -555,11 +939,27 @@ class ZooCLI(LightningCLI):
         """Lightning's own checks of Trainer arguments become one ``zoo: error:`` line."""
         try:
             return super().instantiate_trainer(**kwargs)
+        except ZooError:
+            raise
         except (MisconfigurationException, ValueError) as err:  # e.g. fsdp asked for on a CPU
             raise ZooError(f"trainer: {err}") from None
+        except ImportError as err:  # a TPU (torch_xla), deepspeed, ...: a package this machine lacks
+            if "Requirement" not in str(err):
+                raise
+            trainer = self._get(self.config_init, "trainer", default={})
+            accelerator = trainer.get("accelerator")
+            if isinstance(accelerator, str) and accelerator.lower() in ("tpu", "xla"):
+                raise ZooError(
+                    f"--trainer.accelerator {accelerator}: this machine has no TPU (torch_xla is not "
+                    f"installed); it has {_accelerators_here()}: use --trainer.accelerator auto (or leave it "
+                    "out)."
+                ) from None
+            raise ZooError(f"trainer: {str(err).splitlines()[0]}") from None
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        with warnings.catch_warnings():  # ZooSaveConfig leaves such a value out of config.yaml, and says so
+            warnings.filterwarnings("ignore", message=r"\s*Unable to serialize instance")
+            super().instantiate_classes()
         self._check_checkpoint_fits_data()
         log_dir = self.trainer.log_dir
         self._new_log_dir = Path(log_dir) if log_dir and not Path(log_dir).exists() else None
@@ -604,6 +1004,15 @@ class ZooCLI(LightningCLI):
                     "trained with."
                 )
 
+    def trained(self) -> bool:
+        """Whether this invocation's run took a training step or wrote a checkpoint: its run
+        directory then holds work worth keeping, even after a failure."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.global_step > 0:
+            return True
+        new = getattr(self, "_new_log_dir", None)
+        return new is not None and new.exists() and any(new.rglob("*.ckpt"))
+
     def discard_run_dir(self) -> None:
         """Remove the run directory this invocation created (after a failure); on rank 0 only, so
         that another rank's error never removes the directory rank 0 writes."""
@@ -634,24 +1043,37 @@ class ZooCLI(LightningCLI):
             f"  {k:<{width}}  {v:.4f}" if v is not None else f"  {k:<{width}}  nan"
             for k, v in sorted(metrics.items())
         ]
-        if log_dir is None:  # fast_dev_run: Lightning swaps the logger for a dummy and saves nothing
-            print(
-                "\n".join(
-                    [*lines, "", "fast_dev_run: one batch of each stage; no run directory was written."]
-                )
-            )
+        print("\n".join([*lines, *self._where_it_went(log_dir, best, tested=True)]))
+
+    def after_fit(self) -> None:
+        """``zoo fit`` ends, as ``zoo train`` does, with the run directory and its checkpoints."""
+        if self.trainer.interrupted:
             return
-        log_dir = Path(log_dir)
-        lines += ["", f"Run directory:   {log_dir}"]
+        log_dir = self.trainer.log_dir  # a collective under DDP: asked on every rank
+        if not self.trainer.is_global_zero:
+            return
+        callback = self.trainer.checkpoint_callback
+        best = getattr(callback, "best_model_path", "") or None
+        print("\n".join(self._where_it_went(log_dir, best, tested=False)))
+
+    def _where_it_went(self, log_dir: str | None, best: str | None, tested: bool) -> list[str]:
+        """The closing lines of a run: its directory, config, test metrics and checkpoints."""
+        if log_dir is None:  # fast_dev_run: Lightning swaps the logger for a dummy and saves nothing
+            return ["", "fast_dev_run: one batch of each stage; no run directory was written."]
+        folder = Path(log_dir)
+        lines = ["", f"Run directory:   {folder}"]
         if any(isinstance(cb, SaveConfigCallback) for cb in self.trainer.callbacks):  # none without a logger
-            lines += [f"  config:        {log_dir / 'config.yaml'}"]
-        lines += [f"  test metrics:  {log_dir / METRICS_FILE}"]
+            lines += [f"  config:        {folder / 'config.yaml'}"]
+        if tested:
+            lines += [f"  test metrics:  {folder / METRICS_FILE}"]
         if best:
             lines += [f"  best ckpt:     {best}"]
         last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
         if last:
             lines += [f"  last ckpt:     {last}"]
-        print("\n".join(lines))
+        if self.trainer.checkpoint_callback is None:
+            lines += ["  no checkpoints (--trainer.enable_checkpointing false)"]
+        return lines
 
 
 def run(argv: list[str], subcommand: bool = True) -> ZooCLI:
@@ -669,6 +1091,12 @@ def run(argv: list[str], subcommand: bool = True) -> ZooCLI:
     except Exception as err:
         cause = _zoo_error_in(err)
         if cause is None:
+            # not the user's to fix (a traceback follows), but a run that failed before its first
+            # training step leaves nothing half-written either: no run directory with a config,
+            # hparams and a run.json of a run that never trained
+            for cli in _STARTED:
+                if not cli.trained():
+                    cli.discard_run_dir()
             raise
         if not cause.keep_run:
             for cli in _STARTED:
@@ -859,7 +1287,14 @@ def _config_with_class_paths(path: str) -> str:
         return path  # jsonargparse reports it
     if not isinstance(config, dict):
         return path
-    changed = False
+    config, dropped = _without_unserializable(config)
+    if dropped:  # a run's config.yaml saved before such values were left out
+        sys.stderr.write(
+            f"zoo: note: -c {path}: {', '.join(dropped)} {'holds' if len(dropped) == 1 else 'hold'} a value "
+            f"that could not be saved ('{UNSERIALIZABLE}...'); left out, so "
+            f"{'its' if len(dropped) == 1 else 'their'} default applies.\n"
+        )
+    changed = bool(dropped)
     for key in ("model", "data"):
         value = config.get(key)
         named = _registered(key, value.get("class_path") if isinstance(value, dict) else value)

@@ -60,7 +60,45 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N (default: auto)"
     )
+    parser.allow_abbrev = False  # `--inp x.csv` is refused with the did-you-mean below, not expanded
+    _check_words(parser, argv)
     return parser.parse_args(argv)
+
+
+def _check_words(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """One line for what argparse would report wrongly or not at all: an option the command does
+    not have (``--inptu x.csv`` was reported as a missing ``--input``), with the closest ones; the
+    checkpoint left out (``zoo predict --input imgs/``)."""
+    import difflib
+
+    options = [option for option in parser._option_string_actions if option.startswith("--")]
+    for arg in argv:
+        if arg == "--":
+            break
+        option = arg.split("=", 1)[0]
+        if not option.startswith("-") or option in parser._option_string_actions or _is_number(option):
+            continue
+        close = difflib.get_close_matches(option, options, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ZooError(
+            f"zoo predict has no option {option}.{hint} Usage: zoo predict CKPT --input PATH [--output FILE] "
+            "(`zoo predict --help`)."
+        )
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        given = " ".join(argv)
+        raise ZooError(
+            f"zoo predict needs the checkpoint first: zoo predict CKPT {given} (CKPT: a .ckpt file such as "
+            "runs/mlp_digits/version_0/checkpoints/last.ckpt, or pretrained:NAME); over a recipe's test "
+            "split: zoo predict -c RECIPE --ckpt_path CKPT."
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> None:
@@ -113,9 +151,11 @@ def predict_files(
             f"({', '.join(IMAGE_SUFFIXES)}) nor a folder of images."
         )
     if output is not None and output.lower().endswith(".npy"):
-        _write_npy(predictor, batches, Path(output))
+        rows = _write_npy(predictor, batches, Path(output))
     else:
-        _write_csv(predictor, batches, output)
+        rows = _write_csv(predictor, batches, output)
+    if output is not None:  # where they went (on stderr: stdout is the predictions' when no -o)
+        print(f"predictions ({rows} rows): {output}", file=sys.stderr)
 
 
 def _check_output(path: Path, inputs: list[str]) -> None:
@@ -338,16 +378,19 @@ def _progress(batches: Iterator[Any]) -> Iterator[Any]:
     return tqdm(batches, desc="predicting", unit="chunk", file=sys.stderr, leave=False)
 
 
-def _write_csv(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], output: str | None) -> None:
+def _write_csv(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], output: str | None) -> int:
+    """Write the predictions as CSV to ``output`` (stdout when None); the number of rows."""
     if output is None:
-        _csv_rows(predictor, batches, sys.stdout)
-        return
-    _atomic(Path(output), lambda handle: _csv_rows(predictor, batches, handle), text=True)
+        return _csv_rows(predictor, batches, sys.stdout)
+    rows: list[int] = []
+    _atomic(Path(output), lambda handle: rows.append(_csv_rows(predictor, batches, handle)), text=True)
+    return rows[0]
 
 
-def _csv_rows(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], handle: TextIO) -> None:
+def _csv_rows(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], handle: TextIO) -> int:
     writer = csv.writer(handle, lineterminator="\n")
     header_written = False
+    count = 0
     for keys, labels, probs in _progress(batches):
         if not header_written:
             writer.writerow([name for name, _ in keys] + _output_columns(predictor))
@@ -358,8 +401,10 @@ def _csv_rows(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], h
             if probs is not None:
                 row += [f"{p:.6g}" for p in probs[i].tolist()]
             writer.writerow(row)
+        count += len(labels)
     if not header_written:  # no examples: still the header of any output
         writer.writerow(_output_columns(predictor))
+    return count
 
 
 def _output_columns(predictor: Any) -> list[str]:
@@ -372,10 +417,11 @@ def _cell(value: Any) -> str:
     return f"{value:.7g}" if isinstance(value, float) else str(value)
 
 
-def _write_npy(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], path: Path) -> None:
+def _write_npy(predictor: Any, batches: Iterator[tuple[list, np.ndarray, Any]], path: Path) -> int:
     parts = [labels for _, labels, _ in _progress(batches)]
     predictions = np.concatenate(parts) if parts else np.zeros(0)
     _atomic(path, lambda handle: np.save(handle, predictions, allow_pickle=False), text=False)
+    return len(predictions)
 
 
 def _atomic(path: Path, write: Any, text: bool) -> None:
