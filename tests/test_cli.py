@@ -1123,3 +1123,26 @@ def test_the_argparse_commands_refuse_abbreviated_options_too(tmp_path: Path, ca
     """`zoo runs --sor test/acc` was read as --sort; the pipeline commands refuse prefixes already."""
     code, _, err = run_main(["runs", str(tmp_path), "--sor", "test/acc"], capsys)
     assert code == 2 and err.startswith("zoo: error: unrecognized arguments: --sor test/acc"), err
+
+
+def test_optimizers_and_schedules_by_their_short_names_from_the_shell(capsys) -> None:
+    """`--model.optimizer sgd` was "unknown optimizer 'sgd'" while MLP(optimizer="sgd") and
+    zoo.create_optimizer(model, "sgd") take it; the flags after it still set its options."""
+    import yaml
+
+    argv = ["train", "-c", "mlp_digits", "--model.optimizer", "sgd", "--model.optimizer.lr", "0.1"]
+    code, out, err = run_main([*argv, "--model.lr_scheduler=Plateau", "--print_config"], capsys)
+    assert code == 0, err
+    model = yaml.safe_load(out)["model"]["init_args"]
+    assert model["optimizer"] == {
+        "class_path": "torch.optim.SGD",
+        "init_args": model["optimizer"]["init_args"],
+    }
+    assert model["optimizer"]["init_args"]["lr"] == 0.1
+    assert model["lr_scheduler"]["class_path"] == "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    code, out, err = run_main(
+        ["train", "-c", "mlp_digits", "--model.lr_scheduler", "none", "--print_config"], capsys
+    )
+    assert code == 0 and yaml.safe_load(out)["model"]["init_args"]["lr_scheduler"] is None
+    code, _, err = run_main(["train", "-c", "mlp_digits", "--model.optimizer", "sgdd"], capsys)
+    assert code == 2 and "unknown optimizer 'sgdd'. Did you mean 'sgd'?" in err

@@ -1155,6 +1155,11 @@ def resolve_names(argv: list[str]) -> list[str]:
                 value, step = argv[i + 1], 2
         elif option in CLASS_OPTIONS:
             value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+        registered = _registered_class_path(option, value) if option in CLASS_OPTIONS else None
+        if registered is not None:  # --model.optimizer sgd: the registry's name, as Python takes it
+            out += [f"{option}={registered}"] if "=" in arg else [arg, registered]
+            i += 1 if "=" in arg else 2
+            continue
         _check_bare_class_name(option, value)
         full = _class_path_of_bare_name(option, value) if option in CLASS_OPTIONS else None
         if full is not None:  # a name two classes have: the one the zoo means, by its class path
@@ -1191,6 +1196,24 @@ def _subclass_names(base: type) -> set[str]:
                 names.add(sub.__name__)
             todo.append(sub)
     return names
+
+
+def _registered_class_path(option: str, value: Any) -> str | None:
+    """The class path of an optimizer or schedule given to ``--model.optimizer`` or
+    ``--model.lr_scheduler`` by its registered name (``sgd``, ``adamw``, ``warmup_cosine``,
+    ``plateau``; any case: what ``zoo.create_optimizer`` and ``MLP(optimizer="sgd")`` take), ``null``
+    for the schedule ``none``; ``None`` for anything else (class names and paths pass on as they are)."""
+    if not isinstance(value, str) or "." in value or value.startswith("{"):
+        return None
+    from zoo.registry import OPTIMIZERS, SCHEDULERS, public_class_path
+
+    registry = OPTIMIZERS if option.startswith("--model.optimizer") else SCHEDULERS
+    if value not in registry:
+        return None
+    entry = registry.get(value)
+    if value.lower() == "none":
+        return "null"
+    return public_class_path(entry) if isinstance(entry, type) else None
 
 
 def _class_path_of_bare_name(option: str, value: Any) -> str | None:
@@ -1262,11 +1285,17 @@ def _check_bare_class_name(option: str, value: Any) -> None:
             names |= {"ReduceLROnPlateau"}
         if value in names:
             return
-        close = difflib.get_close_matches(value, sorted(names), n=3, cutoff=0.5)
+        from zoo.registry import OPTIMIZERS, SCHEDULERS
+
+        short = (OPTIMIZERS if kind == "optimizer" else SCHEDULERS).list()
+        close = difflib.get_close_matches(value, sorted(names), n=3, cutoff=0.5) or difflib.get_close_matches(
+            value.lower(), short, n=3, cutoff=0.5
+        )
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ZooError(
             f"{option.removeprefix('--').removesuffix('.class_path')}: unknown {kind} {value!r}.{hint} Valid "
-            f"names: {', '.join(sorted(names))}; or a class path (my_pkg.MyClass)."
+            f"names: {', '.join(sorted(names))}; the short names {', '.join(short)}; or a class path "
+            "(my_pkg.MyClass)."
         )
 
 

@@ -29,7 +29,7 @@ configs:
 common options (every key of the config is a flag: --a.b.c VALUE):
   --model NAME|CLASS            a model name (`zoo models`: mlp, resnet20, vit_mini, ...) or class path
   --model.KEY VALUE             --model.dropout 0.3, --model.hidden_sizes [256,128], --model.compile true
-  --model.optimizer CLASS       SGD, AdamW, ...; then --model.optimizer.lr 0.01
+  --model.optimizer CLASS       SGD, AdamW, ... (or sgd, adamw, ...); then --model.optimizer.lr 0.01
   --model.lr_scheduler CLASS    zoo.optim.WarmupCosineLR, zoo.optim.OneCycle, ...; null for none
   --data NAME|CLASS             a data name (`zoo models --data`: digits, wine, ...) or class path
   --data.KEY VALUE              --data.batch_size 128, --data.seed 1, --data.val_size 0.2
