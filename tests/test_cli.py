@@ -1146,3 +1146,25 @@ def test_optimizers_and_schedules_by_their_short_names_from_the_shell(capsys) ->
     assert code == 0 and yaml.safe_load(out)["model"]["init_args"]["lr_scheduler"] is None
     code, _, err = run_main(["train", "-c", "mlp_digits", "--model.optimizer", "sgdd"], capsys)
     assert code == 2 and "unknown optimizer 'sgdd'. Did you mean 'sgd'?" in err
+
+
+def test_early_stopping_and_checkpoint_on_different_metrics_is_noted(tmp_path: Path, capsys) -> None:
+    """--early_stopping.monitor val/acc alone left the tested checkpoint on val/loss, silently."""
+    argv = ["train", "-c", "mlp_digits", "-c", "trainer/debug", "--trainer.default_root_dir", str(tmp_path)]
+    code, _, err = run_main([*argv, "--early_stopping.monitor", "val/acc"], capsys)
+    note = (
+        "zoo: note: early stopping watches val/acc, the best checkpoint (which is tested) val/loss; "
+        "to keep the checkpoint early stopping judges by, add --checkpoint.monitor val/acc."
+    )
+    assert code == 0 and note in err, err
+    from jsonargparse import Namespace
+
+    from zoo.cli.lightning import _note_split_monitors
+
+    _note_split_monitors(
+        Namespace(early_stopping=Namespace(monitor="val/acc"), checkpoint=Namespace(monitor="val/acc"))
+    )
+    _note_split_monitors(
+        Namespace(early_stopping=Namespace(monitor="val/loss"), checkpoint=Namespace(monitor=None))
+    )
+    assert "zoo: note:" not in capsys.readouterr().err

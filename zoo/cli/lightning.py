@@ -117,6 +117,20 @@ def _note_unused_model_options(config: Any) -> None:
         )
 
 
+def _note_split_monitors(config: Any) -> None:
+    """A note when early stopping and the best checkpoint watch different metrics
+    (``--early_stopping.monitor val/acc`` alone left the checkpoint on ``val/loss``: the run stopped
+    on accuracy and tested the checkpoint of the lowest loss). Both are kept as given."""
+    stopping, checkpoint = config.get("early_stopping"), config.get("checkpoint")
+    watched = [getattr(part, "monitor", None) for part in (stopping, checkpoint)]
+    if all(watched) and watched[0] != watched[1]:
+        sys.stderr.write(
+            f"zoo: note: early stopping watches {watched[0]}, the best checkpoint (which is tested) "
+            f"{watched[1]}; to keep the checkpoint early stopping judges by, add --checkpoint.monitor "
+            f"{watched[0]}.\n"
+        )
+
+
 def _import_class(class_path: str) -> Any:
     import importlib
 
@@ -755,6 +769,8 @@ class ZooCLI(LightningCLI):
             if logger.init_args.get("save_dir") is None:
                 logger.init_args.save_dir = trainer.default_root_dir
         _note_unused_model_options(config)
+        if self.subcommand in ("fit", "train"):
+            _note_split_monitors(config)
         self._resume_at: tuple[int, int] | None = None
         if self.subcommand in ("fit", "train") and config.get("ckpt_path"):
             self._prepare_resume(config, zoo_loggers)
