@@ -106,7 +106,10 @@ def test_recipe_reaches_its_floor(zoo, tmp_path: Path, name: str, request, capsy
     card = (run_dir / "README.md").read_text()  # the model card: how it was made, how well, how to use it
     assert f"| command | `zoo train -c {name} --trainer.default_root_dir" in card
     assert f"| {metric} | {metrics[metric]:.4f} |" in card
-    assert f"zoo predict {metrics['best_checkpoint']} --input" in card
+    if name == "transformer_sequence":  # token ids in, an answer per token out: no `zoo predict` form
+        assert "model(token_ids)" in card and "zoo predict" not in card
+    else:
+        assert f"zoo predict {metrics['best_checkpoint']} --input" in card
 
 
 def test_gpu_fragment_parses(capsys):
