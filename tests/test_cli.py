@@ -1131,7 +1131,7 @@ def test_optimizers_and_schedules_by_their_short_names_from_the_shell(capsys) ->
     import yaml
 
     argv = ["train", "-c", "mlp_digits", "--model.optimizer", "sgd", "--model.optimizer.lr", "0.1"]
-    code, out, err = run_main([*argv, "--model.lr_scheduler=Plateau", "--print_config"], capsys)
+    code, out, err = run_main([*argv, "--model.lr_scheduler=plateau", "--print_config"], capsys)
     assert code == 0, err
     model = yaml.safe_load(out)["model"]["init_args"]
     assert model["optimizer"] == {

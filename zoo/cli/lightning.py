@@ -1217,10 +1217,10 @@ def _subclass_names(base: type) -> set[str]:
 def _registered_class_path(option: str, value: Any) -> str | None:
     """The class path of an optimizer or schedule given to ``--model.optimizer`` or
     ``--model.lr_scheduler`` by its registered name (``sgd``, ``adamw``, ``warmup_cosine``,
-    ``plateau``; any case: what ``zoo.create_optimizer`` and ``MLP(optimizer="sgd")`` take), ``null``
+    ``plateau``, in lower case: what ``zoo.create_optimizer`` and ``MLP(optimizer="sgd")`` take), ``null``
     for the schedule ``none``; ``None`` for anything else (class names and paths pass on as they are)."""
-    if not isinstance(value, str) or "." in value or value.startswith("{"):
-        return None
+    if not isinstance(value, str) or "." in value or value.startswith("{") or value != value.lower():
+        return None  # class names (SGD, AdamW, ReduceLROnPlateau) are jsonargparse's to resolve
     from zoo.registry import OPTIMIZERS, SCHEDULERS, public_class_path
 
     registry = OPTIMIZERS if option.startswith("--model.optimizer") else SCHEDULERS
