@@ -200,6 +200,19 @@ def test_models_lists_registry(capsys):
     assert f"{sum(p.numel() for p in built.parameters()):,} parameters (3x32x32 images, 10 classes)" in line
     code, out, _ = run_main(["models", "--data"], capsys)
     assert {"digits", "wine", "fashion_mnist", "chars", "csv"} <= set(out.split())
+    # the learner's other names, each with the flag that takes it (they were in no listing)
+    from zoo.registry import ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULERS
+
+    code, out, _ = run_main(["models", "--options"], capsys)
+    lines = out.splitlines()
+    for flag, registry in (
+        ("--model.activation", ACTIVATIONS),
+        ("--model.loss", LOSSES),
+        ("--model.optimizer", OPTIMIZERS),
+        ("--model.lr_scheduler", SCHEDULERS),
+    ):
+        heading = next(i for i, line in enumerate(lines) if f"({flag}):" in line)
+        assert lines[heading + 1].strip().split(", ") == registry.list()
 
 
 def _printed_config(argv: list[str], capsys) -> dict:

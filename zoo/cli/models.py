@@ -13,6 +13,7 @@ examples:
   zoo models 'resnet*' -v    # with class path, preset arguments and parameter count
   zoo models --data          # the data names: zoo train -c mlp_digits --data wine
   zoo models --pretrained    # the trained models that ship: zoo predict pretrained:mlp_digits ...
+  zoo models --options       # the names of activations, losses, optimizers and schedules
 
 A name works wherever a class path does on the command line: --model resnet20 is
 --model zoo.models.ResNet with the preset's arguments (later flags override them).
@@ -45,7 +46,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="list the trained models that ship (load with pretrained:NAME)",
     )
+    parser.add_argument(
+        "--options",
+        action="store_true",
+        help="list the short names of activations, losses, optimizers and schedules, with their flags",
+    )
     return parser.parse_args(argv)
+
+
+#: what --options lists: (what, the flag that takes it, the registry's name in zoo.registry)
+OPTIONS = (
+    ("activations", "--model.activation", "ACTIVATIONS"),
+    ("losses", "--model.loss", "LOSSES"),
+    ("optimizers", "--model.optimizer", "OPTIMIZERS"),
+    ("schedules", "--model.lr_scheduler", "SCHEDULERS"),
+)
 
 
 def main(argv: list[str]) -> None:
@@ -58,6 +73,13 @@ def main(argv: list[str]) -> None:
             size = f"{entry['bytes'] / 2**10:,.0f} KiB" + (" to download" if "url" in entry else "")
             print(f"pretrained:{name:<21} {entry['model']} on {entry['data']}, {size}")
             print(f"{'':<32} {metrics}  ({entry['command']})")
+        return
+    if args.options:
+        import zoo.registry
+
+        for what, flag, registry_name in OPTIONS:
+            names = getattr(zoo.registry, registry_name).list(args.pattern)
+            print(f"{what} ({flag}):\n  {', '.join(names)}")
         return
     from zoo.registry import DATA, MODELS, named_config
 
