@@ -26,7 +26,7 @@ from zoo.callbacks import (
     RunRecord,
     StopEarly,
 )
-from zoo.checkpoints import check_named_classes, find_last, read_checkpoint, run_directory
+from zoo.checkpoints import check_named_classes, find_best, find_last, read_checkpoint, run_directory
 from zoo.data.base import ZooDataModule
 from zoo.errors import ZooError
 from zoo.loggers import CSVLogger, WandbLogger
@@ -589,47 +589,6 @@ def _check_ckpt_word(given: str, resuming: bool) -> None:
     raise ZooError(
         f"--ckpt_path: {given} is neither a checkpoint file nor a name it takes.{hint} It takes {takes}."
     )
-
-
-def find_best(root: str | Path) -> Path:
-    """The best checkpoint of the newest run under ``root``, for ``--ckpt_path best``: the run of the
-    newest checkpoint file, and in it the checkpoint its checkpoint callback last named best."""
-    from zoo.checkpoints import LAST
-
-    root = Path(root)
-    found = sorted(root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns) if root.is_dir() else []
-    found = [p for p in found if p.parent.name == "checkpoints"]
-    if not found:
-        raise ZooError(
-            f"--ckpt_path best: there is no checkpoint under {root} (trainer.default_root_dir); train "
-            "first, or give the path of a checkpoint."
-        )
-    folder = found[-1].parent
-    run = [p for p in found if p.parent == folder]
-    named = _best_named_in(run[-1])
-    if named is not None and (folder / named).is_file():
-        return folder / named
-    kept = [p for p in run if not p.name.startswith(LAST.removesuffix(".ckpt"))]
-    if len(kept) == 1:
-        return kept[0]
-    listed = ", ".join(p.name for p in kept) or "only last checkpoints"
-    raise ZooError(
-        f"--ckpt_path best: {folder} holds no checkpoint that its run named best ({listed}); give the "
-        "path of the one you mean."
-    )
-
-
-def _best_named_in(checkpoint: Path) -> str | None:
-    """The file name of the best checkpoint as ``checkpoint``'s ModelCheckpoint state records it."""
-    try:
-        states = read_checkpoint(checkpoint).get("callbacks") or {}
-    except ZooError:
-        return None
-    for key, state in states.items() if isinstance(states, dict) else ():
-        best = state.get("best_model_path") if isinstance(state, dict) else None
-        if "Checkpoint" in str(key) and isinstance(best, str) and best:
-            return Path(best).name
-    return None
 
 
 def _check_run_is_over(given: str, path: Path) -> None:
